@@ -1,0 +1,142 @@
+//! The admin listener, separate from customer traffic: liveness, readiness,
+//! Prometheus metrics and the authenticated reload endpoint. Never answers on
+//! a customer listener, never accepts a write without the admin token.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper::Request;
+use subtle::ConstantTimeEq;
+
+use crate::httpd::{problem, respond, serve, Resp};
+use crate::state::{App, ReloadError};
+
+/// Starts the admin listener on the current runtime.
+pub async fn start(app: Arc<App>, addr: SocketAddr) -> std::io::Result<()> {
+    serve(addr, move |req, _peer| handle(app.clone(), req)).await
+}
+
+async fn handle(app: Arc<App>, req: Request<Incoming>) -> Resp {
+    let path = req.uri().path().to_string();
+    let method = req.method().clone();
+    match (method.as_str(), path.as_str()) {
+        ("GET" | "HEAD", "/healthz") => respond(200, "application/json", r#"{"status":"ok"}"#),
+        ("GET" | "HEAD", "/readyz") => readyz(&app).await,
+        ("GET" | "HEAD", "/metrics") => respond(200, "text/plain; version=0.0.4; charset=utf-8", app.metrics.render()),
+        ("POST", "/admin/reload") => {
+            if let Err(resp) = authorize(&app, &req) {
+                return resp;
+            }
+            reload(&app).await
+        }
+        (_, "/healthz" | "/readyz" | "/metrics" | "/admin/reload") => {
+            let mut r = problem(405, "method-not-allowed", "Method not allowed", "See the Allow header.");
+            let allow = if path == "/admin/reload" { "POST" } else { "GET, HEAD" };
+            r.headers_mut().insert(http::header::ALLOW, http::HeaderValue::from_static(allow));
+            r
+        }
+        _ => problem(404, "not-found", "Not found", "No admin endpoint at this path."),
+    }
+}
+
+/// Checks `Authorization: Bearer <admin token>` in constant time.
+fn authorize(app: &App, req: &Request<Incoming>) -> Result<(), Resp> {
+    let snap = app.snapshot();
+    let Some(expected) = snap.config.admin.as_ref().and_then(|a| a.token.clone()) else {
+        return Err(problem(
+            403,
+            "admin-disabled",
+            "Admin API disabled",
+            "No admin.token is configured, so write endpoints are off. Set admin.token (e.g. ${OMNIGATE_ADMIN_TOKEN}) and reload with SIGHUP.",
+        ));
+    };
+    let given = req
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
+        Ok(())
+    } else {
+        let mut r = problem(401, "unauthorized", "Unauthorized", "A valid admin bearer token is required.");
+        r.headers_mut().insert(
+            http::header::WWW_AUTHENTICATE,
+            http::HeaderValue::from_static("Bearer realm=\"omnigate-admin\""),
+        );
+        Err(r)
+    }
+}
+
+async fn reload(app: &App) -> Resp {
+    match app.reload().await {
+        Ok(report) => respond(
+            200,
+            "application/json",
+            serde_json::json!({"result": "applied", "report": report}).to_string(),
+        ),
+        Err(ReloadError::Invalid(errs)) => {
+            let list: Vec<String> = errs.0.iter().map(|d| d.to_string()).collect();
+            let body = serde_json::json!({
+                "type": "urn:omnigate:problem:invalid-config",
+                "title": "Configuration refused",
+                "status": 422,
+                "detail": "The new configuration is invalid; the running one is kept.",
+                "errors": list,
+            });
+            respond(422, "application/problem+json", body.to_string())
+        }
+        Err(e) => {
+            let body = serde_json::json!({
+                "type": "urn:omnigate:problem:reload-failed",
+                "title": "Configuration refused",
+                "status": 422,
+                "detail": format!("The new configuration could not be applied; the running one is kept: {e}"),
+            });
+            respond(422, "application/problem+json", body.to_string())
+        }
+    }
+}
+
+/// Ready when not shutting down and every customer listener accepts
+/// connections. Listeners are probed only until they first accept (they stay
+/// open until shutdown), so probes do not fill the log with aborted handshakes.
+async fn readyz(app: &App) -> Resp {
+    let mut failing = Vec::new();
+    if app.shutting_down() {
+        failing.push("shutting down".to_string());
+    }
+    let listeners: &[crate::config::model::Listener] = if app.listeners_up.load(Ordering::Relaxed) {
+        &[]
+    } else {
+        &app.startup.listeners
+    };
+    for l in listeners {
+        let ok = tokio::time::timeout(Duration::from_millis(500), tokio::net::TcpStream::connect(l.address))
+            .await
+            .is_ok_and(|r| r.is_ok());
+        if !ok {
+            failing.push(format!("listener `{}` ({}) is not accepting connections", l.name, l.address));
+        }
+    }
+    if !listeners.is_empty() && failing.is_empty() {
+        app.listeners_up.store(true, Ordering::Relaxed);
+    }
+    let generation = app.snapshot().generation;
+    if failing.is_empty() {
+        respond(
+            200,
+            "application/json",
+            serde_json::json!({"status": "ready", "config_generation": generation}).to_string(),
+        )
+    } else {
+        respond(
+            503,
+            "application/json",
+            serde_json::json!({"status": "not ready", "reasons": failing}).to_string(),
+        )
+    }
+}

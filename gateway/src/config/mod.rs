@@ -1,0 +1,320 @@
+//! Configuration: `config.yaml` plus the policy files it includes. Loading is
+//! one pass: read each file, substitute `${ENV}` in string values, deserialize
+//! into the raw format, then validate into [`model::Config`]. Every problem is a
+//! [`Diagnostic`] naming file, line, column, field and a fix; loading never
+//! panics and never returns a half-valid config.
+
+pub mod model;
+pub mod raw;
+pub mod source;
+mod validate;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use serde_yaml_ng::Value;
+
+pub use model::Config;
+use source::{Pos, SourceFile};
+
+/// One configuration problem, located.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub file: PathBuf,
+    pub line: usize,
+    pub column: usize,
+    pub field: String,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let field = if self.field.is_empty() {
+            "(document)"
+        } else {
+            &self.field
+        };
+        write!(
+            f,
+            "{}:{}:{}: {}: {}",
+            self.file.display(),
+            self.line,
+            self.column,
+            field,
+            self.message
+        )?;
+        if let Some(h) = &self.hint {
+            write!(f, " (hint: {h})")?;
+        }
+        Ok(())
+    }
+}
+
+/// All problems found in one load; never empty.
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct ConfigErrors(pub Vec<Diagnostic>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, d) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{d}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Collects diagnostics against the files of one load.
+pub(crate) struct Report<'a> {
+    files: &'a [SourceFile],
+    pub(crate) diags: Vec<Diagnostic>,
+}
+
+impl<'a> Report<'a> {
+    fn new(files: &'a [SourceFile]) -> Self {
+        Report {
+            files,
+            diags: Vec::new(),
+        }
+    }
+
+    /// Records a problem at `field` of file number `file`.
+    pub(crate) fn error(&mut self, file: usize, field: &str, message: String, hint: Option<String>) {
+        let (path, pos) = match self.files.get(file) {
+            Some(f) => (f.path.clone(), f.locate(field)),
+            None => (PathBuf::from("?"), Pos { line: 1, column: 1 }),
+        };
+        self.push_at(path, pos, field, message, hint);
+    }
+
+    fn push_at(&mut self, file: PathBuf, pos: Pos, field: &str, message: String, hint: Option<String>) {
+        self.diags.push(Diagnostic {
+            file,
+            line: pos.line,
+            column: pos.column,
+            field: field.to_string(),
+            message,
+            hint,
+        });
+    }
+}
+
+/// Loads and validates `path` and every file it includes.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    let mut files = Vec::new();
+    let main: raw::RawConfig = match read_file(path, &mut files) {
+        Ok(Some(c)) => c,
+        Ok(None) => raw::RawConfig::default(),
+        Err(d) => return Err(ConfigErrors(d)),
+    };
+    let base = path.parent().unwrap_or(Path::new("."));
+    let mut policies = Vec::new();
+    let mut diags = Vec::new();
+    for (i, inc) in main.include.iter().enumerate() {
+        let inc_path = base.join(inc);
+        let field = source::index("include", i);
+        if !inc_path.is_file() {
+            let mut r = Report::new(&files);
+            r.error(
+                0,
+                &field,
+                format!("included file {} does not exist", inc_path.display()),
+                Some("paths are relative to the directory of the main config file".into()),
+            );
+            diags.extend(r.diags);
+            continue;
+        }
+        match read_file::<raw::RawPolicyFile>(&inc_path, &mut files) {
+            Ok(Some(p)) => policies.push((files.len() - 1, p)),
+            Ok(None) => {}
+            Err(d) => diags.extend(d),
+        }
+    }
+    if !diags.is_empty() {
+        return Err(ConfigErrors(diags));
+    }
+    validate::validate(main, policies, &files, base)
+}
+
+/// Reads one file into `T`, indexing it into `files`. `Ok(None)` for an empty file.
+fn read_file<T: DeserializeOwned>(
+    path: &Path,
+    files: &mut Vec<SourceFile>,
+) -> Result<Option<T>, Vec<Diagnostic>> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        vec![Diagnostic {
+            file: path.to_path_buf(),
+            line: 1,
+            column: 1,
+            field: String::new(),
+            message: format!("cannot read file: {e}"),
+            hint: None,
+        }]
+    })?;
+    files.push(SourceFile::new(path, text));
+    let file_idx = files.len() - 1;
+    let file = &files[file_idx];
+    let mut value: Value = match serde_yaml_ng::from_str(&file.text) {
+        Ok(v) => v,
+        Err(e) => {
+            let pos = e
+                .location()
+                .map(|l| Pos {
+                    line: l.line(),
+                    column: l.column(),
+                })
+                .unwrap_or(Pos { line: 1, column: 1 });
+            let mut r = Report::new(files);
+            r.push_at(
+                path.to_path_buf(),
+                pos,
+                "",
+                format!("not valid YAML: {}", strip_location(&e.to_string())),
+                Some("check indentation and quoting around this line".into()),
+            );
+            return Err(r.diags);
+        }
+    };
+    if value.is_null() {
+        return Ok(None);
+    }
+    let mut r = Report::new(files);
+    substitute_env(&mut value, "", file_idx, &mut r);
+    if !r.diags.is_empty() {
+        return Err(r.diags);
+    }
+    match serde_path_to_error::deserialize::<_, T>(value) {
+        Ok(v) => Ok(Some(v)),
+        Err(e) => {
+            let mut field = path_string(e.path());
+            let inner = e.into_inner().to_string();
+            let mut inner = strip_location(&inner);
+            let mut hint = None;
+            if let Some((unknown, expected)) = parse_unknown_field(&inner) {
+                inner = format!("unknown field `{unknown}`");
+                if !field.ends_with(unknown.as_str()) {
+                    field = source::join(&field, &unknown);
+                }
+                hint = closest(&unknown, &expected)
+                    .map(|c| format!("did you mean `{c}`?"))
+                    .or_else(|| Some(format!("allowed fields: {}", expected.join(", "))));
+            } else if inner.starts_with("missing field") {
+                hint = Some("add the field; see README.md for the reference".into());
+            }
+            r.error(file_idx, &field, inner, hint);
+            Err(r.diags)
+        }
+    }
+}
+
+fn path_string(path: &serde_path_to_error::Path) -> String {
+    let mut s = String::new();
+    for seg in path.iter() {
+        match seg {
+            serde_path_to_error::Segment::Seq { index } => s = source::index(&s, *index),
+            serde_path_to_error::Segment::Map { key } => s = source::join(&s, key),
+            serde_path_to_error::Segment::Enum { variant } => s = source::join(&s, variant),
+            serde_path_to_error::Segment::Unknown => {}
+        }
+    }
+    s
+}
+
+/// serde_yaml appends " at line N column M"; we print positions ourselves.
+fn strip_location(msg: &str) -> String {
+    match msg.find(" at line ") {
+        Some(i) => msg[..i].to_string(),
+        None => msg.to_string(),
+    }
+}
+
+/// Splits serde's "unknown field `x`, expected one of `a`, `b`" message.
+fn parse_unknown_field(msg: &str) -> Option<(String, Vec<String>)> {
+    let rest = msg.strip_prefix("unknown field `")?;
+    let end = rest.find('`')?;
+    let unknown = rest[..end].to_string();
+    let expected = rest[end..]
+        .split('`')
+        .skip(2)
+        .step_by(2)
+        .map(str::to_string)
+        .collect();
+    Some((unknown, expected))
+}
+
+/// The candidate closest to `word`, if it is plausibly a typo of it.
+pub(crate) fn closest<'c>(word: &str, candidates: &'c [String]) -> Option<&'c str> {
+    candidates
+        .iter()
+        .map(|c| (strsim::damerau_levenshtein(word, c), c))
+        .filter(|(d, c)| *d <= 2.max(c.len() / 3))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c.as_str())
+}
+
+/// Replaces `${NAME}` in every string value with the environment variable.
+fn substitute_env(value: &mut Value, path: &str, file: usize, r: &mut Report<'_>) {
+    match value {
+        Value::String(s) if s.contains("${") => match expand(s) {
+            Ok(v) => *s = v,
+            Err(name) => r.error(
+                file,
+                path,
+                format!("environment variable `{name}` is not set"),
+                Some(format!("export {name}=… before starting, or write the value here")),
+            ),
+        },
+        Value::Sequence(seq) => {
+            for (i, v) in seq.iter_mut().enumerate() {
+                substitute_env(v, &source::index(path, i), file, r);
+            }
+        }
+        Value::Mapping(map) => {
+            for (k, v) in map.iter_mut() {
+                let key = k.as_str().unwrap_or("?").to_string();
+                substitute_env(v, &source::join(path, &key), file, r);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Expands `${NAME}` and `${NAME:-default}`; `$${` is a literal `${`.
+/// Err(name) if a variable without default is unset.
+fn expand(s: &str) -> Result<String, String> {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find("${") {
+        if rest[..i].ends_with('$') {
+            out.push_str(&rest[..i - 1]);
+            out.push_str("${");
+            rest = &rest[i + 2..];
+            continue;
+        }
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 2..];
+        let Some(end) = after.find('}') else {
+            out.push_str(&rest[i..]);
+            return Ok(out);
+        };
+        let (name, default) = match after[..end].split_once(":-") {
+            Some((n, d)) => (n, Some(d)),
+            None => (&after[..end], None),
+        };
+        match (std::env::var(name), default) {
+            (Ok(v), _) if !v.is_empty() || default.is_none() => out.push_str(&v),
+            (_, Some(d)) => out.push_str(d),
+            (_, None) => return Err(name.to_string()),
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,139 @@
+//! The validated configuration the gateway runs on. Every value here has been
+//! checked; nothing downstream re-validates or panics on it.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+/// The whole validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub server: Server,
+    pub listeners: Vec<Listener>,
+    pub admin: Option<Admin>,
+    pub upstreams: Vec<Upstream>,
+    pub routes: Vec<Route>,
+    pub demo: Option<Demo>,
+    pub trusted_proxies: Vec<IpNet>,
+    pub log: Log,
+}
+
+impl Config {
+    /// The upstream pool called `name`.
+    pub fn upstream(&self, name: &str) -> Option<&Upstream> {
+        self.upstreams.iter().find(|u| u.name == name)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Server {
+    pub threads: usize,
+    pub work_stealing: bool,
+    pub shutdown_grace: Duration,
+    pub state_dir: PathBuf,
+    pub upstream_keepalive_pool: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Listener {
+    pub name: String,
+    pub address: SocketAddr,
+    pub tls: Option<ListenerTls>,
+    /// On a plain listener: answer every request with a redirect to this HTTPS port.
+    pub redirect_to_https: Option<u16>,
+    /// `Strict-Transport-Security` value sent on this (TLS) listener.
+    pub hsts: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListenerTls {
+    /// Empty means: generate (once) and use a self-signed development certificate.
+    pub certificates: Vec<Certificate>,
+    pub http2: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Certificate {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// Lower-case host names (`*.example.com` allowed) this certificate answers for.
+    pub server_names: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Admin {
+    pub address: SocketAddr,
+    pub token: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Balance {
+    RoundRobin,
+    LeastConnections,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Upstream {
+    pub name: String,
+    pub addresses: Vec<SocketAddr>,
+    pub balance: Balance,
+    pub health_check: Option<HealthCheck>,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    pub write_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub tls: Option<UpstreamTls>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthCheck {
+    pub path: String,
+    pub host: String,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub healthy_threshold: usize,
+    pub unhealthy_threshold: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpstreamTls {
+    pub sni: String,
+    pub ca: Option<PathBuf>,
+    pub verify: bool,
+}
+
+/// Whether errors on a route are HTML pages (browsers) or problem JSON (APIs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteKind {
+    Web,
+    Api,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Route {
+    pub name: String,
+    /// Lower-case host names; `*.example.com` matches any subdomain. Empty: any host.
+    pub hosts: Vec<String>,
+    pub path_prefix: String,
+    /// Upper-case methods; empty: any method.
+    pub methods: Vec<String>,
+    pub upstream: String,
+    pub kind: RouteKind,
+    pub strip_prefix: bool,
+    pub max_body: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Demo {
+    pub store: SocketAddr,
+    pub crm: SocketAddr,
+    pub api: SocketAddr,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Log {
+    pub level: String,
+    pub access_log: bool,
+}

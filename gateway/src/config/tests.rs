@@ -1,0 +1,71 @@
+use std::path::Path;
+
+use super::*;
+
+fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+const BASE: &str = "listeners:\n  - name: http\n    address: 127.0.0.1:8080\nupstreams:\n  app:\n    addresses: [127.0.0.1:9000]\n";
+
+#[test]
+fn expands_env_with_defaults() {
+    std::env::set_var("OMNIGATE_TEST_SET", "v");
+    std::env::remove_var("OMNIGATE_TEST_UNSET");
+    assert_eq!(expand("a${OMNIGATE_TEST_SET}b").unwrap(), "avb");
+    assert_eq!(expand("${OMNIGATE_TEST_UNSET:-dflt}").unwrap(), "dflt");
+    assert_eq!(expand("$${literal}").unwrap(), "${literal}");
+    assert_eq!(expand("${OMNIGATE_TEST_UNSET}").unwrap_err(), "OMNIGATE_TEST_UNSET");
+}
+
+#[test]
+fn unknown_field_names_line_and_suggests() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!("{BASE}    health_check:\n      intervall: 5s\n");
+    let p = write(dir.path(), "c.yaml", &text);
+    let errs = load(&p).unwrap_err().0;
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    let d = &errs[0];
+    assert_eq!((d.line, d.column), (8, 7), "{d}");
+    assert_eq!(d.field, "upstreams.app.health_check.intervall");
+    assert!(d.hint.as_deref().unwrap().contains("`interval`"), "{d}");
+}
+
+#[test]
+fn semantic_errors_in_included_files_point_into_them() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "routes.yaml",
+        "routes:\n  - name: a\n    upstream: app\n  - name: b\n    upstream: ap\n    kind: html\n",
+    );
+    let p = write(dir.path(), "c.yaml", &format!("include: [routes.yaml]\n{BASE}"));
+    let errs = load(&p).unwrap_err().0;
+    let text: Vec<String> = errs.iter().map(|d| d.to_string()).collect();
+    assert_eq!(errs.len(), 2, "{text:#?}");
+    assert!(errs.iter().all(|d| d.file.ends_with("routes.yaml")));
+    assert_eq!(errs[0].line, 5);
+    assert!(text[0].contains("upstream `ap` is not defined (hint: did you mean `app`?)"), "{}", text[0]);
+    assert_eq!(errs[1].line, 6);
+    assert!(text[1].contains("routes[1].kind"), "{}", text[1]);
+}
+
+#[test]
+fn syntax_errors_have_a_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(dir.path(), "c.yaml", "listeners:\n  - name: [unclosed\n");
+    let errs = load(&p).unwrap_err().0;
+    assert_eq!(errs.len(), 1);
+    assert!(errs[0].message.starts_with("not valid YAML"), "{}", errs[0]);
+    assert!(errs[0].line >= 2, "{}", errs[0]);
+}
+
+#[test]
+fn the_shipped_config_is_valid() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("config.yaml");
+    let c = load(&root).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.listeners.len(), 2);
+    assert!(c.demo.is_some());
+}

@@ -1,0 +1,616 @@
+//! One pass from the raw format to the model. Collects every problem instead
+//! of stopping at the first, so `omnigate check` lists them all at once.
+
+use std::collections::{BTreeSet, HashSet};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::Path;
+use std::time::Duration;
+
+use super::model::*;
+use super::raw::*;
+use super::source::{index, join, SourceFile};
+use super::{closest, ConfigErrors, Report};
+
+const METHODS: &[&str] = &[
+    "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE",
+];
+const LOG_LEVELS: &[&str] = &["error", "warn", "info", "debug", "trace"];
+
+pub(super) fn validate(
+    main: RawConfig,
+    policies: Vec<(usize, RawPolicyFile)>,
+    files: &[SourceFile],
+    base: &Path,
+) -> Result<Config, ConfigErrors> {
+    let mut r = Report::new(files);
+    let server = server(&main.server, base, &mut r);
+    let listeners = listeners(&main.listeners, base, &mut r);
+    let admin = main.admin.as_ref().and_then(|a| admin(a, &listeners, &mut r));
+    let upstreams: Vec<Upstream> = main
+        .upstreams
+        .iter()
+        .filter_map(|(name, u)| upstream(name, u, base, &mut r))
+        .collect();
+    let known: Vec<String> = main.upstreams.keys().cloned().collect();
+
+    // Routes from config.yaml first, then from each included file, in order.
+    let mut all_routes: Vec<(usize, String, &RawRoute)> = main
+        .routes
+        .iter()
+        .enumerate()
+        .map(|(i, rt)| (0, index("routes", i), rt))
+        .collect();
+    for (file, p) in &policies {
+        all_routes.extend(
+            p.routes
+                .iter()
+                .enumerate()
+                .map(|(i, rt)| (*file, index("routes", i), rt)),
+        );
+    }
+    let mut routes = Vec::new();
+    let mut names = HashSet::new();
+    for (file, path, raw) in &all_routes {
+        if !names.insert(raw.name.clone()) {
+            r.error(
+                *file,
+                &join(path, "name"),
+                format!("route name `{}` is used twice", raw.name),
+                Some("route names label metrics and logs; make each unique".into()),
+            );
+        }
+        if let Some(rt) = route(*file, path, raw, &known, &mut r) {
+            if let Some(prev) = routes.iter().find(|p: &&Route| shadows(p, &rt)) {
+                r.error(
+                    *file,
+                    path,
+                    format!(
+                        "route `{}` can never match: route `{}` before it has the same hosts, path prefix and methods",
+                        rt.name, prev.name
+                    ),
+                    Some("remove one of them or make them differ".into()),
+                );
+            }
+            routes.push(rt);
+        }
+    }
+    if listeners.is_empty() && main.listeners.is_empty() {
+        r.error(
+            0,
+            "listeners",
+            "no listener is configured".into(),
+            Some("add `listeners: [{name: http, address: \"127.0.0.1:8080\"}]`".into()),
+        );
+    }
+    let demo = main.demo.as_ref().and_then(|d| demo(d, &mut r));
+    let trusted_proxies = main
+        .trusted_proxies
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| {
+            let parsed = s
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
+            match parsed {
+                Ok(n) => Some(n),
+                Err(_) => {
+                    r.error(
+                        0,
+                        &index("trusted_proxies", i),
+                        format!("`{s}` is not an IP address or CIDR network"),
+                        Some("write e.g. `10.0.0.0/8` or `127.0.0.1`".into()),
+                    );
+                    None
+                }
+            }
+        })
+        .collect();
+    let log = log(main.log.as_ref(), &mut r);
+
+    if !r.diags.is_empty() {
+        return Err(ConfigErrors(r.diags));
+    }
+    Ok(Config {
+        server,
+        listeners,
+        admin,
+        upstreams,
+        routes,
+        demo,
+        trusted_proxies,
+        log,
+    })
+}
+
+fn server(s: &RawServer, base: &Path, r: &mut Report<'_>) -> Server {
+    let threads = s.threads.unwrap_or(2);
+    if threads == 0 || threads > 1024 {
+        r.error(
+            0,
+            "server.threads",
+            format!("{threads} worker threads is out of range"),
+            Some("use 1 to 1024; one per core is a good start".into()),
+        );
+    }
+    let keepalive = s.upstream_keepalive_pool.unwrap_or(1024);
+    Server {
+        threads,
+        work_stealing: s.work_stealing.unwrap_or(true),
+        shutdown_grace: duration(s.shutdown_grace.as_deref(), "10s", 0, "server.shutdown_grace", r),
+        state_dir: base.join(s.state_dir.as_deref().unwrap_or(".omnigate")),
+        upstream_keepalive_pool: keepalive,
+    }
+}
+
+fn listeners(raw: &[RawListener], base: &Path, r: &mut Report<'_>) -> Vec<Listener> {
+    let mut out: Vec<Listener> = Vec::new();
+    for (i, l) in raw.iter().enumerate() {
+        let p = index("listeners", i);
+        if out.iter().any(|o| o.name == l.name) {
+            r.error(0, &join(&p, "name"), format!("listener name `{}` is used twice", l.name), None);
+        }
+        let Some(address) = socket_addr(&l.address, &join(&p, "address"), r) else {
+            continue;
+        };
+        if let Some(o) = out.iter().find(|o| o.address == address) {
+            r.error(
+                0,
+                &join(&p, "address"),
+                format!("address {address} is already used by listener `{}`", o.name),
+                Some("each listener needs its own address and port".into()),
+            );
+        }
+        let tls = l.tls.as_ref().map(|t| ListenerTls {
+            certificates: t
+                .certificates
+                .iter()
+                .enumerate()
+                .filter_map(|(j, c)| certificate(c, &index(&join(&p, "tls.certificates"), j), base, r))
+                .collect(),
+            http2: t.http2.unwrap_or(true),
+        });
+        let hsts = l.hsts.as_ref().map(|h| {
+            if l.tls.is_none() {
+                r.error(
+                    0,
+                    &join(&p, "hsts"),
+                    "HSTS on a plain-HTTP listener has no effect (browsers ignore it)".into(),
+                    Some("move `hsts` to the listener that has `tls`".into()),
+                );
+            }
+            let age = duration(Some(&h.max_age), "", 0, &join(&p, "hsts.max_age"), r);
+            let mut v = format!("max-age={}", age.as_secs());
+            if h.include_subdomains {
+                v.push_str("; includeSubDomains");
+            }
+            if h.preload {
+                v.push_str("; preload");
+            }
+            v
+        });
+        out.push(Listener {
+            name: l.name.clone(),
+            address,
+            tls,
+            redirect_to_https: None,
+            hsts,
+        });
+    }
+    // Redirect targets refer to other listeners, so resolve them once all are known.
+    for (i, l) in raw.iter().enumerate() {
+        let Some(target) = &l.redirect_to_https else { continue };
+        let field = join(&index("listeners", i), "redirect_to_https");
+        let port = out
+            .iter()
+            .find(|o| &o.name == target && o.tls.is_some())
+            .map(|o| o.address.port());
+        match port {
+            Some(port) => {
+                if let Some(me) = out.iter_mut().find(|o| o.name == l.name) {
+                    if me.tls.is_some() {
+                        r.error(0, &field, "a TLS listener cannot redirect to HTTPS".into(), None);
+                    }
+                    me.redirect_to_https = Some(port);
+                }
+            }
+            None => {
+                let tls_names: Vec<String> = out
+                    .iter()
+                    .filter(|o| o.tls.is_some())
+                    .map(|o| o.name.clone())
+                    .collect();
+                r.error(
+                    0,
+                    &field,
+                    format!("`{target}` is not the name of a TLS listener"),
+                    Some(match tls_names.is_empty() {
+                        true => "add a listener with `tls:` first".into(),
+                        false => format!("TLS listeners: {}", tls_names.join(", ")),
+                    }),
+                );
+            }
+        }
+    }
+    out
+}
+
+fn certificate(c: &RawCertificate, p: &str, base: &Path, r: &mut Report<'_>) -> Option<Certificate> {
+    let cert = base.join(&c.cert);
+    let key = base.join(&c.key);
+    if let Err(e) = crate::edge::tls::load_certified_key(&cert, &key) {
+        r.error(
+            0,
+            p,
+            e.to_string(),
+            Some("point `cert` at a PEM chain and `key` at its PEM private key".into()),
+        );
+        return None;
+    }
+    let mut server_names = Vec::new();
+    for (i, n) in c.server_names.iter().enumerate() {
+        match host_name(n) {
+            Some(h) => server_names.push(h),
+            None => r.error(
+                0,
+                &index(&join(p, "server_names"), i),
+                format!("`{n}` is not a host name"),
+                Some("write e.g. `shop.example.com` or `*.example.com`".into()),
+            ),
+        }
+    }
+    Some(Certificate {
+        cert,
+        key,
+        server_names,
+    })
+}
+
+fn admin(a: &RawAdmin, listeners: &[Listener], r: &mut Report<'_>) -> Option<Admin> {
+    let address = socket_addr(&a.address, "admin.address", r)?;
+    if let Some(l) = listeners.iter().find(|l| l.address == address) {
+        r.error(
+            0,
+            "admin.address",
+            format!("address {address} is already used by listener `{}`", l.name),
+            Some("the admin listener must be separate from customer traffic".into()),
+        );
+    }
+    let token = a.token.clone().filter(|t| !t.is_empty());
+    if let Some(t) = &token {
+        if t.len() < 16 {
+            r.error(
+                0,
+                "admin.token",
+                "admin token is shorter than 16 characters".into(),
+                Some("use a random token, e.g. `openssl rand -hex 32`, via ${OMNIGATE_ADMIN_TOKEN}".into()),
+            );
+        }
+    }
+    Some(Admin { address, token })
+}
+
+fn upstream(name: &str, u: &RawUpstream, base: &Path, r: &mut Report<'_>) -> Option<Upstream> {
+    let p = join("upstreams", name);
+    if u.addresses.is_empty() {
+        r.error(
+            0,
+            &join(&p, "addresses"),
+            "an upstream needs at least one address".into(),
+            Some("add e.g. `addresses: [\"127.0.0.1:9000\"]`".into()),
+        );
+    }
+    let mut addresses = Vec::new();
+    for (i, a) in u.addresses.iter().enumerate() {
+        let f = index(&join(&p, "addresses"), i);
+        if let Some(addr) = resolve(a, &f, r) {
+            if addresses.contains(&addr) {
+                r.error(0, &f, format!("address {addr} is listed twice"), None);
+            } else {
+                addresses.push(addr);
+            }
+        }
+    }
+    let balance = match u.balance.as_deref().unwrap_or("round_robin") {
+        "round_robin" => Balance::RoundRobin,
+        "least_connections" => Balance::LeastConnections,
+        other => {
+            r.error(
+                0,
+                &join(&p, "balance"),
+                format!("unknown balancing method `{other}`"),
+                Some("use `round_robin` or `least_connections`".into()),
+            );
+            Balance::RoundRobin
+        }
+    };
+    let health_check = u.health_check.as_ref().map(|h| {
+        let hp = join(&p, "health_check");
+        let path = h.path.clone().unwrap_or_else(|| "/".into());
+        if !path.starts_with('/') {
+            r.error(0, &join(&hp, "path"), format!("`{path}` does not start with `/`"), None);
+        }
+        let mut threshold = |v: Option<usize>, field: &str| {
+            let v = v.unwrap_or(if field == "healthy_threshold" { 2 } else { 3 });
+            if v == 0 || v > 100 {
+                r.error(0, &join(&hp, field), format!("{v} is out of range"), Some("use 1 to 100".into()));
+            }
+            v
+        };
+        let healthy_threshold = threshold(h.healthy_threshold, "healthy_threshold");
+        let unhealthy_threshold = threshold(h.unhealthy_threshold, "unhealthy_threshold");
+        HealthCheck {
+            path,
+            host: h.host.clone().unwrap_or_else(|| name.to_string()),
+            interval: duration(h.interval.as_deref(), "5s", 10, &join(&hp, "interval"), r),
+            timeout: duration(h.timeout.as_deref(), "1s", 1, &join(&hp, "timeout"), r),
+            healthy_threshold,
+            unhealthy_threshold,
+        }
+    });
+    let tls = u.tls.as_ref().map(|t| {
+        let ca = t.ca.as_ref().map(|c| base.join(c));
+        if let Some(ca) = &ca {
+            if !ca.is_file() {
+                r.error(
+                    0,
+                    &join(&p, "tls.ca"),
+                    format!("CA file {} does not exist", ca.display()),
+                    None,
+                );
+            }
+        }
+        UpstreamTls {
+            sni: t.sni.clone().unwrap_or_default(),
+            ca,
+            verify: t.verify,
+        }
+    });
+    Some(Upstream {
+        name: name.to_string(),
+        addresses,
+        balance,
+        health_check,
+        connect_timeout: duration(u.connect_timeout.as_deref(), "5s", 1, &join(&p, "connect_timeout"), r),
+        read_timeout: duration(u.read_timeout.as_deref(), "60s", 1, &join(&p, "read_timeout"), r),
+        write_timeout: duration(u.write_timeout.as_deref(), "60s", 1, &join(&p, "write_timeout"), r),
+        idle_timeout: duration(u.idle_timeout.as_deref(), "60s", 0, &join(&p, "idle_timeout"), r),
+        tls,
+    })
+}
+
+fn route(file: usize, p: &str, raw: &RawRoute, known: &[String], r: &mut Report<'_>) -> Option<Route> {
+    let before = r.diags.len();
+    if !known.iter().any(|k| k == &raw.upstream) {
+        let hint = match closest(&raw.upstream, known) {
+            Some(c) => format!("did you mean `{c}`?"),
+            None if known.is_empty() => "define it under `upstreams:` in config.yaml".into(),
+            None => format!("known upstreams: {}", known.join(", ")),
+        };
+        r.error(
+            file,
+            &join(p, "upstream"),
+            format!("upstream `{}` is not defined", raw.upstream),
+            Some(hint),
+        );
+    }
+    let path_prefix = raw.path_prefix.clone().unwrap_or_else(|| "/".into());
+    if !path_prefix.starts_with('/') {
+        r.error(
+            file,
+            &join(p, "path_prefix"),
+            format!("`{path_prefix}` does not start with `/`"),
+            Some(format!("write `/{path_prefix}`")),
+        );
+    }
+    let kind = match raw.kind.as_deref().unwrap_or("web") {
+        "web" => RouteKind::Web,
+        "api" => RouteKind::Api,
+        other => {
+            r.error(
+                file,
+                &join(p, "kind"),
+                format!("unknown route kind `{other}`"),
+                Some("use `web` (HTML error pages) or `api` (problem JSON)".into()),
+            );
+            RouteKind::Web
+        }
+    };
+    let mut methods = BTreeSet::new();
+    for (i, m) in raw.methods.iter().enumerate() {
+        let up = m.to_ascii_uppercase();
+        if METHODS.contains(&up.as_str()) {
+            methods.insert(up);
+        } else {
+            r.error(
+                file,
+                &index(&join(p, "methods"), i),
+                format!("`{m}` is not an HTTP method"),
+                Some(format!("use one of {}", METHODS.join(", "))),
+            );
+        }
+    }
+    let mut hosts = Vec::new();
+    for (i, h) in raw.hosts.iter().enumerate() {
+        match host_name(h) {
+            Some(h) => hosts.push(h),
+            None => r.error(
+                file,
+                &index(&join(p, "hosts"), i),
+                format!("`{h}` is not a host name"),
+                Some("write a name without scheme or port, e.g. `shop.example.com` or `*.example.com`".into()),
+            ),
+        }
+    }
+    let max_body = match &raw.max_body {
+        None => 10 * 1024 * 1024,
+        Some(s) => match parse_size(s) {
+            Some(n) => n,
+            None => {
+                r.error(
+                    file,
+                    &join(p, "max_body"),
+                    format!("`{s}` is not a size"),
+                    Some("write e.g. `512KiB`, `10MiB` or a number of bytes".into()),
+                );
+                0
+            }
+        },
+    };
+    if r.diags.len() > before {
+        return None;
+    }
+    Some(Route {
+        name: raw.name.clone(),
+        hosts,
+        path_prefix,
+        methods: methods.into_iter().collect(),
+        upstream: raw.upstream.clone(),
+        kind,
+        strip_prefix: raw.strip_prefix,
+        max_body,
+    })
+}
+
+/// An earlier route `a` takes every request `b` would get.
+fn shadows(a: &Route, b: &Route) -> bool {
+    let mut ha = a.hosts.clone();
+    let mut hb = b.hosts.clone();
+    ha.sort();
+    hb.sort();
+    ha == hb && a.path_prefix == b.path_prefix && a.methods == b.methods
+}
+
+fn demo(d: &RawDemo, r: &mut Report<'_>) -> Option<Demo> {
+    if !d.enabled {
+        return None;
+    }
+    let addr = |v: &Option<String>, field: &str, default: &str, r: &mut Report<'_>| {
+        socket_addr(v.as_deref().unwrap_or(default), &join("demo", field), r)
+    };
+    Some(Demo {
+        store: addr(&d.store, "store", "127.0.0.1:9101", r)?,
+        crm: addr(&d.crm, "crm", "127.0.0.1:9102", r)?,
+        api: addr(&d.api, "api", "127.0.0.1:9103", r)?,
+    })
+}
+
+fn log(l: Option<&RawLog>, r: &mut Report<'_>) -> Log {
+    let level = l.and_then(|l| l.level.clone()).unwrap_or_else(|| "info".into());
+    if !LOG_LEVELS.contains(&level.as_str()) {
+        r.error(
+            0,
+            "log.level",
+            format!("unknown log level `{level}`"),
+            Some(format!("use one of {}", LOG_LEVELS.join(", "))),
+        );
+    }
+    Log {
+        level,
+        access_log: l.and_then(|l| l.access_log).unwrap_or(true),
+    }
+}
+
+fn socket_addr(s: &str, field: &str, r: &mut Report<'_>) -> Option<SocketAddr> {
+    match s.parse() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            r.error(
+                0,
+                field,
+                format!("`{s}` is not an IP address with a port"),
+                Some("write e.g. `127.0.0.1:8080` or `[::1]:8443`".into()),
+            );
+            None
+        }
+    }
+}
+
+/// An upstream address may be a host name; it is resolved at load time.
+fn resolve(s: &str, field: &str, r: &mut Report<'_>) -> Option<SocketAddr> {
+    if let Ok(a) = s.parse() {
+        return Some(a);
+    }
+    if !s.contains(':') {
+        r.error(
+            0,
+            field,
+            format!("`{s}` has no port"),
+            Some(format!("write e.g. `{s}:80`")),
+        );
+        return None;
+    }
+    match s.to_socket_addrs().map(|mut it| it.next()) {
+        Ok(Some(a)) => Some(a),
+        _ => {
+            r.error(
+                0,
+                field,
+                format!("`{s}` does not resolve to an address"),
+                Some("check the host name, or write an IP address".into()),
+            );
+            None
+        }
+    }
+}
+
+/// Parses `5s`, `250ms`, `1h 30m`. `min_ms` rejects values below it.
+fn duration(s: Option<&str>, default: &str, min_ms: u64, field: &str, r: &mut Report<'_>) -> Duration {
+    let s = s.unwrap_or(default);
+    match humantime::parse_duration(s) {
+        Ok(d) if d.as_millis() >= u128::from(min_ms) => d,
+        Ok(_) => {
+            r.error(
+                0,
+                field,
+                format!("`{s}` is too short"),
+                Some(format!("use at least {min_ms}ms")),
+            );
+            Duration::ZERO
+        }
+        Err(_) => {
+            r.error(
+                0,
+                field,
+                format!("`{s}` is not a duration"),
+                Some("write e.g. `500ms`, `5s`, `2m`".into()),
+            );
+            Duration::ZERO
+        }
+    }
+}
+
+/// Parses `10MiB`, `512KiB`, `1MB`, `1024`.
+pub(crate) fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let mult: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KB" => 1000,
+        "KiB" => 1 << 10,
+        "MB" => 1_000_000,
+        "MiB" => 1 << 20,
+        "GB" => 1_000_000_000,
+        "GiB" => 1 << 30,
+        _ => return None,
+    };
+    n.checked_mul(mult)
+}
+
+/// A lower-cased host name, `*.` wildcard allowed, or None if malformed.
+fn host_name(s: &str) -> Option<String> {
+    let h = s.trim().to_ascii_lowercase();
+    let body = h.strip_prefix("*.").unwrap_or(&h);
+    let ok = !body.is_empty()
+        && body.len() <= 253
+        && body.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        });
+    ok.then_some(h)
+}
+

@@ -1,0 +1,109 @@
+//! Built-in demo upstreams (`demo.enabled: true`): a web store, a CRM and a
+//! JSON API, each showing the request headers it received, so a newcomer sees
+//! what the gateway forwards and injects. Not for production traffic.
+
+use hyper::body::Incoming;
+use hyper::Request;
+
+use crate::config::model::Demo;
+use crate::edge::errors::escape;
+use crate::httpd::{respond, serve, Resp};
+
+#[derive(Clone, Copy)]
+enum App {
+    Store,
+    Crm,
+    Api,
+}
+
+impl App {
+    fn title(self) -> &'static str {
+        match self {
+            App::Store => "Demo Store",
+            App::Crm => "Demo CRM",
+            App::Api => "Demo API",
+        }
+    }
+}
+
+/// Starts the three demo servers on the current runtime.
+pub async fn start(demo: &Demo) -> std::io::Result<()> {
+    for (app, addr) in [(App::Store, demo.store), (App::Crm, demo.crm), (App::Api, demo.api)] {
+        serve(addr, move |req, _peer| async move { handle(app, &req) }).await?;
+        tracing::info!(service = app.title(), address = %addr, "demo upstream listening");
+    }
+    Ok(())
+}
+
+/// Headers the gateway sets or controls, highlighted on the demo pages.
+fn gateway_header(name: &str) -> bool {
+    name.starts_with("x-forwarded-") || name == "x-request-id" || name.starts_with("x-customer-") || name.starts_with("x-omnigate-")
+}
+
+fn handle(app: App, req: &Request<Incoming>) -> Resp {
+    if req.uri().path() == "/healthz" {
+        return respond(200, "text/plain", "ok");
+    }
+    let mut headers: Vec<(String, String)> = req
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .collect();
+    headers.sort();
+    match app {
+        App::Api => {
+            let map: serde_json::Map<String, serde_json::Value> = headers
+                .iter()
+                .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+                .collect();
+            let body = serde_json::json!({
+                "service": "demo-api",
+                "method": req.method().as_str(),
+                "path": req.uri().path(),
+                "headers": map,
+            });
+            respond(200, "application/json", body.to_string())
+        }
+        App::Store | App::Crm => {
+            let rows: String = headers
+                .iter()
+                .map(|(k, v)| {
+                    let class = if gateway_header(k) { " class=\"gw\"" } else { "" };
+                    format!("<tr{class}><th scope=\"row\">{}</th><td>{}</td></tr>\n", escape(k), escape(v))
+                })
+                .collect();
+            let body = format!(
+                r#"<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}</title>
+<style>
+body{{font-family:system-ui,sans-serif;margin:0;background:#f6f7f9;color:#1d2330}}
+main{{max-width:52rem;margin:2rem auto;padding:1.5rem;background:#fff;border-radius:12px}}
+table{{border-collapse:collapse;width:100%;font-size:.9rem}}
+th,td{{text-align:left;padding:.35rem .5rem;border-bottom:1px solid #e3e6ea;word-break:break-all}}
+tr.gw{{background:#eef6ff}}
+</style>
+</head>
+<body>
+<main>
+<h1>{title}</h1>
+<p>This page is served by a demo upstream behind Omnigate. <strong>{method} {path}</strong></p>
+<p>Highlighted rows are headers the gateway sets; everything else came from your browser.</p>
+<table>
+<caption>Request headers received by this upstream</caption>
+{rows}</table>
+</main>
+</body>
+</html>
+"#,
+                title = app.title(),
+                method = escape(req.method().as_str()),
+                path = escape(req.uri().path()),
+            );
+            respond(200, "text/html; charset=utf-8", body)
+        }
+    }
+}

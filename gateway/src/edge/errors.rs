@@ -1,0 +1,204 @@
+//! Every response the gateway writes itself on an error maps here, in one
+//! place, to an HTML page (web routes, browsers) or an RFC 9457 problem JSON
+//! document (api routes). Pure; never includes internal error text, addresses
+//! or anything the client did not send.
+
+use bytes::Bytes;
+
+use crate::config::model::RouteKind;
+
+/// A problem the gateway answers for itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Problem {
+    BadRequest(&'static str),
+    NotFound,
+    MethodNotAllowed,
+    PayloadTooLarge { limit: u64 },
+    BadGateway,
+    NoHealthyUpstream,
+    GatewayTimeout,
+    Internal,
+}
+
+impl Problem {
+    pub fn status(&self) -> u16 {
+        match self {
+            Problem::BadRequest(_) => 400,
+            Problem::NotFound => 404,
+            Problem::MethodNotAllowed => 405,
+            Problem::PayloadTooLarge { .. } => 413,
+            Problem::BadGateway => 502,
+            Problem::NoHealthyUpstream => 503,
+            Problem::GatewayTimeout => 504,
+            Problem::Internal => 500,
+        }
+    }
+
+    /// A stable machine-readable slug (also the tail of the problem `type`).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Problem::BadRequest(_) => "bad-request",
+            Problem::NotFound => "no-route",
+            Problem::MethodNotAllowed => "method-not-allowed",
+            Problem::PayloadTooLarge { .. } => "body-too-large",
+            Problem::BadGateway => "upstream-unavailable",
+            Problem::NoHealthyUpstream => "no-healthy-upstream",
+            Problem::GatewayTimeout => "upstream-timeout",
+            Problem::Internal => "internal-error",
+        }
+    }
+
+    pub fn title(&self) -> &'static str {
+        match self {
+            Problem::BadRequest(_) => "Bad request",
+            Problem::NotFound => "Page not found",
+            Problem::MethodNotAllowed => "Method not allowed",
+            Problem::PayloadTooLarge { .. } => "Request too large",
+            Problem::BadGateway => "Service unavailable",
+            Problem::NoHealthyUpstream => "Service temporarily unavailable",
+            Problem::GatewayTimeout => "Service did not answer in time",
+            Problem::Internal => "Something went wrong",
+        }
+    }
+
+    pub fn detail(&self) -> String {
+        match self {
+            Problem::BadRequest(why) => format!("The request could not be understood: {why}."),
+            Problem::NotFound => "No service is configured for this address.".into(),
+            Problem::MethodNotAllowed => "This address does not accept that method.".into(),
+            Problem::PayloadTooLarge { limit } => {
+                format!("The request body is larger than the {limit} bytes this address accepts.")
+            }
+            Problem::BadGateway => "The service behind this address could not be reached. Please try again shortly.".into(),
+            Problem::NoHealthyUpstream => {
+                "Every server of the service behind this address is failing its health checks. Please try again shortly.".into()
+            }
+            Problem::GatewayTimeout => "The service behind this address took too long to answer. Please try again shortly.".into(),
+            Problem::Internal => "The gateway could not complete the request.".into(),
+        }
+    }
+}
+
+/// A rendered error response body.
+#[derive(Debug)]
+pub struct Rendered {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: Bytes,
+}
+
+/// Renders `problem` for a route of `kind`; `request_id` lets support find the logs.
+pub fn render(problem: &Problem, kind: RouteKind, request_id: &str) -> Rendered {
+    let status = problem.status();
+    match kind {
+        RouteKind::Api => {
+            let doc = serde_json::json!({
+                "type": format!("urn:omnigate:problem:{}", problem.code()),
+                "title": problem.title(),
+                "status": status,
+                "detail": problem.detail(),
+                "request_id": request_id,
+            });
+            Rendered {
+                status,
+                content_type: "application/problem+json",
+                body: Bytes::from(doc.to_string()),
+            }
+        }
+        RouteKind::Web => Rendered {
+            status,
+            content_type: "text/html; charset=utf-8",
+            body: Bytes::from(html_page(status, problem.title(), &problem.detail(), request_id)),
+        },
+    }
+}
+
+/// Picks the error format when no route decided it: JSON unless the client
+/// prefers HTML (a browser navigation).
+pub fn kind_from_accept(accept: Option<&str>) -> RouteKind {
+    match accept {
+        Some(a) if a.contains("text/html") => RouteKind::Web,
+        _ => RouteKind::Api,
+    }
+}
+
+fn html_page(status: u16, title: &str, detail: &str, request_id: &str) -> String {
+    format!(
+        r#"<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{status} · {title}</title>
+<style>
+body{{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:0;background:#f6f7f9;color:#1d2330}}
+main{{max-width:34rem;margin:12vh auto;padding:2rem;background:#fff;border-radius:12px;box-shadow:0 1px 4px rgba(0,0,0,.08)}}
+h1{{font-size:1.4rem;margin:0 0 .75rem}}
+p{{line-height:1.5}}
+.code{{color:#4a5468;font-size:.9rem}}
+</style>
+</head>
+<body>
+<main role="main">
+<h1>{title}</h1>
+<p>{detail}</p>
+<p class="code">Error {status} · reference <code>{rid}</code></p>
+</main>
+</body>
+</html>
+"#,
+        status = status,
+        title = escape(title),
+        detail = escape(detail),
+        rid = escape(request_id),
+    )
+}
+
+/// Escapes text for HTML element content and attribute values.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_errors_are_problem_json() {
+        let r = render(&Problem::GatewayTimeout, RouteKind::Api, "rid-1");
+        assert_eq!(r.status, 504);
+        assert_eq!(r.content_type, "application/problem+json");
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(v["status"], 504);
+        assert_eq!(v["type"], "urn:omnigate:problem:upstream-timeout");
+        assert_eq!(v["request_id"], "rid-1");
+    }
+
+    #[test]
+    fn web_errors_are_escaped_pages() {
+        let r = render(&Problem::BadGateway, RouteKind::Web, "<script>");
+        let body = std::str::from_utf8(&r.body).unwrap();
+        assert!(body.contains("<h1>Service unavailable</h1>"));
+        assert!(body.contains("&lt;script&gt;"));
+        assert!(!body.contains("<script>"));
+    }
+
+    #[test]
+    fn accept_header_picks_format() {
+        assert_eq!(kind_from_accept(Some("text/html,application/xhtml+xml")), RouteKind::Web);
+        assert_eq!(kind_from_accept(Some("application/json")), RouteKind::Api);
+        assert_eq!(kind_from_accept(None), RouteKind::Api);
+    }
+}

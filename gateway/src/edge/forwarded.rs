@@ -1,0 +1,134 @@
+//! `X-Forwarded-*`, `X-Request-Id` and the HTTPS redirect target. Pure.
+//!
+//! Rule: what an untrusted client says about the chain in front of us is
+//! dropped and replaced; a configured trusted proxy's values are extended.
+
+use std::net::IpAddr;
+
+use pingora_core::Result;
+use pingora_http::RequestHeader;
+
+/// Keeps a trusted proxy's request id if it is sane, else makes a new one.
+pub fn request_id(incoming: Option<&str>, trusted: bool) -> String {
+    match incoming {
+        Some(id)
+            if trusted
+                && !id.is_empty()
+                && id.len() <= 128
+                && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':')) =>
+        {
+            id.to_string()
+        }
+        _ => uuid::Uuid::new_v4().to_string(),
+    }
+}
+
+/// Sets the forwarding headers on the request going upstream.
+pub fn apply(
+    req: &mut RequestHeader,
+    client: Option<IpAddr>,
+    tls: bool,
+    trusted: bool,
+    request_id: &str,
+) -> Result<()> {
+    let client = client.map(|ip| ip.to_string()).unwrap_or_default();
+    let host = req
+        .uri
+        .authority()
+        .map(|a| a.as_str().to_string())
+        .or_else(|| req.headers.get(http::header::HOST).and_then(|h| h.to_str().ok()).map(str::to_string));
+    if trusted {
+        let xff = match req.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+            Some(prev) if !prev.is_empty() => format!("{prev}, {client}"),
+            _ => client,
+        };
+        req.insert_header("x-forwarded-for", xff)?;
+        if req.headers.get("x-forwarded-proto").is_none() {
+            req.insert_header("x-forwarded-proto", proto(tls))?;
+        }
+        if req.headers.get("x-forwarded-host").is_none() {
+            if let Some(h) = host {
+                req.insert_header("x-forwarded-host", h)?;
+            }
+        }
+    } else {
+        req.remove_header("forwarded");
+        req.insert_header("x-forwarded-for", client)?;
+        req.insert_header("x-forwarded-proto", proto(tls))?;
+        match host {
+            Some(h) => req.insert_header("x-forwarded-host", h)?,
+            None => {
+                req.remove_header("x-forwarded-host");
+            }
+        }
+    }
+    req.insert_header("x-request-id", request_id)?;
+    Ok(())
+}
+
+fn proto(tls: bool) -> &'static str {
+    if tls {
+        "https"
+    } else {
+        "http"
+    }
+}
+
+/// `https://host[:port]/path?query` for a plain-HTTP request.
+pub fn https_location(host: &str, port: u16, path_and_query: Option<&str>) -> String {
+    let pq = path_and_query.filter(|p| p.starts_with('/')).unwrap_or("/");
+    if port == 443 {
+        format!("https://{host}{pq}")
+    } else {
+        format!("https://{host}:{port}{pq}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req() -> RequestHeader {
+        let mut r = RequestHeader::build("GET", b"/x", None).unwrap();
+        r.insert_header("host", "shop.test").unwrap();
+        r.insert_header("x-forwarded-for", "6.6.6.6").unwrap();
+        r.insert_header("x-forwarded-proto", "https").unwrap();
+        r
+    }
+
+    fn get<'a>(r: &'a RequestHeader, k: &str) -> &'a str {
+        r.headers.get(k).unwrap().to_str().unwrap()
+    }
+
+    #[test]
+    fn untrusted_client_cannot_spoof_the_chain() {
+        let mut r = req();
+        apply(&mut r, Some("10.1.2.3".parse().unwrap()), false, false, "rid").unwrap();
+        assert_eq!(get(&r, "x-forwarded-for"), "10.1.2.3");
+        assert_eq!(get(&r, "x-forwarded-proto"), "http");
+        assert_eq!(get(&r, "x-forwarded-host"), "shop.test");
+        assert_eq!(get(&r, "x-request-id"), "rid");
+    }
+
+    #[test]
+    fn trusted_proxy_chain_is_extended() {
+        let mut r = req();
+        apply(&mut r, Some("10.1.2.3".parse().unwrap()), false, true, "rid").unwrap();
+        assert_eq!(get(&r, "x-forwarded-for"), "6.6.6.6, 10.1.2.3");
+        assert_eq!(get(&r, "x-forwarded-proto"), "https");
+    }
+
+    #[test]
+    fn request_ids_from_strangers_are_replaced() {
+        assert_eq!(request_id(Some("abc-123"), true), "abc-123");
+        assert_ne!(request_id(Some("abc-123"), false), "abc-123");
+        assert_ne!(request_id(Some("bad\nid"), true), "bad\nid");
+        assert_eq!(request_id(None, false).len(), 36);
+    }
+
+    #[test]
+    fn redirect_keeps_path_and_drops_default_port() {
+        assert_eq!(https_location("shop.test", 443, Some("/a?b=1")), "https://shop.test/a?b=1");
+        assert_eq!(https_location("shop.test", 8443, None), "https://shop.test:8443/");
+    }
+}

@@ -1,0 +1,453 @@
+//! The customer-facing proxy: one Pingora service per listener. Owns the
+//! request path: HTTPS redirect, host and path checks, route match, body-size
+//! limits, upstream choice with failover, forwarding headers, request ids,
+//! error responses, HSTS, metrics and the access log.
+//!
+//! Never forwards a client's `X-Forwarded-*` or `X-Request-Id` unless the
+//! client is a configured trusted proxy, and never writes upstream error text,
+//! addresses or stack traces into a response.
+
+pub mod errors;
+pub mod pool;
+pub mod route;
+pub mod tls;
+
+mod forwarded;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use pingora_core::upstreams::peer::HttpPeer;
+use pingora_core::{Error, ErrorSource, ErrorType, Result};
+use pingora_http::{RequestHeader, ResponseHeader};
+use pingora_proxy::{FailToProxy, ProxyHttp, Session};
+
+use crate::config::model::{Listener, RouteKind};
+use crate::state::{App, Snapshot};
+use errors::Problem;
+use pool::{InFlight, Pool};
+use route::Match;
+
+/// The proxy logic of one listener.
+pub struct Gateway {
+    pub app: Arc<App>,
+    /// The listener as configured at start (its socket cannot change).
+    pub listener: Listener,
+}
+
+/// Counts a request in `omnigate_requests_in_flight` until dropped.
+pub struct InFlightGuard(prometheus::IntGauge);
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// Per-request state.
+pub struct Ctx {
+    start: Instant,
+    snapshot: Option<Arc<Snapshot>>,
+    route: Option<usize>,
+    pool: Option<Arc<Pool>>,
+    tried: Vec<usize>,
+    address: Option<usize>,
+    in_flight_addr: Option<InFlight>,
+    request_id: String,
+    kind: RouteKind,
+    body_limit: u64,
+    body_seen: u64,
+    trusted_client: bool,
+    /// Status of a response the gateway wrote itself.
+    local_status: Option<u16>,
+    problem: Option<&'static str>,
+    _in_flight: Option<InFlightGuard>,
+}
+
+impl Gateway {
+    fn listener_now<'s>(&'s self, snap: &'s Snapshot) -> &'s Listener {
+        snap.config
+            .listeners
+            .iter()
+            .find(|l| l.name == self.listener.name)
+            .unwrap_or(&self.listener)
+    }
+
+    /// Writes a complete response the gateway generates itself.
+    async fn respond(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        problem: Problem,
+        extra: &[(&'static str, String)],
+    ) -> Result<()> {
+        let rendered = errors::render(&problem, ctx.kind, &ctx.request_id);
+        ctx.local_status = Some(rendered.status);
+        ctx.problem = Some(problem.code());
+        let mut resp = ResponseHeader::build(rendered.status, Some(6))?;
+        resp.insert_header("content-type", rendered.content_type)?;
+        resp.insert_header("content-length", rendered.body.len().to_string())?;
+        resp.insert_header("cache-control", "no-store")?;
+        resp.insert_header("x-request-id", ctx.request_id.as_str())?;
+        for (k, v) in extra {
+            resp.insert_header(*k, v.as_str())?;
+        }
+        self.add_hsts(&mut resp, ctx)?;
+        let head_only = session.req_header().method == http::Method::HEAD;
+        session.write_response_header(Box::new(resp), head_only).await?;
+        if !head_only {
+            session.write_response_body(Some(rendered.body), true).await?;
+        }
+        Ok(())
+    }
+
+    fn add_hsts(&self, resp: &mut ResponseHeader, ctx: &Ctx) -> Result<()> {
+        if self.listener.tls.is_none() {
+            return Ok(());
+        }
+        let hsts = match &ctx.snapshot {
+            Some(s) => self.listener_now(s).hsts.clone(),
+            None => self.listener.hsts.clone(),
+        };
+        if let Some(v) = hsts {
+            resp.insert_header("strict-transport-security", v)?;
+        }
+        Ok(())
+    }
+
+    /// Host of the request: `:authority` (HTTP/2) or `Host`.
+    fn raw_host(req: &RequestHeader) -> Option<&str> {
+        req.uri
+            .authority()
+            .map(|a| a.as_str())
+            .or_else(|| req.headers.get(http::header::HOST).and_then(|h| h.to_str().ok()))
+    }
+}
+
+fn client_ip(session: &Session) -> Option<std::net::IpAddr> {
+    session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip())
+}
+
+/// Maps a Pingora error to what the client is told.
+fn problem_for(e: &Error, ctx: &Ctx) -> Option<Problem> {
+    match e.etype() {
+        ErrorType::HTTPStatus(413) => Some(Problem::PayloadTooLarge { limit: ctx.body_limit }),
+        ErrorType::HTTPStatus(503) => Some(Problem::NoHealthyUpstream),
+        ErrorType::HTTPStatus(504) => Some(Problem::GatewayTimeout),
+        ErrorType::HTTPStatus(400) => Some(Problem::BadRequest("malformed request")),
+        ErrorType::HTTPStatus(_) => Some(Problem::BadGateway),
+        _ => match e.esource() {
+            ErrorSource::Upstream => Some(match e.etype() {
+                ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
+                    Problem::GatewayTimeout
+                }
+                _ => Problem::BadGateway,
+            }),
+            ErrorSource::Downstream => match e.etype() {
+                ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => None,
+                ErrorType::ReadTimedout | ErrorType::WriteTimedout => None,
+                _ => Some(Problem::BadRequest("malformed request")),
+            },
+            ErrorSource::Internal | ErrorSource::Unset => Some(Problem::Internal),
+        },
+    }
+}
+
+fn error_kind(e: &Error) -> &'static str {
+    match e.etype() {
+        ErrorType::ConnectTimedout => "connect_timeout",
+        ErrorType::ConnectRefused => "connect_refused",
+        ErrorType::ReadTimedout | ErrorType::WriteTimedout => "timeout",
+        ErrorType::TLSHandshakeFailure | ErrorType::InvalidCert => "tls",
+        t if t.as_str().starts_with("Connect") => "connect",
+        _ => "protocol",
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = Ctx;
+
+    fn new_ctx(&self) -> Ctx {
+        Ctx {
+            start: Instant::now(),
+            snapshot: None,
+            route: None,
+            pool: None,
+            tried: Vec::new(),
+            address: None,
+            in_flight_addr: None,
+            request_id: String::new(),
+            kind: RouteKind::Web,
+            body_limit: u64::MAX,
+            body_seen: 0,
+            trusted_client: false,
+            local_status: None,
+            problem: None,
+            _in_flight: None,
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        ctx.start = Instant::now();
+        let in_flight = self.app.metrics.in_flight.clone();
+        in_flight.inc();
+        ctx._in_flight = Some(InFlightGuard(in_flight));
+        let snap = self.app.snapshot();
+        let config = snap.config.clone();
+        ctx.trusted_client = client_ip(session)
+            .is_some_and(|ip| config.trusted_proxies.iter().any(|n| n.contains(&ip)));
+        let req = session.req_header();
+        ctx.request_id = forwarded::request_id(
+            req.headers.get("x-request-id").and_then(|v| v.to_str().ok()),
+            ctx.trusted_client,
+        );
+        ctx.kind = errors::kind_from_accept(req.headers.get(http::header::ACCEPT).and_then(|v| v.to_str().ok()));
+        ctx.snapshot = Some(snap.clone());
+
+        let Some(host) = Self::raw_host(req).and_then(route::normalize_host) else {
+            self.respond(session, ctx, Problem::BadRequest("missing or malformed Host header"), &[])
+                .await?;
+            return Ok(true);
+        };
+
+        if let Some(port) = self.listener_now(&snap).redirect_to_https {
+            let location = forwarded::https_location(&host, port, req.uri.path_and_query().map(|p| p.as_str()));
+            ctx.local_status = Some(308);
+            let mut resp = ResponseHeader::build(308, Some(4))?;
+            resp.insert_header("location", location)?;
+            resp.insert_header("content-length", "0")?;
+            resp.insert_header("x-request-id", ctx.request_id.as_str())?;
+            session.write_response_header(Box::new(resp), true).await?;
+            return Ok(true);
+        }
+
+        let path = req.uri.path();
+        if !route::path_is_clean(path) {
+            self.respond(session, ctx, Problem::BadRequest("the path contains dot segments"), &[])
+                .await?;
+            return Ok(true);
+        }
+        let method = req.method.as_str();
+        match snap.router.find(&config.routes, &host, path, method) {
+            Match::Route(i) => {
+                let r = &config.routes[i];
+                ctx.route = Some(i);
+                ctx.kind = r.kind;
+                ctx.body_limit = r.max_body;
+                ctx.pool = snap.route_pools.get(i).cloned();
+            }
+            Match::MethodNotAllowed(allowed) => {
+                let allow = allowed.join(", ");
+                self.respond(session, ctx, Problem::MethodNotAllowed, &[("allow", allow)])
+                    .await?;
+                return Ok(true);
+            }
+            Match::NotFound => {
+                self.respond(session, ctx, Problem::NotFound, &[]).await?;
+                return Ok(true);
+            }
+        }
+        let declared = session
+            .req_header()
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > ctx.body_limit) {
+            let limit = ctx.body_limit;
+            self.respond(session, ctx, Problem::PayloadTooLarge { limit }, &[("connection", "close".into())])
+                .await?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        if let Some(b) = body {
+            ctx.body_seen += b.len() as u64;
+            if ctx.body_seen > ctx.body_limit {
+                return Error::e_explain(ErrorType::HTTPStatus(413), "request body over the route limit");
+            }
+        }
+        Ok(())
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        let Some(pool) = ctx.pool.clone() else {
+            return Error::e_explain(ErrorType::InternalError, "no pool for route");
+        };
+        match pool.select(&ctx.tried) {
+            Some((index, guard)) => {
+                ctx.tried.push(index);
+                ctx.address = Some(index);
+                ctx.in_flight_addr = Some(guard);
+                Ok(pool.peer(index))
+            }
+            None if ctx.tried.is_empty() => {
+                Error::e_explain(ErrorType::HTTPStatus(503), "no healthy upstream address")
+            }
+            None => Error::e_explain(ErrorType::HTTPStatus(502), "every upstream address failed"),
+        }
+    }
+
+    fn fail_to_connect(&self, _session: &mut Session, _peer: &HttpPeer, ctx: &mut Ctx, mut e: Box<Error>) -> Box<Error> {
+        if let Some(pool) = &ctx.pool {
+            self.app
+                .metrics
+                .upstream_errors
+                .with_label_values(&[pool.config.name.as_str(), error_kind(&e)])
+                .inc();
+            // Nothing reached the upstream yet: another address is always safe.
+            if ctx.tried.len() < pool.addresses.len() {
+                e.set_retry(true);
+            }
+        }
+        ctx.in_flight_addr = None;
+        e
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream: &mut RequestHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        let tls = self.listener.tls.is_some();
+        let client = client_ip(session);
+        forwarded::apply(upstream, client, tls, ctx.trusted_client, &ctx.request_id)?;
+        if let (Some(snap), Some(i)) = (&ctx.snapshot, ctx.route) {
+            let r = &snap.config.routes[i];
+            if r.strip_prefix && r.path_prefix != "/" {
+                let stripped = route::strip_prefix(&r.path_prefix, upstream.uri.path());
+                let pq = match upstream.uri.query() {
+                    Some(q) => format!("{stripped}?{q}"),
+                    None => stripped.into_owned(),
+                };
+                let uri = pq
+                    .parse::<http::Uri>()
+                    .map_err(|_| Error::explain(ErrorType::InternalError, "rewritten path is not a URI"))?;
+                upstream.set_uri(uri);
+            }
+        }
+        Ok(())
+    }
+
+    async fn response_filter(&self, _session: &mut Session, resp: &mut ResponseHeader, ctx: &mut Ctx) -> Result<()> {
+        resp.insert_header("x-request-id", ctx.request_id.as_str())?;
+        self.add_hsts(resp, ctx)
+    }
+
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut Ctx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        if let Some(pool) = &ctx.pool {
+            if e.esource() == &ErrorSource::Upstream {
+                self.app
+                    .metrics
+                    .upstream_errors
+                    .with_label_values(&[pool.config.name.as_str(), error_kind(&e)])
+                    .inc();
+            }
+        }
+        let mut e = e.more_context(format!("peer {peer}"));
+        // Same policy as Pingora's default: only idempotent requests whose body
+        // is still fully buffered may be retried, and only on a reused connection.
+        if !session.req_header().method.is_idempotent() || session.as_ref().retry_buffer_truncated() {
+            e.set_retry(false);
+        } else {
+            e.retry.decide_reuse(client_reused);
+        }
+        e
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
+        let Some(problem) = problem_for(e, ctx) else {
+            return FailToProxy {
+                error_code: 0,
+                can_reuse_downstream: false,
+            };
+        };
+        let code = problem.status();
+        let already_answered = session
+            .response_written()
+            .is_some_and(|r| !r.status.is_informational());
+        if already_answered {
+            // Headers are out; the only honest signal left is closing the stream.
+            ctx.local_status = Some(code);
+            ctx.problem = Some(problem.code());
+        } else {
+            session.set_keepalive(None);
+            if let Err(err) = self.respond(session, ctx, problem, &[]).await {
+                tracing::debug!(error = %err, "could not write error response; client gone");
+            }
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
+        let status = session
+            .response_written()
+            .map(|r| r.status.as_u16())
+            .filter(|s| *s != 0)
+            .or(ctx.local_status)
+            .unwrap_or(0);
+        let elapsed = ctx.start.elapsed();
+        let method = session.req_header().method.as_str();
+        let Some(snap) = &ctx.snapshot else { return };
+        let rm = ctx.route.and_then(|i| snap.route_metrics.get(i)).unwrap_or(&snap.unrouted);
+        if status != 0 {
+            rm.count(&self.app.metrics, method, status);
+        }
+        rm.duration.observe(elapsed.as_secs_f64());
+        if !snap.config.log.access_log {
+            return;
+        }
+        let route = ctx.route.map(|i| snap.config.routes[i].name.as_str()).unwrap_or("-");
+        let upstream = ctx.pool.as_ref().map(|p| p.config.name.as_str()).unwrap_or("-");
+        let address = match (&ctx.pool, ctx.address) {
+            (Some(p), Some(i)) => p.addresses.get(i).map(|a| a.label.as_str()).unwrap_or("-"),
+            _ => "-",
+        };
+        let client = client_ip(session).map(|ip| ip.to_string()).unwrap_or_default();
+        tracing::info!(
+            target: "omnigate::access",
+            request_id = %ctx.request_id,
+            listener = %self.listener.name,
+            client = %client,
+            method,
+            host = Self::raw_host(session.req_header()).unwrap_or("-"),
+            // The query string is left out: it can carry tokens.
+            path = session.req_header().uri.path(),
+            route,
+            upstream,
+            address,
+            status,
+            bytes_in = ctx.body_seen,
+            bytes_out = session.body_bytes_sent(),
+            duration_ms = elapsed.as_secs_f64() * 1000.0,
+            attempts = ctx.tried.len(),
+            problem = ctx.problem.unwrap_or("-"),
+            error = e.map(|e| e.etype().as_str()).unwrap_or(""),
+        );
+    }
+}

@@ -1,0 +1,13 @@
+//! Omnigate: a customer identity gateway. This crate is the `omnigate` binary's
+//! library: configuration, the Pingora edge proxy, the admin listener and the
+//! demo upstreams. See ARCHITECTURE.md for how a request flows.
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod config;
+pub mod demo;
+pub mod edge;
+pub mod httpd;
+pub mod metrics;
+pub mod server;
+pub mod state;

@@ -1,0 +1,165 @@
+//! Prometheus metrics. One registry per process; per-route handles are
+//! resolved once per configuration snapshot so the request path does no label
+//! hashing. Labels are bounded: route names from config, a fixed method set,
+//! status classes.
+
+use std::sync::OnceLock;
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+/// All metrics of one gateway process.
+pub struct Metrics {
+    pub registry: Registry,
+    pub requests_total: IntCounterVec,
+    pub request_duration: HistogramVec,
+    pub upstream_healthy: IntGaugeVec,
+    pub upstream_errors: IntCounterVec,
+    pub in_flight: IntGauge,
+    pub config_reloads: IntCounterVec,
+    pub config_last_success: IntGauge,
+}
+
+const METHODS: [&str; 8] = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "OTHER"];
+const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+fn must<T>(r: Result<T, prometheus::Error>) -> T {
+    // Metric definitions are static; a failure here is a programming error
+    // caught by the unit test below, never by input.
+    #[allow(clippy::expect_used)]
+    r.expect("static metric definition")
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let requests_total = must(IntCounterVec::new(
+            Opts::new("omnigate_requests_total", "Requests answered, by route, method and status class"),
+            &["route", "method", "status_class"],
+        ));
+        let request_duration = must(HistogramVec::new(
+            HistogramOpts::new(
+                "omnigate_request_duration_seconds",
+                "Time from request start to the end of the response, by route",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+            ]),
+            &["route"],
+        ));
+        let upstream_healthy = must(IntGaugeVec::new(
+            Opts::new("omnigate_upstream_healthy", "1 if the upstream address is in rotation, 0 if not"),
+            &["upstream", "address"],
+        ));
+        let upstream_errors = must(IntCounterVec::new(
+            Opts::new("omnigate_upstream_errors_total", "Failed upstream attempts, by upstream and kind"),
+            &["upstream", "kind"],
+        ));
+        let in_flight = must(IntGauge::new("omnigate_requests_in_flight", "Requests being served now"));
+        let config_reloads = must(IntCounterVec::new(
+            Opts::new("omnigate_config_reloads_total", "Configuration reloads, by result"),
+            &["result"],
+        ));
+        let config_last_success = must(IntGauge::new(
+            "omnigate_config_last_reload_success_timestamp_seconds",
+            "Unix time of the last configuration load that was applied",
+        ));
+        let build = must(IntGaugeVec::new(
+            Opts::new("omnigate_build_info", "Build information"),
+            &["version"],
+        ));
+        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        for c in [
+            Box::new(requests_total.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(request_duration.clone()),
+            Box::new(upstream_healthy.clone()),
+            Box::new(upstream_errors.clone()),
+            Box::new(in_flight.clone()),
+            Box::new(config_reloads.clone()),
+            Box::new(config_last_success.clone()),
+            Box::new(build),
+        ] {
+            must(registry.register(c));
+        }
+        // Both results are visible from the start, so rate() works on the first reload.
+        for r in ["success", "failure"] {
+            config_reloads.with_label_values(&[r]);
+        }
+        Metrics {
+            registry,
+            requests_total,
+            request_duration,
+            upstream_healthy,
+            upstream_errors,
+            in_flight,
+            config_reloads,
+            config_last_success,
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> Vec<u8> {
+        let mut buf = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        buf
+    }
+
+    /// Handles for one route (or `-` for requests that matched none).
+    pub fn route(&self, route: &str) -> RouteMetrics {
+        RouteMetrics {
+            route: route.to_string(),
+            duration: self.request_duration.with_label_values(&[route]),
+            requests: Default::default(),
+        }
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Pre-resolved per-route series.
+pub struct RouteMetrics {
+    route: String,
+    pub duration: Histogram,
+    requests: [[OnceLock<IntCounter>; 5]; 8],
+}
+
+impl RouteMetrics {
+    /// Counts one answered request.
+    pub fn count(&self, metrics: &Metrics, method: &str, status: u16) {
+        let m = METHODS.iter().position(|x| *x == method).unwrap_or(METHODS.len() - 1);
+        let c = usize::from((status / 100).clamp(1, 5)) - 1;
+        self.requests[m][c]
+            .get_or_init(|| {
+                metrics
+                    .requests_total
+                    .with_label_values(&[self.route.as_str(), METHODS[m], CLASSES[c]])
+            })
+            .inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_all_families() {
+        let m = Metrics::new();
+        let r = m.route("store");
+        r.count(&m, "GET", 200);
+        r.count(&m, "BREW", 418);
+        r.duration.observe(0.01);
+        let text = String::from_utf8(m.render()).unwrap();
+        assert!(text.contains(r#"omnigate_requests_total{method="GET",route="store",status_class="2xx"} 1"#));
+        assert!(text.contains(r#"omnigate_requests_total{method="OTHER",route="store",status_class="4xx"} 1"#));
+        assert!(text.contains("omnigate_request_duration_seconds_bucket"));
+        assert!(text.contains(r#"omnigate_config_reloads_total{result="failure"} 0"#));
+        assert!(text.contains("omnigate_requests_in_flight 0"));
+    }
+}

@@ -1,0 +1,147 @@
+//! Process assembly: logging, the control runtime (admin listener, health
+//! checks, demo upstreams, reload triggers), and the Pingora server with one
+//! proxy service per customer listener. Owns start-up and shutdown order.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use pingora_core::listeners::tls::TlsSettings;
+use pingora_core::server::configuration::ServerConf;
+use pingora_core::server::{RunArgs, Server, ShutdownWatch};
+use pingora_core::services::background::{background_service, BackgroundService};
+
+use crate::config::model::Config;
+use crate::edge::Gateway;
+use crate::state::App;
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    #[error("{0}")]
+    Config(#[from] crate::config::ConfigErrors),
+    #[error("cannot start: {0}")]
+    Io(String),
+}
+
+/// Runs the gateway until SIGTERM (graceful) or SIGINT (fast).
+pub fn run(config_path: &Path) -> Result<(), StartError> {
+    let config = crate::config::load(config_path)?;
+    let _log_guard = init_logging(&config.log.level);
+    rustls::crypto::ring::default_provider().install_default().ok();
+
+    let control = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("omnigate-control")
+        .enable_all()
+        .build()
+        .map_err(|e| StartError::Io(format!("control runtime: {e}")))?;
+    let app = control.block_on(async {
+        let app = App::start(config_path, config.clone()).await.map_err(StartError::Io)?;
+        if let Some(demo) = &config.demo {
+            crate::demo::start(demo)
+                .await
+                .map_err(|e| StartError::Io(format!("demo upstreams: {e}")))?;
+        }
+        if let Some(admin) = &config.admin {
+            crate::admin::start(app.clone(), admin.address)
+                .await
+                .map_err(|e| StartError::Io(format!("admin listener {}: {e}", admin.address)))?;
+            tracing::info!(address = %admin.address, "admin listener up: /healthz /readyz /metrics");
+        }
+        tokio::spawn(reload_on_sighup(app.clone()));
+        Ok::<_, StartError>(app)
+    })?;
+
+    let mut conf = ServerConf {
+        threads: config.server.threads,
+        work_stealing: config.server.work_stealing,
+        grace_period_seconds: Some(config.server.shutdown_grace.as_secs()),
+        graceful_shutdown_timeout_seconds: Some(config.server.shutdown_grace.as_secs()),
+        upstream_keepalive_pool_size: config.server.upstream_keepalive_pool,
+        ..ServerConf::default()
+    };
+    conf.max_retries = 16;
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+    let conf = server.configuration.clone();
+    for l in &config.listeners {
+        let gateway = Gateway {
+            app: app.clone(),
+            listener: l.clone(),
+        };
+        let mut service = pingora_proxy::http_proxy_service_with_name(&conf, gateway, &format!("listener {}", l.name));
+        let addr = l.address.to_string();
+        match &l.tls {
+            None => service.add_tcp(&addr),
+            Some(tls) => {
+                let resolver = app
+                    .resolvers
+                    .get(&l.name)
+                    .cloned()
+                    .ok_or_else(|| StartError::Io(format!("listener `{}` has no certificates", l.name)))?;
+                let mut settings = TlsSettings::intermediate("", "")
+                    .map_err(|e| StartError::Io(format!("listener `{}`: {e}", l.name)))?;
+                settings.set_cert_resolver(resolver);
+                if tls.http2 {
+                    settings.enable_h2();
+                }
+                service.add_tls_with_settings(&addr, None, settings);
+            }
+        }
+        tracing::info!(listener = %l.name, address = %addr, tls = l.tls.is_some(), "customer listener");
+        server.add_service(service);
+    }
+    server.add_service(background_service("lifecycle", Lifecycle(app.clone())));
+    server.run(RunArgs::default());
+    tracing::info!("omnigate stopped");
+    drop(control);
+    Ok(())
+}
+
+/// Marks the gateway not ready as soon as shutdown begins, so load balancers
+/// stop sending traffic during the grace period.
+struct Lifecycle(Arc<App>);
+
+#[async_trait]
+impl BackgroundService for Lifecycle {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let _ = shutdown.changed().await;
+        self.0.set_shutting_down();
+        tracing::info!("shutdown started: readiness now reports not ready");
+    }
+}
+
+async fn reload_on_sighup(app: Arc<App>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::error!("cannot listen for SIGHUP; reload only via POST /admin/reload");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        tracing::info!("SIGHUP: reloading configuration");
+        let _ = app.reload().await;
+    }
+}
+
+/// JSON logs on stdout through a non-blocking writer. `RUST_LOG` overrides
+/// the configured level.
+fn init_logging(level: &str) -> tracing_appender::non_blocking::WorkerGuard {
+    let (writer, guard) = tracing_appender::non_blocking(std::io::stdout());
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_current_span(false)
+        .with_env_filter(filter)
+        .with_writer(writer)
+        .try_init();
+    guard
+}
+
+/// Validates a config and returns every problem, as `omnigate check` does.
+pub fn check(config_path: &Path) -> Result<Config, crate::config::ConfigErrors> {
+    crate::config::load(config_path)
+}

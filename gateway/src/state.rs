@@ -1,0 +1,263 @@
+//! The running gateway's state: the current configuration snapshot (routes,
+//! upstream pools, per-route metrics) behind one atomic pointer, and the
+//! reload that replaces it. A request loads the snapshot once and keeps it to
+//! the end, so a reload never changes a request midway and never drops one.
+//! A config that fails validation never replaces the running one.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use crate::config::{self, model::Config, ConfigErrors};
+use crate::edge::pool::Pool;
+use crate::edge::route::Router;
+use crate::edge::tls::{listener_certificates, CertTable, SniResolver};
+use crate::metrics::{Metrics, RouteMetrics};
+
+/// One consistent view of the configuration and what was built from it.
+pub struct Snapshot {
+    pub generation: u64,
+    pub config: Arc<Config>,
+    pub router: Router,
+    /// The pool of each route, aligned with `config.routes`.
+    pub route_pools: Vec<Arc<Pool>>,
+    pub route_metrics: Vec<RouteMetrics>,
+    /// Metrics for requests that matched no route.
+    pub unrouted: RouteMetrics,
+    pools: HashMap<String, Arc<Pool>>,
+}
+
+/// Why a reload was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReloadError {
+    #[error("{0}")]
+    Invalid(ConfigErrors),
+    #[error("{0}")]
+    Apply(String),
+}
+
+/// What a successful reload did.
+#[derive(Debug, serde::Serialize)]
+pub struct ReloadReport {
+    pub generation: u64,
+    pub routes: usize,
+    pub upstreams: usize,
+    /// Settings that changed but take effect only after a restart.
+    pub restart_required: Vec<String>,
+}
+
+/// Shared by every listener, the admin API and the reload triggers.
+pub struct App {
+    pub config_path: PathBuf,
+    pub metrics: Arc<Metrics>,
+    current: ArcSwap<Snapshot>,
+    /// SNI resolvers of the TLS listeners, by listener name.
+    pub resolvers: HashMap<String, Arc<SniResolver>>,
+    /// The configuration the process started with (listeners, threads).
+    pub startup: Arc<Config>,
+    generation: AtomicU64,
+    reload_lock: tokio::sync::Mutex<()>,
+    shutting_down: AtomicBool,
+    /// Set once every customer listener has accepted a connection.
+    pub listeners_up: AtomicBool,
+}
+
+impl App {
+    /// Builds the first snapshot. Must run on the runtime that will host the
+    /// health checks.
+    pub async fn start(config_path: &Path, config: Config) -> Result<Arc<App>, String> {
+        let metrics = Arc::new(Metrics::new());
+        let mut resolvers = HashMap::new();
+        for l in &config.listeners {
+            if let Some(tls) = &l.tls {
+                let table = cert_table(&tls.certificates, &config.server.state_dir)
+                    .map_err(|e| format!("listener `{}`: {e}", l.name))?;
+                resolvers.insert(l.name.clone(), Arc::new(SniResolver::new(table)));
+            }
+        }
+        let config = Arc::new(config);
+        let snapshot = build(1, config.clone(), &HashMap::new(), &metrics).await?;
+        metrics.config_last_success.set(unix_now());
+        Ok(Arc::new(App {
+            config_path: config_path.to_path_buf(),
+            metrics,
+            current: ArcSwap::from_pointee(snapshot),
+            resolvers,
+            startup: config,
+            generation: AtomicU64::new(1),
+            reload_lock: tokio::sync::Mutex::new(()),
+            shutting_down: AtomicBool::new(false),
+            listeners_up: AtomicBool::new(false),
+        }))
+    }
+
+    /// The snapshot new requests use.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    /// Reads the config file again and applies it, or keeps the old one.
+    pub async fn reload(&self) -> Result<ReloadReport, ReloadError> {
+        let _one_at_a_time = self.reload_lock.lock().await;
+        let result = self.try_reload().await;
+        let label = if result.is_ok() { "success" } else { "failure" };
+        self.metrics.config_reloads.with_label_values(&[label]).inc();
+        match &result {
+            Ok(r) => {
+                self.metrics.config_last_success.set(unix_now());
+                tracing::info!(
+                    generation = r.generation,
+                    routes = r.routes,
+                    upstreams = r.upstreams,
+                    restart_required = ?r.restart_required,
+                    "configuration reloaded"
+                );
+            }
+            Err(e) => tracing::error!(errors = %e, "configuration reload refused; the running configuration is kept"),
+        }
+        result
+    }
+
+    async fn try_reload(&self) -> Result<ReloadReport, ReloadError> {
+        let path = self.config_path.clone();
+        let config = tokio::task::spawn_blocking(move || config::load(&path))
+            .await
+            .map_err(|e| ReloadError::Apply(format!("config loader failed: {e}")))?
+            .map_err(ReloadError::Invalid)?;
+        let restart_required = restart_only_changes(&self.startup, &config);
+        // Certificates first: if one fails, nothing has been swapped yet.
+        let mut tables = Vec::new();
+        for l in &config.listeners {
+            if let (Some(tls), Some(resolver)) = (&l.tls, self.resolvers.get(&l.name)) {
+                let table = cert_table(&tls.certificates, &config.server.state_dir)
+                    .map_err(|e| ReloadError::Apply(format!("listener `{}`: {e}", l.name)))?;
+                tables.push((resolver.clone(), table));
+            }
+        }
+        let old = self.snapshot();
+        let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        let config = Arc::new(config);
+        let next = build(generation, config, &old.pools, &self.metrics)
+            .await
+            .map_err(ReloadError::Apply)?;
+        for (resolver, table) in tables {
+            resolver.replace(table);
+        }
+        for (name, pool) in &old.pools {
+            if !next.pools.get(name).is_some_and(|p| Arc::ptr_eq(p, pool)) {
+                pool.forget_metrics(&self.metrics);
+            }
+        }
+        // The pools were rebuilt after forget_metrics ran for their old
+        // versions only when they changed; re-assert the gauges of new pools.
+        for pool in next.pools.values() {
+            if !old.pools.values().any(|p| Arc::ptr_eq(p, pool)) {
+                for (i, a) in pool.addresses.iter().enumerate() {
+                    self.metrics
+                        .upstream_healthy
+                        .with_label_values(&[pool.config.name.as_str(), a.label.as_str()])
+                        .set(i64::from(pool.healthy(i)));
+                }
+            }
+        }
+        let report = ReloadReport {
+            generation,
+            routes: next.config.routes.len(),
+            upstreams: next.pools.len(),
+            restart_required,
+        };
+        self.current.store(Arc::new(next));
+        Ok(report)
+    }
+
+    pub fn set_shutting_down(&self) {
+        self.shutting_down.store(true, Ordering::SeqCst);
+    }
+
+    pub fn shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::SeqCst)
+    }
+}
+
+fn cert_table(
+    configured: &[crate::config::model::Certificate],
+    state_dir: &Path,
+) -> Result<CertTable, crate::edge::tls::TlsError> {
+    let certs = listener_certificates(configured, state_dir)?;
+    CertTable::build(&certs)
+}
+
+/// Builds a snapshot, keeping every pool whose definition did not change (and
+/// with it its health state and connections).
+async fn build(
+    generation: u64,
+    config: Arc<Config>,
+    previous: &HashMap<String, Arc<Pool>>,
+    metrics: &Arc<Metrics>,
+) -> Result<Snapshot, String> {
+    let mut pools = HashMap::new();
+    for u in &config.upstreams {
+        let pool = match previous.get(&u.name) {
+            Some(p) if p.config == *u => p.clone(),
+            _ => Pool::start(u.clone(), metrics.clone())
+                .await
+                .map_err(|e| format!("upstream `{}`: {e}", u.name))?,
+        };
+        pools.insert(u.name.clone(), pool);
+    }
+    let mut route_pools = Vec::with_capacity(config.routes.len());
+    for r in &config.routes {
+        // Validation guarantees the upstream exists.
+        let pool = pools
+            .get(&r.upstream)
+            .ok_or_else(|| format!("route `{}`: upstream `{}` missing", r.name, r.upstream))?;
+        route_pools.push(pool.clone());
+    }
+    Ok(Snapshot {
+        generation,
+        router: Router::new(&config.routes),
+        route_metrics: config.routes.iter().map(|r| metrics.route(&r.name)).collect(),
+        unrouted: metrics.route("-"),
+        route_pools,
+        pools,
+        config,
+    })
+}
+
+/// Settings bound at start (sockets, threads) that a reload cannot change.
+fn restart_only_changes(running: &Config, next: &Config) -> Vec<String> {
+    let mut out = Vec::new();
+    let key = |c: &Config| {
+        c.listeners
+            .iter()
+            .map(|l| (l.name.clone(), l.address, l.tls.as_ref().map(|t| t.http2)))
+            .collect::<Vec<_>>()
+    };
+    if key(running) != key(next) {
+        out.push("listeners (names, addresses, TLS on/off, http2)".to_string());
+    }
+    if running.admin.as_ref().map(|a| a.address) != next.admin.as_ref().map(|a| a.address) {
+        out.push("admin.address".to_string());
+    }
+    if running.server != next.server {
+        out.push("server".to_string());
+    }
+    if running.demo != next.demo {
+        out.push("demo".to_string());
+    }
+    if running.log != next.log {
+        out.push("log".to_string());
+    }
+    out
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
