@@ -1,1 +1,11 @@
+//! End-to-end tests of the real `omnigate` binary: real sockets, real TLS,
+//! real upstream servers. All linked into one test binary.
 
+mod support;
+
+mod check;
+mod errors;
+mod health;
+mod proxy;
+mod reload;
+mod tls;

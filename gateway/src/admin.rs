@@ -25,33 +25,52 @@ async fn handle(app: Arc<App>, req: Request<Incoming>) -> Resp {
     match (method.as_str(), path.as_str()) {
         ("GET" | "HEAD", "/healthz") => respond(200, "application/json", r#"{"status":"ok"}"#),
         ("GET" | "HEAD", "/readyz") => readyz(&app).await,
-        ("GET" | "HEAD", "/metrics") => respond(200, "text/plain; version=0.0.4; charset=utf-8", app.metrics.render()),
+        ("GET" | "HEAD", "/metrics") => respond(
+            200,
+            "text/plain; version=0.0.4; charset=utf-8",
+            app.metrics.render(),
+        ),
         ("POST", "/admin/reload") => {
             if let Err(resp) = authorize(&app, &req) {
-                return resp;
+                return *resp;
             }
             reload(&app).await
         }
         (_, "/healthz" | "/readyz" | "/metrics" | "/admin/reload") => {
-            let mut r = problem(405, "method-not-allowed", "Method not allowed", "See the Allow header.");
-            let allow = if path == "/admin/reload" { "POST" } else { "GET, HEAD" };
-            r.headers_mut().insert(http::header::ALLOW, http::HeaderValue::from_static(allow));
+            let mut r = problem(
+                405,
+                "method-not-allowed",
+                "Method not allowed",
+                "See the Allow header.",
+            );
+            let allow = if path == "/admin/reload" {
+                "POST"
+            } else {
+                "GET, HEAD"
+            };
+            r.headers_mut()
+                .insert(http::header::ALLOW, http::HeaderValue::from_static(allow));
             r
         }
-        _ => problem(404, "not-found", "Not found", "No admin endpoint at this path."),
+        _ => problem(
+            404,
+            "not-found",
+            "Not found",
+            "No admin endpoint at this path.",
+        ),
     }
 }
 
 /// Checks `Authorization: Bearer <admin token>` in constant time.
-fn authorize(app: &App, req: &Request<Incoming>) -> Result<(), Resp> {
+fn authorize(app: &App, req: &Request<Incoming>) -> Result<(), Box<Resp>> {
     let snap = app.snapshot();
     let Some(expected) = snap.config.admin.as_ref().and_then(|a| a.token.clone()) else {
-        return Err(problem(
+        return Err(Box::new(problem(
             403,
             "admin-disabled",
             "Admin API disabled",
             "No admin.token is configured, so write endpoints are off. Set admin.token (e.g. ${OMNIGATE_ADMIN_TOKEN}) and reload with SIGHUP.",
-        ));
+        )));
     };
     let given = req
         .headers()
@@ -62,12 +81,17 @@ fn authorize(app: &App, req: &Request<Incoming>) -> Result<(), Resp> {
     if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
         Ok(())
     } else {
-        let mut r = problem(401, "unauthorized", "Unauthorized", "A valid admin bearer token is required.");
+        let mut r = problem(
+            401,
+            "unauthorized",
+            "Unauthorized",
+            "A valid admin bearer token is required.",
+        );
         r.headers_mut().insert(
             http::header::WWW_AUTHENTICATE,
             http::HeaderValue::from_static("Bearer realm=\"omnigate-admin\""),
         );
-        Err(r)
+        Err(Box::new(r))
     }
 }
 
@@ -115,11 +139,17 @@ async fn readyz(app: &App) -> Resp {
         &app.startup.listeners
     };
     for l in listeners {
-        let ok = tokio::time::timeout(Duration::from_millis(500), tokio::net::TcpStream::connect(l.address))
-            .await
-            .is_ok_and(|r| r.is_ok());
+        let ok = tokio::time::timeout(
+            Duration::from_millis(500),
+            tokio::net::TcpStream::connect(l.address),
+        )
+        .await
+        .is_ok_and(|r| r.is_ok());
         if !ok {
-            failing.push(format!("listener `{}` ({}) is not accepting connections", l.name, l.address));
+            failing.push(format!(
+                "listener `{}` ({}) is not accepting connections",
+                l.name, l.address
+            ));
         }
     }
     if !listeners.is_empty() && failing.is_empty() {

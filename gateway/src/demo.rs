@@ -28,7 +28,11 @@ impl App {
 
 /// Starts the three demo servers on the current runtime.
 pub async fn start(demo: &Demo) -> std::io::Result<()> {
-    for (app, addr) in [(App::Store, demo.store), (App::Crm, demo.crm), (App::Api, demo.api)] {
+    for (app, addr) in [
+        (App::Store, demo.store),
+        (App::Crm, demo.crm),
+        (App::Api, demo.api),
+    ] {
         serve(addr, move |req, _peer| async move { handle(app, &req) }).await?;
         tracing::info!(service = app.title(), address = %addr, "demo upstream listening");
     }
@@ -37,7 +41,10 @@ pub async fn start(demo: &Demo) -> std::io::Result<()> {
 
 /// Headers the gateway sets or controls, highlighted on the demo pages.
 fn gateway_header(name: &str) -> bool {
-    name.starts_with("x-forwarded-") || name == "x-request-id" || name.starts_with("x-customer-") || name.starts_with("x-omnigate-")
+    name.starts_with("x-forwarded-")
+        || name == "x-request-id"
+        || name.starts_with("x-customer-")
+        || name.starts_with("x-omnigate-")
 }
 
 fn handle(app: App, req: &Request<Incoming>) -> Resp {
@@ -47,7 +54,12 @@ fn handle(app: App, req: &Request<Incoming>) -> Resp {
     let mut headers: Vec<(String, String)> = req
         .headers()
         .iter()
-        .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
         .collect();
     headers.sort();
     match app {
@@ -68,8 +80,16 @@ fn handle(app: App, req: &Request<Incoming>) -> Resp {
             let rows: String = headers
                 .iter()
                 .map(|(k, v)| {
-                    let class = if gateway_header(k) { " class=\"gw\"" } else { "" };
-                    format!("<tr{class}><th scope=\"row\">{}</th><td>{}</td></tr>\n", escape(k), escape(v))
+                    let class = if gateway_header(k) {
+                        " class=\"gw\""
+                    } else {
+                        ""
+                    };
+                    format!(
+                        "<tr{class}><th scope=\"row\">{}</th><td>{}</td></tr>\n",
+                        escape(k),
+                        escape(v)
+                    )
                 })
                 .collect();
             let body = format!(

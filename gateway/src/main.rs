@@ -7,7 +7,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "omnigate", about = "Customer identity gateway", disable_version_flag = true)]
+#[command(
+    name = "omnigate",
+    about = "Customer identity gateway",
+    disable_version_flag = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -54,7 +58,10 @@ fn main() -> ExitCode {
                 for d in &errs.0 {
                     eprintln!("{d}");
                 }
-                eprintln!("{} error(s); the configuration was not accepted", errs.0.len());
+                eprintln!(
+                    "{} error(s); the configuration was not accepted",
+                    errs.0.len()
+                );
                 ExitCode::from(1)
             }
         },

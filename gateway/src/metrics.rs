@@ -6,8 +6,8 @@
 use std::sync::OnceLock;
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// All metrics of one gateway process.
@@ -22,7 +22,9 @@ pub struct Metrics {
     pub config_last_success: IntGauge,
 }
 
-const METHODS: [&str; 8] = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "OTHER"];
+const METHODS: [&str; 8] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "OTHER",
+];
 const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
 fn must<T>(r: Result<T, prometheus::Error>) -> T {
@@ -36,7 +38,10 @@ impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
         let requests_total = must(IntCounterVec::new(
-            Opts::new("omnigate_requests_total", "Requests answered, by route, method and status class"),
+            Opts::new(
+                "omnigate_requests_total",
+                "Requests answered, by route, method and status class",
+            ),
             &["route", "method", "status_class"],
         ));
         let request_duration = must(HistogramVec::new(
@@ -45,21 +50,34 @@ impl Metrics {
                 "Time from request start to the end of the response, by route",
             )
             .buckets(vec![
-                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0, 30.0,
             ]),
             &["route"],
         ));
         let upstream_healthy = must(IntGaugeVec::new(
-            Opts::new("omnigate_upstream_healthy", "1 if the upstream address is in rotation, 0 if not"),
+            Opts::new(
+                "omnigate_upstream_healthy",
+                "1 if the upstream address is in rotation, 0 if not",
+            ),
             &["upstream", "address"],
         ));
         let upstream_errors = must(IntCounterVec::new(
-            Opts::new("omnigate_upstream_errors_total", "Failed upstream attempts, by upstream and kind"),
+            Opts::new(
+                "omnigate_upstream_errors_total",
+                "Failed upstream attempts, by upstream and kind",
+            ),
             &["upstream", "kind"],
         ));
-        let in_flight = must(IntGauge::new("omnigate_requests_in_flight", "Requests being served now"));
+        let in_flight = must(IntGauge::new(
+            "omnigate_requests_in_flight",
+            "Requests being served now",
+        ));
         let config_reloads = must(IntCounterVec::new(
-            Opts::new("omnigate_config_reloads_total", "Configuration reloads, by result"),
+            Opts::new(
+                "omnigate_config_reloads_total",
+                "Configuration reloads, by result",
+            ),
             &["result"],
         ));
         let config_last_success = must(IntGauge::new(
@@ -132,13 +150,18 @@ pub struct RouteMetrics {
 impl RouteMetrics {
     /// Counts one answered request.
     pub fn count(&self, metrics: &Metrics, method: &str, status: u16) {
-        let m = METHODS.iter().position(|x| *x == method).unwrap_or(METHODS.len() - 1);
+        let m = METHODS
+            .iter()
+            .position(|x| *x == method)
+            .unwrap_or(METHODS.len() - 1);
         let c = usize::from((status / 100).clamp(1, 5)) - 1;
         self.requests[m][c]
             .get_or_init(|| {
-                metrics
-                    .requests_total
-                    .with_label_values(&[self.route.as_str(), METHODS[m], CLASSES[c]])
+                metrics.requests_total.with_label_values(&[
+                    self.route.as_str(),
+                    METHODS[m],
+                    CLASSES[c],
+                ])
             })
             .inc();
     }
@@ -156,8 +179,12 @@ mod tests {
         r.count(&m, "BREW", 418);
         r.duration.observe(0.01);
         let text = String::from_utf8(m.render()).unwrap();
-        assert!(text.contains(r#"omnigate_requests_total{method="GET",route="store",status_class="2xx"} 1"#));
-        assert!(text.contains(r#"omnigate_requests_total{method="OTHER",route="store",status_class="4xx"} 1"#));
+        assert!(text.contains(
+            r#"omnigate_requests_total{method="GET",route="store",status_class="2xx"} 1"#
+        ));
+        assert!(text.contains(
+            r#"omnigate_requests_total{method="OTHER",route="store",status_class="4xx"} 1"#
+        ));
         assert!(text.contains("omnigate_request_duration_seconds_bucket"));
         assert!(text.contains(r#"omnigate_config_reloads_total{result="failure"} 0"#));
         assert!(text.contains("omnigate_requests_in_flight 0"));

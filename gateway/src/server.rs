@@ -29,7 +29,9 @@ pub enum StartError {
 pub fn run(config_path: &Path) -> Result<(), StartError> {
     let config = crate::config::load(config_path)?;
     let _log_guard = init_logging(&config.log.level);
-    rustls::crypto::ring::default_provider().install_default().ok();
+    rustls::crypto::ring::default_provider()
+        .install_default()
+        .ok();
 
     let control = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -71,16 +73,18 @@ pub fn run(config_path: &Path) -> Result<(), StartError> {
             app: app.clone(),
             listener: l.clone(),
         };
-        let mut service = pingora_proxy::http_proxy_service_with_name(&conf, gateway, &format!("listener {}", l.name));
+        let mut service = pingora_proxy::http_proxy_service_with_name(
+            &conf,
+            gateway,
+            &format!("listener {}", l.name),
+        );
         let addr = l.address.to_string();
         match &l.tls {
             None => service.add_tcp(&addr),
             Some(tls) => {
-                let resolver = app
-                    .resolvers
-                    .get(&l.name)
-                    .cloned()
-                    .ok_or_else(|| StartError::Io(format!("listener `{}` has no certificates", l.name)))?;
+                let resolver = app.resolvers.get(&l.name).cloned().ok_or_else(|| {
+                    StartError::Io(format!("listener `{}` has no certificates", l.name))
+                })?;
                 let mut settings = TlsSettings::intermediate("", "")
                     .map_err(|e| StartError::Io(format!("listener `{}`: {e}", l.name)))?;
                 settings.set_cert_resolver(resolver);

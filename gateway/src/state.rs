@@ -105,7 +105,10 @@ impl App {
         let _one_at_a_time = self.reload_lock.lock().await;
         let result = self.try_reload().await;
         let label = if result.is_ok() { "success" } else { "failure" };
-        self.metrics.config_reloads.with_label_values(&[label]).inc();
+        self.metrics
+            .config_reloads
+            .with_label_values(&[label])
+            .inc();
         match &result {
             Ok(r) => {
                 self.metrics.config_last_success.set(unix_now());
@@ -117,7 +120,9 @@ impl App {
                     "configuration reloaded"
                 );
             }
-            Err(e) => tracing::error!(errors = %e, "configuration reload refused; the running configuration is kept"),
+            Err(e) => {
+                tracing::error!(errors = %e, "configuration reload refused; the running configuration is kept")
+            }
         }
         result
     }
@@ -220,7 +225,11 @@ async fn build(
     Ok(Snapshot {
         generation,
         router: Router::new(&config.routes),
-        route_metrics: config.routes.iter().map(|r| metrics.route(&r.name)).collect(),
+        route_metrics: config
+            .routes
+            .iter()
+            .map(|r| metrics.route(&r.name))
+            .collect(),
         unrouted: metrics.route("-"),
         route_pools,
         pools,

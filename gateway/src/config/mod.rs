@@ -83,7 +83,13 @@ impl<'a> Report<'a> {
     }
 
     /// Records a problem at `field` of file number `file`.
-    pub(crate) fn error(&mut self, file: usize, field: &str, message: String, hint: Option<String>) {
+    pub(crate) fn error(
+        &mut self,
+        file: usize,
+        field: &str,
+        message: String,
+        hint: Option<String>,
+    ) {
         let (path, pos) = match self.files.get(file) {
             Some(f) => (f.path.clone(), f.locate(field)),
             None => (PathBuf::from("?"), Pos { line: 1, column: 1 }),
@@ -91,7 +97,14 @@ impl<'a> Report<'a> {
         self.push_at(path, pos, field, message, hint);
     }
 
-    fn push_at(&mut self, file: PathBuf, pos: Pos, field: &str, message: String, hint: Option<String>) {
+    fn push_at(
+        &mut self,
+        file: PathBuf,
+        pos: Pos,
+        field: &str,
+        message: String,
+        hint: Option<String>,
+    ) {
         self.diags.push(Diagnostic {
             file,
             line: pos.line,
@@ -265,7 +278,9 @@ fn substitute_env(value: &mut Value, path: &str, file: usize, r: &mut Report<'_>
                 file,
                 path,
                 format!("environment variable `{name}` is not set"),
-                Some(format!("export {name}=… before starting, or write the value here")),
+                Some(format!(
+                    "export {name}=… before starting, or write the value here"
+                )),
             ),
         },
         Value::Sequence(seq) => {

@@ -76,8 +76,15 @@ pub fn index(base: &str, i: usize) -> String {
 }
 
 enum Frame {
-    Map { path: String, key: Option<String>, keys_seen: usize },
-    Seq { path: String, next: usize },
+    Map {
+        path: String,
+        key: Option<String>,
+        keys_seen: usize,
+    },
+    Seq {
+        path: String,
+        next: usize,
+    },
 }
 
 #[derive(Default)]
@@ -105,7 +112,11 @@ impl Recorder {
                 self.positions.insert(p.clone(), pos);
                 Some(p)
             }
-            Some(Frame::Map { path, key, keys_seen }) => match key.take() {
+            Some(Frame::Map {
+                path,
+                key,
+                keys_seen,
+            }) => match key.take() {
                 Some(k) => Some(join(path, &k)),
                 None => {
                     // This node is a key: remember it and point its path at the key.
@@ -164,7 +175,13 @@ mod tests {
         assert_eq!(f.locate("a"), Pos { line: 1, column: 1 });
         assert_eq!(f.locate("routes[0].upstream"), Pos { line: 4, column: 5 });
         assert_eq!(f.locate("routes[1].name"), Pos { line: 5, column: 5 });
-        assert_eq!(f.locate("routes[1].hosts[1]"), Pos { line: 6, column: 16 });
+        assert_eq!(
+            f.locate("routes[1].hosts[1]"),
+            Pos {
+                line: 6,
+                column: 16
+            }
+        );
         // Unknown paths fall back to the nearest ancestor.
         assert_eq!(f.locate("routes[1].nothing"), Pos { line: 5, column: 5 });
     }

@@ -17,7 +17,10 @@ fn expands_env_with_defaults() {
     assert_eq!(expand("a${OMNIGATE_TEST_SET}b").unwrap(), "avb");
     assert_eq!(expand("${OMNIGATE_TEST_UNSET:-dflt}").unwrap(), "dflt");
     assert_eq!(expand("$${literal}").unwrap(), "${literal}");
-    assert_eq!(expand("${OMNIGATE_TEST_UNSET}").unwrap_err(), "OMNIGATE_TEST_UNSET");
+    assert_eq!(
+        expand("${OMNIGATE_TEST_UNSET}").unwrap_err(),
+        "OMNIGATE_TEST_UNSET"
+    );
 }
 
 #[test]
@@ -41,13 +44,21 @@ fn semantic_errors_in_included_files_point_into_them() {
         "routes.yaml",
         "routes:\n  - name: a\n    upstream: app\n  - name: b\n    upstream: ap\n    kind: html\n",
     );
-    let p = write(dir.path(), "c.yaml", &format!("include: [routes.yaml]\n{BASE}"));
+    let p = write(
+        dir.path(),
+        "c.yaml",
+        &format!("include: [routes.yaml]\n{BASE}"),
+    );
     let errs = load(&p).unwrap_err().0;
     let text: Vec<String> = errs.iter().map(|d| d.to_string()).collect();
     assert_eq!(errs.len(), 2, "{text:#?}");
     assert!(errs.iter().all(|d| d.file.ends_with("routes.yaml")));
     assert_eq!(errs[0].line, 5);
-    assert!(text[0].contains("upstream `ap` is not defined (hint: did you mean `app`?)"), "{}", text[0]);
+    assert!(
+        text[0].contains("upstream `ap` is not defined (hint: did you mean `app`?)"),
+        "{}",
+        text[0]
+    );
     assert_eq!(errs[1].line, 6);
     assert!(text[1].contains("routes[1].kind"), "{}", text[1]);
 }
@@ -64,7 +75,9 @@ fn syntax_errors_have_a_position() {
 
 #[test]
 fn the_shipped_config_is_valid() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("config.yaml");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("config.yaml");
     let c = load(&root).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(c.listeners.len(), 2);
     assert!(c.demo.is_some());

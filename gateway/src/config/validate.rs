@@ -25,7 +25,10 @@ pub(super) fn validate(
     let mut r = Report::new(files);
     let server = server(&main.server, base, &mut r);
     let listeners = listeners(&main.listeners, base, &mut r);
-    let admin = main.admin.as_ref().and_then(|a| admin(a, &listeners, &mut r));
+    let admin = main
+        .admin
+        .as_ref()
+        .and_then(|a| admin(a, &listeners, &mut r));
     let upstreams: Vec<Upstream> = main
         .upstreams
         .iter()
@@ -136,7 +139,13 @@ fn server(s: &RawServer, base: &Path, r: &mut Report<'_>) -> Server {
     Server {
         threads,
         work_stealing: s.work_stealing.unwrap_or(true),
-        shutdown_grace: duration(s.shutdown_grace.as_deref(), "10s", 0, "server.shutdown_grace", r),
+        shutdown_grace: duration(
+            s.shutdown_grace.as_deref(),
+            "10s",
+            0,
+            "server.shutdown_grace",
+            r,
+        ),
         state_dir: base.join(s.state_dir.as_deref().unwrap_or(".omnigate")),
         upstream_keepalive_pool: keepalive,
     }
@@ -147,7 +156,12 @@ fn listeners(raw: &[RawListener], base: &Path, r: &mut Report<'_>) -> Vec<Listen
     for (i, l) in raw.iter().enumerate() {
         let p = index("listeners", i);
         if out.iter().any(|o| o.name == l.name) {
-            r.error(0, &join(&p, "name"), format!("listener name `{}` is used twice", l.name), None);
+            r.error(
+                0,
+                &join(&p, "name"),
+                format!("listener name `{}` is used twice", l.name),
+                None,
+            );
         }
         let Some(address) = socket_addr(&l.address, &join(&p, "address"), r) else {
             continue;
@@ -165,7 +179,9 @@ fn listeners(raw: &[RawListener], base: &Path, r: &mut Report<'_>) -> Vec<Listen
                 .certificates
                 .iter()
                 .enumerate()
-                .filter_map(|(j, c)| certificate(c, &index(&join(&p, "tls.certificates"), j), base, r))
+                .filter_map(|(j, c)| {
+                    certificate(c, &index(&join(&p, "tls.certificates"), j), base, r)
+                })
                 .collect(),
             http2: t.http2.unwrap_or(true),
         });
@@ -198,7 +214,9 @@ fn listeners(raw: &[RawListener], base: &Path, r: &mut Report<'_>) -> Vec<Listen
     }
     // Redirect targets refer to other listeners, so resolve them once all are known.
     for (i, l) in raw.iter().enumerate() {
-        let Some(target) = &l.redirect_to_https else { continue };
+        let Some(target) = &l.redirect_to_https else {
+            continue;
+        };
         let field = join(&index("listeners", i), "redirect_to_https");
         let port = out
             .iter()
@@ -208,7 +226,12 @@ fn listeners(raw: &[RawListener], base: &Path, r: &mut Report<'_>) -> Vec<Listen
             Some(port) => {
                 if let Some(me) = out.iter_mut().find(|o| o.name == l.name) {
                     if me.tls.is_some() {
-                        r.error(0, &field, "a TLS listener cannot redirect to HTTPS".into(), None);
+                        r.error(
+                            0,
+                            &field,
+                            "a TLS listener cannot redirect to HTTPS".into(),
+                            None,
+                        );
                     }
                     me.redirect_to_https = Some(port);
                 }
@@ -234,13 +257,23 @@ fn listeners(raw: &[RawListener], base: &Path, r: &mut Report<'_>) -> Vec<Listen
     out
 }
 
-fn certificate(c: &RawCertificate, p: &str, base: &Path, r: &mut Report<'_>) -> Option<Certificate> {
+fn certificate(
+    c: &RawCertificate,
+    p: &str,
+    base: &Path,
+    r: &mut Report<'_>,
+) -> Option<Certificate> {
     let cert = base.join(&c.cert);
     let key = base.join(&c.key);
     if let Err(e) = crate::edge::tls::load_certified_key(&cert, &key) {
+        use crate::edge::tls::TlsError;
+        let field = match e {
+            TlsError::CertFile(..) | TlsError::NoCert(_) => "cert",
+            _ => "key",
+        };
         r.error(
             0,
-            p,
+            &join(p, field),
             e.to_string(),
             Some("point `cert` at a PEM chain and `key` at its PEM private key".into()),
         );
@@ -282,7 +315,10 @@ fn admin(a: &RawAdmin, listeners: &[Listener], r: &mut Report<'_>) -> Option<Adm
                 0,
                 "admin.token",
                 "admin token is shorter than 16 characters".into(),
-                Some("use a random token, e.g. `openssl rand -hex 32`, via ${OMNIGATE_ADMIN_TOKEN}".into()),
+                Some(
+                    "use a random token, e.g. `openssl rand -hex 32`, via ${OMNIGATE_ADMIN_TOKEN}"
+                        .into(),
+                ),
             );
         }
     }
@@ -327,12 +363,22 @@ fn upstream(name: &str, u: &RawUpstream, base: &Path, r: &mut Report<'_>) -> Opt
         let hp = join(&p, "health_check");
         let path = h.path.clone().unwrap_or_else(|| "/".into());
         if !path.starts_with('/') {
-            r.error(0, &join(&hp, "path"), format!("`{path}` does not start with `/`"), None);
+            r.error(
+                0,
+                &join(&hp, "path"),
+                format!("`{path}` does not start with `/`"),
+                None,
+            );
         }
         let mut threshold = |v: Option<usize>, field: &str| {
             let v = v.unwrap_or(if field == "healthy_threshold" { 2 } else { 3 });
             if v == 0 || v > 100 {
-                r.error(0, &join(&hp, field), format!("{v} is out of range"), Some("use 1 to 100".into()));
+                r.error(
+                    0,
+                    &join(&hp, field),
+                    format!("{v} is out of range"),
+                    Some("use 1 to 100".into()),
+                );
             }
             v
         };
@@ -370,15 +416,45 @@ fn upstream(name: &str, u: &RawUpstream, base: &Path, r: &mut Report<'_>) -> Opt
         addresses,
         balance,
         health_check,
-        connect_timeout: duration(u.connect_timeout.as_deref(), "5s", 1, &join(&p, "connect_timeout"), r),
-        read_timeout: duration(u.read_timeout.as_deref(), "60s", 1, &join(&p, "read_timeout"), r),
-        write_timeout: duration(u.write_timeout.as_deref(), "60s", 1, &join(&p, "write_timeout"), r),
-        idle_timeout: duration(u.idle_timeout.as_deref(), "60s", 0, &join(&p, "idle_timeout"), r),
+        connect_timeout: duration(
+            u.connect_timeout.as_deref(),
+            "5s",
+            1,
+            &join(&p, "connect_timeout"),
+            r,
+        ),
+        read_timeout: duration(
+            u.read_timeout.as_deref(),
+            "60s",
+            1,
+            &join(&p, "read_timeout"),
+            r,
+        ),
+        write_timeout: duration(
+            u.write_timeout.as_deref(),
+            "60s",
+            1,
+            &join(&p, "write_timeout"),
+            r,
+        ),
+        idle_timeout: duration(
+            u.idle_timeout.as_deref(),
+            "60s",
+            0,
+            &join(&p, "idle_timeout"),
+            r,
+        ),
         tls,
     })
 }
 
-fn route(file: usize, p: &str, raw: &RawRoute, known: &[String], r: &mut Report<'_>) -> Option<Route> {
+fn route(
+    file: usize,
+    p: &str,
+    raw: &RawRoute,
+    known: &[String],
+    r: &mut Report<'_>,
+) -> Option<Route> {
     let before = r.diags.len();
     if !known.iter().any(|k| k == &raw.upstream) {
         let hint = match closest(&raw.upstream, known) {
@@ -495,7 +571,9 @@ fn demo(d: &RawDemo, r: &mut Report<'_>) -> Option<Demo> {
 }
 
 fn log(l: Option<&RawLog>, r: &mut Report<'_>) -> Log {
-    let level = l.and_then(|l| l.level.clone()).unwrap_or_else(|| "info".into());
+    let level = l
+        .and_then(|l| l.level.clone())
+        .unwrap_or_else(|| "info".into());
     if !LOG_LEVELS.contains(&level.as_str()) {
         r.error(
             0,
@@ -554,7 +632,13 @@ fn resolve(s: &str, field: &str, r: &mut Report<'_>) -> Option<SocketAddr> {
 }
 
 /// Parses `5s`, `250ms`, `1h 30m`. `min_ms` rejects values below it.
-fn duration(s: Option<&str>, default: &str, min_ms: u64, field: &str, r: &mut Report<'_>) -> Duration {
+fn duration(
+    s: Option<&str>,
+    default: &str,
+    min_ms: u64,
+    field: &str,
+    r: &mut Report<'_>,
+) -> Duration {
     let s = s.unwrap_or(default);
     match humantime::parse_duration(s) {
         Ok(d) if d.as_millis() >= u128::from(min_ms) => d,
@@ -613,4 +697,3 @@ fn host_name(s: &str) -> Option<String> {
         });
     ok.then_some(h)
 }
-

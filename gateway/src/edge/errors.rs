@@ -109,7 +109,12 @@ pub fn render(problem: &Problem, kind: RouteKind, request_id: &str) -> Rendered 
         RouteKind::Web => Rendered {
             status,
             content_type: "text/html; charset=utf-8",
-            body: Bytes::from(html_page(status, problem.title(), &problem.detail(), request_id)),
+            body: Bytes::from(html_page(
+                status,
+                problem.title(),
+                &problem.detail(),
+                request_id,
+            )),
         },
     }
 }
@@ -197,7 +202,10 @@ mod tests {
 
     #[test]
     fn accept_header_picks_format() {
-        assert_eq!(kind_from_accept(Some("text/html,application/xhtml+xml")), RouteKind::Web);
+        assert_eq!(
+            kind_from_accept(Some("text/html,application/xhtml+xml")),
+            RouteKind::Web
+        );
         assert_eq!(kind_from_accept(Some("application/json")), RouteKind::Api);
         assert_eq!(kind_from_accept(None), RouteKind::Api);
     }

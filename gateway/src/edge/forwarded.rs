@@ -15,7 +15,9 @@ pub fn request_id(incoming: Option<&str>, trusted: bool) -> String {
             if trusted
                 && !id.is_empty()
                 && id.len() <= 128
-                && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':')) =>
+                && id.bytes().all(|b| {
+                    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':')
+                }) =>
         {
             id.to_string()
         }
@@ -36,9 +38,18 @@ pub fn apply(
         .uri
         .authority()
         .map(|a| a.as_str().to_string())
-        .or_else(|| req.headers.get(http::header::HOST).and_then(|h| h.to_str().ok()).map(str::to_string));
+        .or_else(|| {
+            req.headers
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_string)
+        });
     if trusted {
-        let xff = match req.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        let xff = match req
+            .headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+        {
             Some(prev) if !prev.is_empty() => format!("{prev}, {client}"),
             _ => client,
         };
@@ -103,7 +114,14 @@ mod tests {
     #[test]
     fn untrusted_client_cannot_spoof_the_chain() {
         let mut r = req();
-        apply(&mut r, Some("10.1.2.3".parse().unwrap()), false, false, "rid").unwrap();
+        apply(
+            &mut r,
+            Some("10.1.2.3".parse().unwrap()),
+            false,
+            false,
+            "rid",
+        )
+        .unwrap();
         assert_eq!(get(&r, "x-forwarded-for"), "10.1.2.3");
         assert_eq!(get(&r, "x-forwarded-proto"), "http");
         assert_eq!(get(&r, "x-forwarded-host"), "shop.test");
@@ -113,7 +131,14 @@ mod tests {
     #[test]
     fn trusted_proxy_chain_is_extended() {
         let mut r = req();
-        apply(&mut r, Some("10.1.2.3".parse().unwrap()), false, true, "rid").unwrap();
+        apply(
+            &mut r,
+            Some("10.1.2.3".parse().unwrap()),
+            false,
+            true,
+            "rid",
+        )
+        .unwrap();
         assert_eq!(get(&r, "x-forwarded-for"), "6.6.6.6, 10.1.2.3");
         assert_eq!(get(&r, "x-forwarded-proto"), "https");
     }
@@ -128,7 +153,13 @@ mod tests {
 
     #[test]
     fn redirect_keeps_path_and_drops_default_port() {
-        assert_eq!(https_location("shop.test", 443, Some("/a?b=1")), "https://shop.test/a?b=1");
-        assert_eq!(https_location("shop.test", 8443, None), "https://shop.test:8443/");
+        assert_eq!(
+            https_location("shop.test", 443, Some("/a?b=1")),
+            "https://shop.test/a?b=1"
+        );
+        assert_eq!(
+            https_location("shop.test", 8443, None),
+            "https://shop.test:8443/"
+        );
     }
 }

@@ -96,9 +96,13 @@ impl Gateway {
         }
         self.add_hsts(&mut resp, ctx)?;
         let head_only = session.req_header().method == http::Method::HEAD;
-        session.write_response_header(Box::new(resp), head_only).await?;
+        session
+            .write_response_header(Box::new(resp), head_only)
+            .await?;
         if !head_only {
-            session.write_response_body(Some(rendered.body), true).await?;
+            session
+                .write_response_body(Some(rendered.body), true)
+                .await?;
         }
         Ok(())
     }
@@ -119,10 +123,11 @@ impl Gateway {
 
     /// Host of the request: `:authority` (HTTP/2) or `Host`.
     fn raw_host(req: &RequestHeader) -> Option<&str> {
-        req.uri
-            .authority()
-            .map(|a| a.as_str())
-            .or_else(|| req.headers.get(http::header::HOST).and_then(|h| h.to_str().ok()))
+        req.uri.authority().map(|a| a.as_str()).or_else(|| {
+            req.headers
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+        })
     }
 }
 
@@ -136,7 +141,9 @@ fn client_ip(session: &Session) -> Option<std::net::IpAddr> {
 /// Maps a Pingora error to what the client is told.
 fn problem_for(e: &Error, ctx: &Ctx) -> Option<Problem> {
     match e.etype() {
-        ErrorType::HTTPStatus(413) => Some(Problem::PayloadTooLarge { limit: ctx.body_limit }),
+        ErrorType::HTTPStatus(413) => Some(Problem::PayloadTooLarge {
+            limit: ctx.body_limit,
+        }),
         ErrorType::HTTPStatus(503) => Some(Problem::NoHealthyUpstream),
         ErrorType::HTTPStatus(504) => Some(Problem::GatewayTimeout),
         ErrorType::HTTPStatus(400) => Some(Problem::BadRequest("malformed request")),
@@ -204,20 +211,35 @@ impl ProxyHttp for Gateway {
             .is_some_and(|ip| config.trusted_proxies.iter().any(|n| n.contains(&ip)));
         let req = session.req_header();
         ctx.request_id = forwarded::request_id(
-            req.headers.get("x-request-id").and_then(|v| v.to_str().ok()),
+            req.headers
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok()),
             ctx.trusted_client,
         );
-        ctx.kind = errors::kind_from_accept(req.headers.get(http::header::ACCEPT).and_then(|v| v.to_str().ok()));
+        ctx.kind = errors::kind_from_accept(
+            req.headers
+                .get(http::header::ACCEPT)
+                .and_then(|v| v.to_str().ok()),
+        );
         ctx.snapshot = Some(snap.clone());
 
         let Some(host) = Self::raw_host(req).and_then(route::normalize_host) else {
-            self.respond(session, ctx, Problem::BadRequest("missing or malformed Host header"), &[])
-                .await?;
+            self.respond(
+                session,
+                ctx,
+                Problem::BadRequest("missing or malformed Host header"),
+                &[],
+            )
+            .await?;
             return Ok(true);
         };
 
         if let Some(port) = self.listener_now(&snap).redirect_to_https {
-            let location = forwarded::https_location(&host, port, req.uri.path_and_query().map(|p| p.as_str()));
+            let location = forwarded::https_location(
+                &host,
+                port,
+                req.uri.path_and_query().map(|p| p.as_str()),
+            );
             ctx.local_status = Some(308);
             let mut resp = ResponseHeader::build(308, Some(4))?;
             resp.insert_header("location", location)?;
@@ -229,8 +251,13 @@ impl ProxyHttp for Gateway {
 
         let path = req.uri.path();
         if !route::path_is_clean(path) {
-            self.respond(session, ctx, Problem::BadRequest("the path contains dot segments"), &[])
-                .await?;
+            self.respond(
+                session,
+                ctx,
+                Problem::BadRequest("the path contains dot segments"),
+                &[],
+            )
+            .await?;
             return Ok(true);
         }
         let method = req.method.as_str();
@@ -261,8 +288,13 @@ impl ProxyHttp for Gateway {
             .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|n| n > ctx.body_limit) {
             let limit = ctx.body_limit;
-            self.respond(session, ctx, Problem::PayloadTooLarge { limit }, &[("connection", "close".into())])
-                .await?;
+            self.respond(
+                session,
+                ctx,
+                Problem::PayloadTooLarge { limit },
+                &[("connection", "close".into())],
+            )
+            .await?;
             return Ok(true);
         }
         Ok(false)
@@ -278,7 +310,10 @@ impl ProxyHttp for Gateway {
         if let Some(b) = body {
             ctx.body_seen += b.len() as u64;
             if ctx.body_seen > ctx.body_limit {
-                return Error::e_explain(ErrorType::HTTPStatus(413), "request body over the route limit");
+                return Error::e_explain(
+                    ErrorType::HTTPStatus(413),
+                    "request body over the route limit",
+                );
             }
         }
         Ok(())
@@ -302,7 +337,13 @@ impl ProxyHttp for Gateway {
         }
     }
 
-    fn fail_to_connect(&self, _session: &mut Session, _peer: &HttpPeer, ctx: &mut Ctx, mut e: Box<Error>) -> Box<Error> {
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut Ctx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
         if let Some(pool) = &ctx.pool {
             self.app
                 .metrics
@@ -335,16 +376,21 @@ impl ProxyHttp for Gateway {
                     Some(q) => format!("{stripped}?{q}"),
                     None => stripped.into_owned(),
                 };
-                let uri = pq
-                    .parse::<http::Uri>()
-                    .map_err(|_| Error::explain(ErrorType::InternalError, "rewritten path is not a URI"))?;
+                let uri = pq.parse::<http::Uri>().map_err(|_| {
+                    Error::explain(ErrorType::InternalError, "rewritten path is not a URI")
+                })?;
                 upstream.set_uri(uri);
             }
         }
         Ok(())
     }
 
-    async fn response_filter(&self, _session: &mut Session, resp: &mut ResponseHeader, ctx: &mut Ctx) -> Result<()> {
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
         resp.insert_header("x-request-id", ctx.request_id.as_str())?;
         self.add_hsts(resp, ctx)
     }
@@ -369,7 +415,8 @@ impl ProxyHttp for Gateway {
         let mut e = e.more_context(format!("peer {peer}"));
         // Same policy as Pingora's default: only idempotent requests whose body
         // is still fully buffered may be retried, and only on a reused connection.
-        if !session.req_header().method.is_idempotent() || session.as_ref().retry_buffer_truncated() {
+        if !session.req_header().method.is_idempotent() || session.as_ref().retry_buffer_truncated()
+        {
             e.set_retry(false);
         } else {
             e.retry.decide_reuse(client_reused);
@@ -414,7 +461,10 @@ impl ProxyHttp for Gateway {
         let elapsed = ctx.start.elapsed();
         let method = session.req_header().method.as_str();
         let Some(snap) = &ctx.snapshot else { return };
-        let rm = ctx.route.and_then(|i| snap.route_metrics.get(i)).unwrap_or(&snap.unrouted);
+        let rm = ctx
+            .route
+            .and_then(|i| snap.route_metrics.get(i))
+            .unwrap_or(&snap.unrouted);
         if status != 0 {
             rm.count(&self.app.metrics, method, status);
         }
@@ -422,13 +472,22 @@ impl ProxyHttp for Gateway {
         if !snap.config.log.access_log {
             return;
         }
-        let route = ctx.route.map(|i| snap.config.routes[i].name.as_str()).unwrap_or("-");
-        let upstream = ctx.pool.as_ref().map(|p| p.config.name.as_str()).unwrap_or("-");
+        let route = ctx
+            .route
+            .map(|i| snap.config.routes[i].name.as_str())
+            .unwrap_or("-");
+        let upstream = ctx
+            .pool
+            .as_ref()
+            .map(|p| p.config.name.as_str())
+            .unwrap_or("-");
         let address = match (&ctx.pool, ctx.address) {
             (Some(p), Some(i)) => p.addresses.get(i).map(|a| a.label.as_str()).unwrap_or("-"),
             _ => "-",
         };
-        let client = client_ip(session).map(|ip| ip.to_string()).unwrap_or_default();
+        let client = client_ip(session)
+            .map(|ip| ip.to_string())
+            .unwrap_or_default();
         tracing::info!(
             target: "omnigate::access",
             request_id = %ctx.request_id,

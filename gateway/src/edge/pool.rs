@@ -120,10 +120,15 @@ impl Pool {
                 check.peer_template.options.verify_cert = t.verify;
                 check.peer_template.options.verify_hostname = t.verify;
                 if let Some(ca) = &t.ca {
-                    check.peer_template.options.ca = Some(crate::edge::tls::load_ca(ca).map_err(|e| e.to_string())?);
+                    check.peer_template.options.ca =
+                        Some(crate::edge::tls::load_ca(ca).map_err(|e| e.to_string())?);
                 }
             }
-            check.req.set_uri(hc.path.parse().map_err(|_| format!("bad health check path {}", hc.path))?);
+            check.req.set_uri(
+                hc.path
+                    .parse()
+                    .map_err(|_| format!("bad health check path {}", hc.path))?,
+            );
             check.health_changed_callback = Some(Box::new(HealthMetrics {
                 upstream: config.name.clone(),
                 metrics: metrics.clone(),
@@ -174,7 +179,9 @@ impl Pool {
             .collect();
         let rr = self.next.fetch_add(1, Ordering::Relaxed);
         let index = choose(self.config.balance, &cands, rr)?;
-        self.addresses[index].in_flight.fetch_add(1, Ordering::Relaxed);
+        self.addresses[index]
+            .in_flight
+            .fetch_add(1, Ordering::Relaxed);
         Some((
             index,
             InFlight {
@@ -204,7 +211,11 @@ impl Pool {
 }
 
 fn peer_template(u: &Upstream) -> Result<HttpPeer, String> {
-    let placeholder = u.addresses.first().copied().unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 1)));
+    let placeholder = u
+        .addresses
+        .first()
+        .copied()
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 1)));
     let (tls, sni) = match &u.tls {
         Some(t) => (true, t.sni.clone()),
         None => (false, String::new()),
@@ -250,7 +261,9 @@ mod tests {
     #[test]
     fn round_robin_rotates_over_healthy() {
         let cands = [c(true, false, 0), c(false, false, 0), c(true, false, 0)];
-        let picks: Vec<_> = (0..4).map(|rr| choose(Balance::RoundRobin, &cands, rr).unwrap()).collect();
+        let picks: Vec<_> = (0..4)
+            .map(|rr| choose(Balance::RoundRobin, &cands, rr).unwrap())
+            .collect();
         assert_eq!(picks, vec![0, 2, 2, 0]);
     }
 

@@ -77,9 +77,9 @@ impl Router {
 pub fn host_matches(hosts: &[String], host: &str) -> bool {
     hosts.is_empty()
         || hosts.iter().any(|h| match h.strip_prefix("*.") {
-            Some(parent) => host
-                .strip_suffix(parent)
-                .is_some_and(|sub| sub.len() > 1 && sub.ends_with('.') && !sub[..sub.len() - 1].contains('.')),
+            Some(parent) => host.strip_suffix(parent).is_some_and(|sub| {
+                sub.len() > 1 && sub.ends_with('.') && !sub[..sub.len() - 1].contains('.')
+            }),
             None => h == host,
         })
 }
@@ -135,7 +135,10 @@ pub fn path_is_clean(path: &str) -> bool {
         return false;
     }
     let lower = path.to_ascii_lowercase();
-    let decoded = lower.replace("%2e", ".").replace("%2f", "/").replace("%5c", "\\");
+    let decoded = lower
+        .replace("%2e", ".")
+        .replace("%2f", "/")
+        .replace("%5c", "\\");
     if decoded.contains('\\') {
         return false;
     }

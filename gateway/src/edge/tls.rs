@@ -41,8 +41,10 @@ pub fn load_certified_key(cert: &Path, key: &Path) -> Result<CertifiedKey, TlsEr
     if chain.is_empty() {
         return Err(TlsError::NoCert(cert.into()));
     }
-    let der = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::KeyFile(key.into(), e.to_string()))?;
-    let signer = rustls::crypto::ring::sign::any_supported_type(&der).map_err(|_| TlsError::KeyType(key.into()))?;
+    let der = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| TlsError::KeyFile(key.into(), e.to_string()))?;
+    let signer = rustls::crypto::ring::sign::any_supported_type(&der)
+        .map_err(|_| TlsError::KeyType(key.into()))?;
     let ck = CertifiedKey::new(chain, signer);
     ck.keys_match().map_err(|_| TlsError::Mismatch {
         cert: cert.into(),
@@ -98,13 +100,16 @@ impl CertTable {
             };
             for n in names {
                 match n.strip_prefix("*.") {
-                    Some(rest) => wildcard.entry(rest.to_string()).or_insert_with(|| ck.clone()),
+                    Some(rest) => wildcard
+                        .entry(rest.to_string())
+                        .or_insert_with(|| ck.clone()),
                     None => exact.entry(n).or_insert_with(|| ck.clone()),
                 };
             }
             default.get_or_insert(ck);
         }
-        let default = default.ok_or_else(|| TlsError::NoCert(PathBuf::from("(no certificate configured)")))?;
+        let default = default
+            .ok_or_else(|| TlsError::NoCert(PathBuf::from("(no certificate configured)")))?;
         Ok(CertTable {
             exact,
             wildcard,
@@ -157,7 +162,10 @@ impl ResolvesServerCert for SniResolver {
 
 /// The certificates a TLS listener serves: those configured or, when none
 /// are, a self-signed development certificate created once in `state_dir`.
-pub fn listener_certificates(configured: &[Certificate], state_dir: &Path) -> Result<Vec<Certificate>, TlsError> {
+pub fn listener_certificates(
+    configured: &[Certificate],
+    state_dir: &Path,
+) -> Result<Vec<Certificate>, TlsError> {
     if !configured.is_empty() {
         return Ok(configured.to_vec());
     }
@@ -181,9 +189,14 @@ fn create_dev_certificate(cert: &Path, key: &Path) -> Result<(), TlsError> {
     let dir = cert.parent().unwrap_or(Path::new("."));
     let fail = |e: String| TlsError::DevCert(dir.to_path_buf(), e);
     std::fs::create_dir_all(dir).map_err(|e| fail(e.to_string()))?;
-    let names = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
+    let names = vec![
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+        "::1".to_string(),
+    ];
     let ck = rcgen::generate_simple_self_signed(names).map_err(|e| fail(e.to_string()))?;
-    write_private(key, ck.signing_key.serialize_pem().as_bytes()).map_err(|e| fail(e.to_string()))?;
+    write_private(key, ck.signing_key.serialize_pem().as_bytes())
+        .map_err(|e| fail(e.to_string()))?;
     std::fs::write(cert, ck.cert.pem()).map_err(|e| fail(e.to_string()))?;
     Ok(())
 }

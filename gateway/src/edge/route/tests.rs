@@ -25,7 +25,10 @@ fn name<'a>(routes: &'a [Route], m: Match<'_>) -> &'a str {
 fn longest_prefix_wins() {
     let routes = vec![route("root", &[], "/", &[]), route("api", &[], "/api", &[])];
     let r = Router::new(&routes);
-    assert_eq!(name(&routes, r.find(&routes, "x", "/api/orders", "GET")), "api");
+    assert_eq!(
+        name(&routes, r.find(&routes, "x", "/api/orders", "GET")),
+        "api"
+    );
     assert_eq!(name(&routes, r.find(&routes, "x", "/api", "GET")), "api");
     assert_eq!(name(&routes, r.find(&routes, "x", "/apix", "GET")), "root");
 }
@@ -38,23 +41,41 @@ fn exact_host_beats_wildcard_beats_any() {
         route("exact", &["crm.shop.test"], "/", &[]),
     ];
     let r = Router::new(&routes);
-    assert_eq!(name(&routes, r.find(&routes, "crm.shop.test", "/", "GET")), "exact");
-    assert_eq!(name(&routes, r.find(&routes, "app.shop.test", "/", "GET")), "wild");
-    assert_eq!(name(&routes, r.find(&routes, "a.b.shop.test", "/", "GET")), "any");
-    assert_eq!(name(&routes, r.find(&routes, "shop.test", "/", "GET")), "any");
+    assert_eq!(
+        name(&routes, r.find(&routes, "crm.shop.test", "/", "GET")),
+        "exact"
+    );
+    assert_eq!(
+        name(&routes, r.find(&routes, "app.shop.test", "/", "GET")),
+        "wild"
+    );
+    assert_eq!(
+        name(&routes, r.find(&routes, "a.b.shop.test", "/", "GET")),
+        "any"
+    );
+    assert_eq!(
+        name(&routes, r.find(&routes, "shop.test", "/", "GET")),
+        "any"
+    );
 }
 
 #[test]
 fn method_mismatch_is_405_with_allowed_list() {
     let routes = vec![route("ro", &[], "/orders", &["GET", "HEAD"])];
     let r = Router::new(&routes);
-    assert_eq!(r.find(&routes, "h", "/orders", "DELETE"), Match::MethodNotAllowed(vec!["GET", "HEAD"]));
+    assert_eq!(
+        r.find(&routes, "h", "/orders", "DELETE"),
+        Match::MethodNotAllowed(vec!["GET", "HEAD"])
+    );
     assert_eq!(r.find(&routes, "h", "/other", "GET"), Match::NotFound);
 }
 
 #[test]
 fn method_specific_route_before_catch_all_on_same_prefix() {
-    let routes = vec![route("all", &[], "/x", &[]), route("post", &[], "/x", &["POST"])];
+    let routes = vec![
+        route("all", &[], "/x", &[]),
+        route("post", &[], "/x", &["POST"]),
+    ];
     let r = Router::new(&routes);
     assert_eq!(name(&routes, r.find(&routes, "h", "/x", "POST")), "post");
     assert_eq!(name(&routes, r.find(&routes, "h", "/x", "GET")), "all");
@@ -70,7 +91,10 @@ fn strips_prefix_keeping_a_path() {
 
 #[test]
 fn normalizes_hosts() {
-    assert_eq!(normalize_host("Shop.Test:8443").as_deref(), Some("shop.test"));
+    assert_eq!(
+        normalize_host("Shop.Test:8443").as_deref(),
+        Some("shop.test")
+    );
     assert_eq!(normalize_host("shop.test.").as_deref(), Some("shop.test"));
     assert_eq!(normalize_host("[::1]:8080").as_deref(), Some("[::1]"));
     assert_eq!(normalize_host("evil.test/path"), None);

@@ -1,0 +1,344 @@
+//! Routing, forwarding headers, WebSocket, streaming, redirect, shutdown.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use http_body_util::BodyExt;
+
+use crate::support::*;
+
+fn two_apps(store: &Upstream, api: &Upstream) -> String {
+    config_with(&format!(
+        "{HTTP_LISTENER}upstreams:
+  store: {{ addresses: [\"{}\"] }}
+  api: {{ addresses: [\"{}\"] }}
+routes:
+  - {{ name: api, path_prefix: /api, upstream: api, kind: api, strip_prefix: true }}
+  - {{ name: crm-host, hosts: [crm.test], path_prefix: /, upstream: api, kind: web }}
+  - {{ name: store, path_prefix: /, upstream: store, kind: web, methods: [GET, POST] }}
+",
+        store.addr, api.addr
+    ))
+}
+
+#[tokio::test]
+async fn routes_by_host_and_path_and_strips_prefix() {
+    let store = Upstream::echo("store").await;
+    let api = Upstream::echo("api").await;
+    let gw = Gateway::start(&two_apps(&store, &api), &[]).await;
+    let c = Client::plain(gw.addr("http"));
+
+    let r = c.get("shop.test", "/cart?x=1").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["upstream"], "store");
+    assert_eq!(r.json()["path"], "/cart?x=1");
+
+    let r = c.get("shop.test", "/api/orders/7?full=1").await;
+    assert_eq!(r.json()["upstream"], "api");
+    assert_eq!(
+        r.json()["path"],
+        "/orders/7?full=1",
+        "prefix stripped, query kept"
+    );
+
+    // /apix is not under /api
+    assert_eq!(
+        c.get("shop.test", "/apix").await.json()["upstream"],
+        "store"
+    );
+    // host route wins over the catch-all, whatever the path
+    let r = c.get("CRM.test:80", "/anything").await;
+    assert_eq!(r.json()["upstream"], "api");
+    assert_eq!(r.json()["path"], "/anything");
+
+    // Method outside the route's list: 405 with Allow.
+    let r = c
+        .send(request("DELETE", "shop.test", "/cart", &[], Bytes::new()))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 405);
+    assert_eq!(r.header("allow"), Some("GET, POST"));
+}
+
+#[tokio::test]
+async fn forwarding_headers_are_set_and_spoofs_replaced() {
+    let store = Upstream::echo("store").await;
+    let api = Upstream::echo("api").await;
+    let gw = Gateway::start(&two_apps(&store, &api), &[]).await;
+    let c = Client::plain(gw.addr("http"));
+    let req = request(
+        "GET",
+        "shop.test",
+        "/",
+        &[
+            ("x-forwarded-for", "6.6.6.6"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "evil.test"),
+            ("x-request-id", "spoofed-id"),
+            ("forwarded", "for=6.6.6.6"),
+        ],
+        Bytes::new(),
+    );
+    let r = c.send(req).await.unwrap();
+    let h = &r.json()["headers"];
+    assert_eq!(h["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(h["x-forwarded-proto"], "http");
+    assert_eq!(h["x-forwarded-host"], "shop.test");
+    assert!(h.get("forwarded").is_none());
+    let rid = h["x-request-id"].as_str().unwrap();
+    assert_ne!(rid, "spoofed-id");
+    assert_eq!(rid.len(), 36, "a UUID: {rid}");
+    // The client sees the same id the upstream got.
+    assert_eq!(r.header("x-request-id"), Some(rid));
+}
+
+#[tokio::test]
+async fn trusted_proxy_keeps_request_id_and_chain() {
+    let store = Upstream::echo("store").await;
+    let api = Upstream::echo("api").await;
+    let cfg = format!(
+        "{}trusted_proxies: [127.0.0.1/32]\n",
+        two_apps(&store, &api)
+    );
+    let gw = Gateway::start(&cfg, &[]).await;
+    let req = request(
+        "GET",
+        "shop.test",
+        "/",
+        &[
+            ("x-forwarded-for", "203.0.113.9"),
+            ("x-request-id", "edge-abc-1"),
+        ],
+        Bytes::new(),
+    );
+    let r = Client::plain(gw.addr("http")).send(req).await.unwrap();
+    let h = &r.json()["headers"];
+    assert_eq!(h["x-forwarded-for"], "203.0.113.9, 127.0.0.1");
+    assert_eq!(h["x-request-id"], "edge-abc-1");
+}
+
+#[tokio::test]
+async fn dot_segments_and_bad_hosts_are_refused() {
+    let store = Upstream::echo("store").await;
+    let api = Upstream::echo("api").await;
+    let gw = Gateway::start(&two_apps(&store, &api), &[]).await;
+    let c = Client::plain(gw.addr("http"));
+    let r = c.get("shop.test", "/api/%2e%2e/admin").await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()["type"], "urn:omnigate:problem:bad-request");
+    let r = c.get("bad host!", "/").await;
+    assert_eq!(r.status, 400);
+}
+
+#[tokio::test]
+async fn websocket_echo_through_the_proxy() {
+    // A real WebSocket echo server as upstream.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let ws_addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
+                    return;
+                };
+                while let Some(Ok(msg)) = ws.next().await {
+                    if msg.is_text() || msg.is_binary() {
+                        let _ = ws.send(msg).await;
+                    }
+                }
+            });
+        }
+    });
+    let cfg = config_with(&format!(
+        "{HTTP_LISTENER}upstreams:\n  ws: {{ addresses: [\"{ws_addr}\"] }}\nroutes:\n  - {{ name: ws, path_prefix: /, upstream: ws }}\n"
+    ));
+    let gw = Gateway::start(&cfg, &[]).await;
+    let url = format!("ws://127.0.0.1:{}/socket", gw.port("http"));
+    let (mut ws, resp) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("websocket through gateway");
+    assert_eq!(resp.status(), 101);
+    for i in 0..5 {
+        let text = format!("hello {i}");
+        ws.send(tokio_tungstenite::tungstenite::Message::text(text.clone()))
+            .await
+            .unwrap();
+        let echoed = ws.next().await.unwrap().unwrap();
+        assert_eq!(echoed.into_text().unwrap().as_str(), text);
+    }
+    ws.close(None).await.unwrap();
+}
+
+/// Bodies stream both ways: the upstream holds back the rest of its response
+/// until the client has the first chunk, and the client holds back the rest of
+/// its upload until the upstream has the first chunk. A buffering proxy
+/// deadlocks here; a streaming one completes.
+#[tokio::test]
+async fn bodies_stream_without_buffering() {
+    let (client_got_first, wait_client) = tokio::sync::watch::channel(false);
+    let (upstream_got_first, mut wait_upstream) = tokio::sync::watch::channel(false);
+    let wait_client = std::sync::Arc::new(tokio::sync::Mutex::new(wait_client));
+    let upstream_got_first = std::sync::Arc::new(upstream_got_first);
+    let up = Upstream::start(move |req| {
+        let wait_client = wait_client.clone();
+        let upstream_got_first = upstream_got_first.clone();
+        async move {
+            if req.uri().path() == "/download" {
+                let (tx, rx) = tokio::sync::mpsc::channel::<
+                    Result<hyper::body::Frame<Bytes>, std::io::Error>,
+                >(4);
+                tokio::spawn(async move {
+                    let chunk = Bytes::from(vec![b'a'; 64 * 1024]);
+                    let _ = tx.send(Ok(hyper::body::Frame::data(chunk.clone()))).await;
+                    let mut w = wait_client.lock().await;
+                    let _ = w.wait_for(|v| *v).await;
+                    for _ in 0..255 {
+                        let _ = tx.send(Ok(hyper::body::Frame::data(chunk.clone()))).await;
+                    }
+                });
+                let body = BodyExt::boxed(http_body_util::StreamBody::new(tokio_stream_from(rx)));
+                return hyper::Response::new(body);
+            }
+            // upload: count bytes, signal after the first chunk
+            let mut body = req.into_body();
+            let mut total = 0usize;
+            while let Some(frame) = body.frame().await {
+                if let Ok(data) = frame.map(|f| f.into_data().unwrap_or_default()) {
+                    if total == 0 && !data.is_empty() {
+                        let _ = upstream_got_first.send(true);
+                    }
+                    total += data.len();
+                }
+            }
+            text_response(200, "text/plain", total.to_string())
+        }
+    })
+    .await;
+    let cfg = config_with(&format!(
+        "{HTTP_LISTENER}upstreams:\n  up: {{ addresses: [\"{}\"] }}\nroutes:\n  - {{ name: up, path_prefix: /, upstream: up, max_body: 64MiB }}\n",
+        up.addr
+    ));
+    let gw = Gateway::start(&cfg, &[]).await;
+    let c = Client::plain(gw.addr("http"));
+
+    // Download: 16 MiB, the first chunk must arrive before the rest exists.
+    let s = c
+        .send_streaming(request("GET", "shop.test", "/download", &[], Bytes::new()))
+        .await
+        .unwrap();
+    let mut body = s.response.into_body();
+    let mut total = 0usize;
+    let within = Duration::from_secs(20);
+    tokio::time::timeout(within, async {
+        while let Some(f) = body.frame().await {
+            let data = f.unwrap().into_data().unwrap_or_default();
+            if total == 0 && !data.is_empty() {
+                client_got_first.send(true).unwrap();
+            }
+            total += data.len();
+        }
+    })
+    .await
+    .expect("download stalled: the proxy buffered the response");
+    assert_eq!(total, 256 * 64 * 1024);
+
+    // Upload: 16 MiB in chunks, the rest sent only once the upstream saw the first.
+    let (tx, rx) =
+        tokio::sync::mpsc::channel::<Result<hyper::body::Frame<Bytes>, std::io::Error>>(4);
+    tokio::spawn(async move {
+        let chunk = Bytes::from(vec![b'u'; 64 * 1024]);
+        let _ = tx.send(Ok(hyper::body::Frame::data(chunk.clone()))).await;
+        let _ = wait_upstream.wait_for(|v| *v).await;
+        for _ in 0..255 {
+            let _ = tx.send(Ok(hyper::body::Frame::data(chunk.clone()))).await;
+        }
+    });
+    let req = hyper::Request::builder()
+        .method("POST")
+        .uri("/upload")
+        .header("host", "shop.test")
+        .body(BodyExt::boxed(http_body_util::StreamBody::new(
+            tokio_stream_from(rx),
+        )))
+        .unwrap();
+    let r = tokio::time::timeout(within, c.send(req))
+        .await
+        .expect("upload stalled: the proxy buffered the request")
+        .unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), (256 * 64 * 1024).to_string());
+}
+
+/// An mpsc receiver as a body stream.
+fn tokio_stream_from<T: Send + 'static>(
+    mut rx: tokio::sync::mpsc::Receiver<T>,
+) -> impl futures_util::Stream<Item = T> + Send + Sync + 'static {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+#[tokio::test]
+async fn http_redirects_to_https_and_https_sends_hsts() {
+    let store = Upstream::echo("store").await;
+    let cfg = config_with(&format!(
+        "listeners:
+  - name: http
+    address: 127.0.0.1:{{http}}
+    redirect_to_https: https
+  - name: https
+    address: 127.0.0.1:{{https}}
+    tls: {{ certificates: [] }}
+    hsts: {{ max_age: 365d, include_subdomains: true }}
+upstreams:
+  store: {{ addresses: [\"{}\"] }}
+routes:
+  - {{ name: store, path_prefix: /, upstream: store }}
+",
+        store.addr
+    ));
+    let gw = Gateway::start(&cfg, &[]).await;
+    let r = Client::plain(gw.addr("http"))
+        .get("shop.test", "/cart?x=1")
+        .await;
+    assert_eq!(r.status, 308);
+    assert_eq!(
+        r.header("location").unwrap(),
+        format!("https://shop.test:{}/cart?x=1", gw.port("https"))
+    );
+    // The generated development certificate is used; trust it for this check.
+    let dev_cert = std::fs::read_to_string(gw.dir.path().join("state/dev-cert.pem")).unwrap();
+    let c = Client::tls(gw.addr("https"), &dev_cert, "localhost", false);
+    let r = c.get("localhost", "/").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.header("strict-transport-security"),
+        Some("max-age=31536000; includeSubDomains")
+    );
+    assert_eq!(r.json()["headers"]["x-forwarded-proto"], "https");
+}
+
+#[tokio::test]
+async fn sigterm_finishes_in_flight_requests_and_exits_cleanly() {
+    let slow = Upstream::start(|_req| async {
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        text_response(200, "text/plain", "done".into())
+    })
+    .await;
+    let cfg = config_with(&format!(
+        "{HTTP_LISTENER}upstreams:\n  slow: {{ addresses: [\"{}\"] }}\nroutes:\n  - {{ name: slow, path_prefix: /, upstream: slow }}\n",
+        slow.addr
+    ));
+    let mut gw = Gateway::start(&cfg, &[]).await;
+    let c = Client::plain(gw.addr("http"));
+    let pending = tokio::spawn(async move { c.get("shop.test", "/").await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    gw.signal("TERM");
+    let r = pending.await.unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), "done");
+    assert!(
+        gw.wait_exit(Duration::from_secs(15)).await,
+        "non-zero exit:\n{}",
+        gw.logs()
+    );
+}

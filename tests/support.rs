@@ -1,0 +1,527 @@
+//! Test harness: the real `omnigate` binary on ephemeral ports, real upstream
+//! HTTP servers, real TLS clients. Every process and port is owned by a value
+//! that cleans up when dropped, so tests run in parallel.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::{TcpListener, TcpStream};
+
+pub type BoxBody = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
+
+/// A free loopback port (bound then released; the gateway binds it next).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// A running gateway process.
+pub struct Gateway {
+    child: Child,
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub ports: HashMap<&'static str, u16>,
+    pub log: PathBuf,
+}
+
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef";
+
+impl Gateway {
+    /// Writes `files` and `config` (with `{http}`, `{https}`, `{admin}`,
+    /// `{dir}` replaced) into a fresh directory and starts the binary on it.
+    pub async fn start(config: &str, files: &[(&str, &str)]) -> Gateway {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut ports = HashMap::new();
+        for name in ["http", "https", "admin"] {
+            ports.insert(name, free_port());
+        }
+        let render = |text: &str| {
+            let mut t = text.to_string();
+            for (k, v) in &ports {
+                t = t.replace(&format!("{{{k}}}"), &v.to_string());
+            }
+            t.replace("{dir}", &dir.path().display().to_string())
+        };
+        for (name, text) in files {
+            let p = dir.path().join(name);
+            std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+            std::fs::write(p, render(text)).expect("write file");
+        }
+        let config_path = dir.path().join("config.yaml");
+        std::fs::write(&config_path, render(config)).expect("write config");
+        let log = dir.path().join("gateway.log");
+        let out = std::fs::File::create(&log).expect("log file");
+        let err = out.try_clone().expect("log clone");
+        let child = Command::new(env!("CARGO_BIN_EXE_omnigate"))
+            .args(["run", "--config"])
+            .arg(&config_path)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::from(out))
+            .stderr(Stdio::from(err))
+            .spawn()
+            .expect("spawn omnigate");
+        let mut gw = Gateway {
+            child,
+            dir,
+            config: config_path,
+            ports,
+            log,
+        };
+        gw.wait_ready().await;
+        gw
+    }
+
+    pub fn port(&self, name: &str) -> u16 {
+        self.ports[name]
+    }
+
+    pub fn addr(&self, name: &str) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port(name)))
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    async fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("omnigate exited early ({status}):\n{}", self.logs());
+            }
+            if let Ok(r) = get(self.addr("admin"), "/readyz").await {
+                if r.status == 200 {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "omnigate not ready in 30s:\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Replaces the config file (placeholders rendered as at start).
+    pub fn rewrite_config(&self, config: &str) {
+        let mut t = config.to_string();
+        for (k, v) in &self.ports {
+            t = t.replace(&format!("{{{k}}}"), &v.to_string());
+        }
+        let t = t.replace("{dir}", &self.dir.path().display().to_string());
+        std::fs::write(&self.config, t).expect("rewrite config");
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([format!("-{sig}"), self.child.id().to_string()])
+            .status()
+            .expect("kill")
+            .success();
+        assert!(ok, "kill -{sig} failed");
+    }
+
+    /// Waits for the process to exit and returns whether it exited cleanly.
+    pub async fn wait_exit(&mut self, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.success();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "omnigate did not exit:\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Current value of a metric series (exact match of name and labels).
+    pub async fn metric(&self, series: &str) -> Option<f64> {
+        let r = get(self.addr("admin"), "/metrics").await.ok()?;
+        r.text()
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(series)
+                    .and_then(|v| v.strip_prefix(' '))
+                    .map(str::to_string)
+            })
+            .and_then(|v| v.trim().parse().ok())
+    }
+
+    /// Polls `series` until it equals `want` (health checks are asynchronous).
+    pub async fn wait_metric(&self, series: &str, want: f64, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            if self.metric(series).await == Some(want) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{series} never became {want} (now {:?})",
+                self.metric(series).await
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("---- gateway log ----\n{}", self.logs());
+        }
+    }
+}
+
+/// A response read fully.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub version: http::Version,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+}
+
+impl Resp {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// How to reach the gateway.
+#[derive(Clone)]
+pub struct Client {
+    pub addr: SocketAddr,
+    pub tls: Option<(Arc<rustls::ClientConfig>, String)>,
+    pub h2: bool,
+}
+
+impl Client {
+    pub fn plain(addr: SocketAddr) -> Client {
+        Client {
+            addr,
+            tls: None,
+            h2: false,
+        }
+    }
+
+    /// A TLS client trusting only `ca_pem`, sending `sni`, offering h2 if asked.
+    pub fn tls(addr: SocketAddr, ca_pem: &str, sni: &str, h2: bool) -> Client {
+        let mut roots = rustls::RootCertStore::empty();
+        for c in rustls_pki(ca_pem) {
+            roots.add(c).expect("add root");
+        }
+        let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        cfg.alpn_protocols = if h2 {
+            vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+        } else {
+            vec![b"http/1.1".to_vec()]
+        };
+        Client {
+            addr,
+            tls: Some((Arc::new(cfg), sni.to_string())),
+            h2,
+        }
+    }
+
+    /// Sends one request on a new connection; returns the response head and a
+    /// streaming body, plus the negotiated ALPN and the server certificate.
+    pub async fn send_streaming(&self, req: Request<BoxBody>) -> Result<Streaming, String> {
+        let tcp = TcpStream::connect(self.addr)
+            .await
+            .map_err(|e| e.to_string())?;
+        match &self.tls {
+            None => handshake(TokioIo::new(tcp), req, false, None, None).await,
+            Some((cfg, sni)) => {
+                let connector = tokio_rustls::TlsConnector::from(cfg.clone());
+                let name = rustls::pki_types::ServerName::try_from(sni.clone())
+                    .map_err(|e| e.to_string())?;
+                let tls = connector
+                    .connect(name, tcp)
+                    .await
+                    .map_err(|e| format!("tls: {e}"))?;
+                let (_, conn) = tls.get_ref();
+                let alpn = conn
+                    .alpn_protocol()
+                    .map(|p| String::from_utf8_lossy(p).into_owned());
+                let cert = conn
+                    .peer_certificates()
+                    .and_then(|c| c.first())
+                    .map(|c| c.as_ref().to_vec());
+                let h2 = alpn.as_deref() == Some("h2");
+                handshake(TokioIo::new(tls), req, h2, alpn, cert).await
+            }
+        }
+    }
+
+    pub async fn send(&self, req: Request<BoxBody>) -> Result<Resp, String> {
+        let s = self.send_streaming(req).await?;
+        let (parts, body) = s.response.into_parts();
+        let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
+        Ok(Resp {
+            status: parts.status.as_u16(),
+            version: parts.version,
+            headers: parts.headers,
+            body,
+        })
+    }
+
+    pub async fn get(&self, host: &str, path: &str) -> Resp {
+        let req = request("GET", host, path, &[], Bytes::new());
+        self.send(req)
+            .await
+            .unwrap_or_else(|e| panic!("GET {host}{path}: {e}"))
+    }
+}
+
+pub struct Streaming {
+    pub response: Response<Incoming>,
+    pub alpn: Option<String>,
+    pub server_cert: Option<Vec<u8>>,
+}
+
+async fn handshake<T>(
+    io: TokioIo<T>,
+    req: Request<BoxBody>,
+    h2: bool,
+    alpn: Option<String>,
+    server_cert: Option<Vec<u8>>,
+) -> Result<Streaming, String>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let response = if h2 {
+        let (mut sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(conn);
+        let mut req = req;
+        // HTTP/2 carries the host as :authority.
+        if let Some(host) = req.headers_mut().remove(http::header::HOST) {
+            let pq = req
+                .uri()
+                .path_and_query()
+                .map(|p| p.as_str().to_string())
+                .unwrap_or("/".into());
+            let uri = format!("https://{}{}", host.to_str().unwrap_or(""), pq);
+            *req.uri_mut() = uri
+                .parse()
+                .map_err(|e: http::uri::InvalidUri| e.to_string())?;
+        }
+        sender.send_request(req).await.map_err(|e| e.to_string())?
+    } else {
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(conn.with_upgrades());
+        sender.send_request(req).await.map_err(|e| e.to_string())?
+    };
+    Ok(Streaming {
+        response,
+        alpn,
+        server_cert,
+    })
+}
+
+/// Builds a request with a Host header and fixed body.
+pub fn request(
+    method: &str,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Bytes,
+) -> Request<BoxBody> {
+    let mut b = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", host);
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    b.body(
+        Full::new(body)
+            .map_err(|never: Infallible| match never {})
+            .boxed(),
+    )
+    .expect("request")
+}
+
+/// GET over plain HTTP/1.1.
+pub async fn get(addr: SocketAddr, path: &str) -> Result<Resp, String> {
+    let host = addr.to_string();
+    Client::plain(addr)
+        .send(request("GET", &host, path, &[], Bytes::new()))
+        .await
+}
+
+fn rustls_pki(pem: &str) -> Vec<rustls::pki_types::CertificateDer<'static>> {
+    use rustls::pki_types::pem::PemObject;
+    rustls::pki_types::CertificateDer::pem_slice_iter(pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .expect("pem")
+}
+
+/// A test CA that issues leaf certificates.
+pub struct TestCa {
+    pub cert_pem: String,
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+}
+
+impl TestCa {
+    pub fn new() -> TestCa {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "Omnigate Test CA");
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert = params.self_signed(&key).expect("ca");
+        TestCa {
+            cert_pem: cert.pem(),
+            issuer: rcgen::Issuer::new(params, key),
+        }
+    }
+
+    /// (cert PEM, key PEM) for `names`.
+    pub fn leaf(&self, names: &[&str]) -> (String, String) {
+        let params =
+            rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .expect("params");
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert = params.signed_by(&key, &self.issuer).expect("sign");
+        (cert.pem(), key.serialize_pem())
+    }
+}
+
+/// A real upstream HTTP server on an ephemeral port.
+pub struct Upstream {
+    pub addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+pub type UpResp = Response<BoxBody>;
+
+impl Upstream {
+    /// Serves `handler` (HTTP/1.1 with upgrades) until dropped.
+    pub async fn start<F, Fut>(handler: F) -> Upstream
+    where
+        F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = UpResp> + Send + 'static,
+    {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind upstream");
+        let addr = listener.local_addr().expect("addr");
+        let handler = Arc::new(handler);
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let handler = handler.clone();
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |req| {
+                        let h = handler.clone();
+                        async move { Ok::<_, Infallible>(h(req).await) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .with_upgrades()
+                        .await;
+                });
+            }
+        });
+        Upstream { addr, task }
+    }
+
+    /// Answers every request with JSON naming `name` and echoing what it got.
+    pub async fn echo(name: &'static str) -> Upstream {
+        Upstream::start(move |req| async move { echo_response(name, &req) }).await
+    }
+}
+
+pub fn echo_response(name: &str, req: &Request<Incoming>) -> UpResp {
+    let headers: serde_json::Map<String, serde_json::Value> = req
+        .headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                serde_json::Value::String(v.to_str().unwrap_or("").to_string()),
+            )
+        })
+        .collect();
+    let body = serde_json::json!({
+        "upstream": name,
+        "method": req.method().as_str(),
+        "path": req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/"),
+        "headers": headers,
+    });
+    text_response(200, "application/json", body.to_string())
+}
+
+pub fn text_response(status: u16, content_type: &str, body: String) -> UpResp {
+    Response::builder()
+        .status(status)
+        .header("content-type", content_type)
+        .body(
+            Full::new(Bytes::from(body))
+                .map_err(|never: Infallible| match never {})
+                .boxed(),
+        )
+        .expect("response")
+}
+
+/// Writes `text` to `dir/name` and returns the path as a string.
+pub fn write(dir: &Path, name: &str, text: &str) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, text).expect("write");
+    p.display().to_string()
+}
+
+/// A config with an HTTP listener, the admin listener (with token) and
+/// `rest` appended (upstreams, routes, more listeners…). One worker thread:
+/// many gateways run at once on a small machine.
+pub fn config_with(rest: &str) -> String {
+    format!(
+        "server:\n  threads: 1\n  shutdown_grace: 2s\n  state_dir: {{dir}}/state\nadmin:\n  address: 127.0.0.1:{{admin}}\n  token: {ADMIN_TOKEN}\n{rest}"
+    )
+}
+
+pub const HTTP_LISTENER: &str = "listeners:\n  - name: http\n    address: 127.0.0.1:{http}\n";
