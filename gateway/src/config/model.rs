@@ -77,7 +77,8 @@ pub enum Balance {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Upstream {
     pub name: String,
-    pub addresses: Vec<SocketAddr>,
+    /// `host:port` as configured; host names are resolved when the pool starts.
+    pub addresses: Vec<String>,
     pub balance: Balance,
     pub health_check: Option<HealthCheck>,
     pub connect_timeout: Duration,

@@ -2,7 +2,7 @@
 //! of stopping at the first, so `omnigate check` lists them all at once.
 
 use std::collections::{BTreeSet, HashSet};
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
@@ -338,7 +338,7 @@ fn upstream(name: &str, u: &RawUpstream, base: &Path, r: &mut Report<'_>) -> Opt
     let mut addresses = Vec::new();
     for (i, a) in u.addresses.iter().enumerate() {
         let f = index(&join(&p, "addresses"), i);
-        if let Some(addr) = resolve(a, &f, r) {
+        if let Some(addr) = upstream_address(a, &f, r) {
             if addresses.contains(&addr) {
                 r.error(0, &f, format!("address {addr} is listed twice"), None);
             } else {
@@ -603,12 +603,14 @@ fn socket_addr(s: &str, field: &str, r: &mut Report<'_>) -> Option<SocketAddr> {
     }
 }
 
-/// An upstream address may be a host name; it is resolved at load time.
-fn resolve(s: &str, field: &str, r: &mut Report<'_>) -> Option<SocketAddr> {
-    if let Ok(a) = s.parse() {
-        return Some(a);
+/// An upstream address: `ip:port`, `[v6]:port` or `host:port`. Host names
+/// are checked for form here and resolved when the pool starts, so a config
+/// can be checked where the backends' names do not resolve (CI, a laptop).
+fn upstream_address(s: &str, field: &str, r: &mut Report<'_>) -> Option<String> {
+    if s.parse::<SocketAddr>().is_ok() {
+        return Some(s.to_string());
     }
-    if !s.contains(':') {
+    let Some((host, port)) = s.rsplit_once(':') else {
         r.error(
             0,
             field,
@@ -616,19 +618,26 @@ fn resolve(s: &str, field: &str, r: &mut Report<'_>) -> Option<SocketAddr> {
             Some(format!("write e.g. `{s}:80`")),
         );
         return None;
+    };
+    if port.parse::<u16>().map_or(true, |p| p == 0) {
+        r.error(
+            0,
+            field,
+            format!("`{port}` is not a port number"),
+            Some("use 1 to 65535".into()),
+        );
+        return None;
     }
-    match s.to_socket_addrs().map(|mut it| it.next()) {
-        Ok(Some(a)) => Some(a),
-        _ => {
-            r.error(
-                0,
-                field,
-                format!("`{s}` does not resolve to an address"),
-                Some("check the host name, or write an IP address".into()),
-            );
-            None
-        }
+    if host_name(host).is_none() || host.starts_with("*.") {
+        r.error(
+            0,
+            field,
+            format!("`{host}` is not a host name or IP address"),
+            Some("write e.g. `10.0.0.5:8080` or `store.internal:80`".into()),
+        );
+        return None;
     }
+    Some(s.to_string())
 }
 
 /// Parses `5s`, `250ms`, `1h 30m`. `min_ms` rejects values below it.

@@ -21,7 +21,10 @@ pub fn request_id(incoming: Option<&str>, trusted: bool) -> String {
         {
             id.to_string()
         }
-        _ => uuid::Uuid::new_v4().to_string(),
+        // A thread-local CSPRNG: no getrandom syscall per request.
+        _ => uuid::Builder::from_random_bytes(rand::random())
+            .into_uuid()
+            .to_string(),
     }
 }
 

@@ -97,15 +97,21 @@ impl Pool {
     pub async fn start(config: Upstream, metrics: Arc<Metrics>) -> Result<Arc<Pool>, String> {
         let mut set = BTreeSet::new();
         let mut addresses = Vec::new();
-        for a in &config.addresses {
-            let backend = Backend::new(&a.to_string()).map_err(|e| format!("{a}: {e}"))?;
-            set.insert(backend.clone());
-            addresses.push(Address {
-                addr: *a,
-                label: a.to_string(),
-                backend,
-                in_flight: AtomicUsize::new(0),
-            });
+        for configured in &config.addresses {
+            for addr in resolve(configured).await? {
+                if addresses.iter().any(|a: &Address| a.addr == addr) {
+                    continue;
+                }
+                let backend =
+                    Backend::new(&addr.to_string()).map_err(|e| format!("{addr}: {e}"))?;
+                set.insert(backend.clone());
+                addresses.push(Address {
+                    addr,
+                    label: addr.to_string(),
+                    backend,
+                    in_flight: AtomicUsize::new(0),
+                });
+            }
         }
         let mut backends = Backends::new(Static::new(set));
         if let Some(hc) = &config.health_check {
@@ -210,12 +216,24 @@ impl Pool {
     }
 }
 
+/// Every address `host:port` resolves to (an IP literal resolves to itself).
+async fn resolve(configured: &str) -> Result<Vec<SocketAddr>, String> {
+    if let Ok(a) = configured.parse::<SocketAddr>() {
+        return Ok(vec![a]);
+    }
+    let found: Vec<SocketAddr> = tokio::net::lookup_host(configured)
+        .await
+        .map_err(|e| format!("cannot resolve `{configured}`: {e}"))?
+        .collect();
+    if found.is_empty() {
+        return Err(format!("`{configured}` resolves to no address"));
+    }
+    Ok(found)
+}
+
+/// Timeouts and TLS settings shared by every address; `peer()` sets the address.
 fn peer_template(u: &Upstream) -> Result<HttpPeer, String> {
-    let placeholder = u
-        .addresses
-        .first()
-        .copied()
-        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 1)));
+    let placeholder = SocketAddr::from(([127, 0, 0, 1], 1));
     let (tls, sni) = match &u.tls {
         Some(t) => (true, t.sni.clone()),
         None => (false, String::new()),
