@@ -4,6 +4,7 @@
 mod support;
 
 mod check;
+mod deploy;
 mod errors;
 mod health;
 mod proxy;

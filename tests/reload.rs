@@ -137,8 +137,12 @@ async fn admin_endpoints_report_health_readiness_and_metrics() {
     }
     // The gauge drops once Pingora finishes the request, just after the client
     // has the last byte; it must come back to 0 (no leak).
-    gw.wait_metric("omnigate_requests_in_flight", 0.0, std::time::Duration::from_secs(5))
-        .await;
+    gw.wait_metric(
+        "omnigate_requests_in_flight",
+        0.0,
+        std::time::Duration::from_secs(5),
+    )
+    .await;
     let m = get(admin, "/metrics").await.unwrap();
     assert_eq!(
         m.header("content-type"),

@@ -20,6 +20,8 @@ pub struct Metrics {
     pub in_flight: IntGauge,
     pub config_reloads: IntCounterVec,
     pub config_last_success: IntGauge,
+    /// Every series name this process can export (histograms with suffixes).
+    names: Vec<String>,
 }
 
 const METHODS: [&str; 8] = [
@@ -89,6 +91,7 @@ impl Metrics {
             &["version"],
         ));
         build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        let mut names = Vec::new();
         for c in [
             Box::new(requests_total.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(request_duration.clone()),
@@ -99,6 +102,15 @@ impl Metrics {
             Box::new(config_last_success.clone()),
             Box::new(build),
         ] {
+            for d in c.desc() {
+                let histogram = d.fq_name == "omnigate_request_duration_seconds";
+                names.push(d.fq_name.clone());
+                if histogram {
+                    for suffix in ["_bucket", "_sum", "_count"] {
+                        names.push(format!("{}{suffix}", d.fq_name));
+                    }
+                }
+            }
             must(registry.register(c));
         }
         // Both results are visible from the start, so rate() works on the first reload.
@@ -114,7 +126,14 @@ impl Metrics {
             in_flight,
             config_reloads,
             config_last_success,
+            names,
         }
+    }
+
+    /// Every series name this process can export, whether or not it has
+    /// samples yet: what dashboards and alerts may query.
+    pub fn series_names(&self) -> &[String] {
+        &self.names
     }
 
     /// The Prometheus text exposition of every metric.

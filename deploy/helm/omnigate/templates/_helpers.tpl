@@ -1,0 +1,4 @@
+{{- define "omnigate.labels" -}}
+app.kubernetes.io/name: omnigate
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
