@@ -342,3 +342,92 @@ async fn sigterm_finishes_in_flight_requests_and_exits_cleanly() {
         gw.logs()
     );
 }
+
+#[tokio::test]
+async fn upstream_connections_are_reused() {
+    let (up, accepted) = Upstream::counting("app").await;
+    let cfg = config_with(&format!(
+        "{HTTP_LISTENER}upstreams:\n  app: {{ addresses: [\"{}\"] }}\nroutes:\n  - {{ name: app, path_prefix: /, upstream: app }}\n",
+        up.addr
+    ));
+    let gw = Gateway::start(&cfg, &[]).await;
+    let c = Client::plain(gw.addr("http"));
+    // Sequential requests, each on a new client connection.
+    for _ in 0..20 {
+        assert_eq!(c.get("shop.test", "/").await.status, 200);
+    }
+    let n = accepted.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        n <= 2,
+        "20 sequential requests opened {n} upstream connections"
+    );
+}
+
+#[tokio::test]
+async fn upstream_tls_is_verified_against_the_configured_ca() {
+    let ca = TestCa::new();
+    let (cert, key) = ca.leaf(&["backend.internal"]);
+    let up = Upstream::start_tls(&cert, &key, |req| async move {
+        echo_response("tls-backend", &req)
+    })
+    .await;
+    let other_ca = TestCa::new();
+    let cfg = |ca_file: &str| {
+        config_with(&format!(
+            "{HTTP_LISTENER}upstreams:
+  secure: {{ addresses: [\"{}\"], tls: {{ sni: backend.internal, ca: {ca_file} }} }}
+routes:
+  - {{ name: secure, path_prefix: /, upstream: secure, kind: api }}
+",
+            up.addr
+        ))
+    };
+    let gw = Gateway::start(&cfg("ca.pem"), &[("ca.pem", &ca.cert_pem)]).await;
+    let r = Client::plain(gw.addr("http")).get("shop.test", "/x").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["upstream"], "tls-backend");
+
+    // A backend whose certificate the configured CA did not sign is refused.
+    let gw = Gateway::start(
+        &cfg("other-ca.pem"),
+        &[("other-ca.pem", &other_ca.cert_pem)],
+    )
+    .await;
+    let r = Client::plain(gw.addr("http")).get("shop.test", "/x").await;
+    assert_eq!(r.status, 502, "{}", r.text());
+    let tls_errors = gw
+        .metric("omnigate_upstream_errors_total{kind=\"tls\",upstream=\"secure\"}")
+        .await;
+    assert!(
+        tls_errors >= Some(1.0),
+        "TLS failures are counted as such: {tls_errors:?}"
+    );
+}
+
+#[tokio::test]
+async fn demo_upstreams_show_what_the_gateway_forwards() {
+    let (store, crm, api) = (free_port(), free_port(), free_port());
+    let cfg = config_with(&format!(
+        "{HTTP_LISTENER}upstreams:
+  store: {{ addresses: [\"127.0.0.1:{store}\"] }}
+  api: {{ addresses: [\"127.0.0.1:{api}\"] }}
+routes:
+  - {{ name: api, path_prefix: /api, upstream: api, kind: api, strip_prefix: true }}
+  - {{ name: store, path_prefix: /, upstream: store }}
+demo: {{ enabled: true, store: \"127.0.0.1:{store}\", crm: \"127.0.0.1:{crm}\", api: \"127.0.0.1:{api}\" }}
+"
+    ));
+    let gw = Gateway::start(&cfg, &[]).await;
+    let c = Client::plain(gw.addr("http"));
+    let page = c.get("shop.test", "/products").await;
+    assert_eq!(page.status, 200);
+    let html = page.text();
+    assert!(html.contains("<h1>Demo Store</h1>"), "{html}");
+    assert!(html.contains(
+        "<tr class=\"gw\"><th scope=\"row\">x-forwarded-for</th><td>127.0.0.1</td></tr>"
+    ));
+    let j = c.get("shop.test", "/api/orders").await.json();
+    assert_eq!(j["service"], "demo-api");
+    assert_eq!(j["path"], "/orders");
+    assert_eq!(j["headers"]["x-forwarded-host"], "shop.test");
+}

@@ -182,3 +182,44 @@ async fn admin_endpoints_report_health_readiness_and_metrics() {
     }
     assert_eq!(get(admin, "/nope").await.unwrap().status, 404);
 }
+
+#[tokio::test]
+async fn open_keepalive_connection_survives_reload_and_sees_new_routes() {
+    let slow = Upstream::echo("slow").await;
+    let fresh = Upstream::echo("fresh").await;
+    let gw = Gateway::start(&cfg(&slow, None), &[]).await;
+    let tcp = tokio::net::TcpStream::connect(gw.addr("http"))
+        .await
+        .unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+            .await
+            .unwrap();
+    let conn = tokio::spawn(conn);
+    let send = |path: &'static str| request("GET", "shop.test", path, &[], Bytes::new());
+    let r = sender.send_request(send("/new")).await.unwrap();
+    assert_eq!(r.status(), 404);
+    http_body_util::BodyExt::collect(r.into_body())
+        .await
+        .unwrap();
+
+    gw.rewrite_config(&cfg(&slow, Some(&fresh)));
+    gw.signal("HUP");
+    gw.wait_metric(
+        "omnigate_config_reloads_total{result=\"success\"}",
+        1.0,
+        Duration::from_secs(10),
+    )
+    .await;
+
+    // Same connection, new configuration.
+    let r = sender.send_request(send("/new")).await.unwrap();
+    assert_eq!(r.status(), 200);
+    http_body_util::BodyExt::collect(r.into_body())
+        .await
+        .unwrap();
+    assert!(
+        !conn.is_finished(),
+        "the connection was not closed by the reload"
+    );
+}

@@ -132,7 +132,11 @@ async fn reload_on_sighup(app: Arc<App>) {
 /// JSON logs on stdout through a non-blocking writer. `RUST_LOG` overrides
 /// the configured level.
 fn init_logging(level: &str) -> tracing_appender::non_blocking::WorkerGuard {
-    let (writer, guard) = tracing_appender::non_blocking(std::io::stdout());
+    // The appender's thread drains every queued line into the buffer and then
+    // flushes, so under load one write(2) carries many lines, and at rest each
+    // line is written at once.
+    let stdout = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout());
+    let (writer, guard) = tracing_appender::non_blocking(stdout);
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     let _ = tracing_subscriber::fmt()
