@@ -7,6 +7,7 @@ mod check;
 mod deploy;
 mod errors;
 mod health;
+mod pages;
 mod proxy;
 mod reload;
 mod tls;

@@ -592,3 +592,69 @@ impl Upstream {
         (Upstream { addr, task }, count)
     }
 }
+
+/// What the browser saw after one step.
+pub type Seen = serde_json::Value;
+
+/// Runs a plan in headless Chromium (tests/browser/run-steps.mjs) and returns
+/// one observation per step. Screenshots go to tests/artifacts/<test>/ and are
+/// checked to be non-empty PNGs. Fails loudly if Node or Chromium is missing.
+pub async fn browse(test: &str, host_rules: Option<&str>, steps: serde_json::Value) -> Vec<Seen> {
+    use tokio::io::AsyncWriteExt;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let artifacts = root.join("tests/artifacts").join(test);
+    let _ = std::fs::remove_dir_all(&artifacts);
+    let plan = serde_json::json!({
+        "artifacts": artifacts,
+        "hostRules": host_rules,
+        "steps": steps,
+    });
+    let script = root.join("tests/browser/run-steps.mjs");
+    assert!(
+        root.join("tests/browser/node_modules/playwright-core")
+            .is_dir(),
+        "playwright-core is not installed: run tests/run (it runs npm ci in tests/browser)"
+    );
+    let mut child = tokio::process::Command::new("node")
+        .arg(&script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node is required for browser tests (tests/run installs it)");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin
+        .write_all(plan.to_string().as_bytes())
+        .await
+        .expect("write plan");
+    drop(stdin);
+    let out = tokio::time::timeout(Duration::from_secs(90), child.wait_with_output())
+        .await
+        .expect("browser plan took over 90 s")
+        .expect("browser run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!(
+            "browser driver failed ({e}):\nstdout: {stdout}\nstderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    let results = report["results"].as_array().cloned().unwrap_or_default();
+    assert!(
+        report["ok"] == true,
+        "browser plan failed: {}\nlast page: {:#}",
+        report["error"],
+        results.last().cloned().unwrap_or_default()
+    );
+    for r in &results {
+        if let Some(shot) = r["screenshot"].as_str() {
+            let bytes = std::fs::read(shot).unwrap_or_else(|e| panic!("screenshot {shot}: {e}"));
+            assert!(
+                bytes.len() > 1000 && bytes.starts_with(b"\x89PNG"),
+                "screenshot {shot} is empty or not a PNG"
+            );
+        }
+    }
+    results
+}
