@@ -90,12 +90,7 @@ async fn reload_replaces_certificates_without_restart() {
         &[("shop.pem", &old_c), ("shop.key", &old_k)],
     )
     .await;
-    let c = Client::tls(gw.addr("https"), &ca.cert_pem, "shop.test", false);
-    let s = c
-        .send_streaming(request("GET", "shop.test", "/", &[], bytes::Bytes::new()))
-        .await
-        .unwrap();
-    assert_eq!(s.server_cert.unwrap(), der_of(&old_c));
+    assert_eq!(served_cert(&gw, &ca, "shop.test").await, der_of(&old_c));
 
     write(gw.dir.path(), "shop.pem", &new_c);
     write(gw.dir.path(), "shop.key", &new_k);
@@ -106,13 +101,18 @@ async fn reload_replaces_certificates_without_restart() {
         std::time::Duration::from_secs(10),
     )
     .await;
-    // A fresh client: a resumed TLS session would report the old certificate.
-    let c = Client::tls(gw.addr("https"), &ca.cert_pem, "shop.test", false);
+    assert_eq!(served_cert(&gw, &ca, "shop.test").await, der_of(&new_c));
+}
+
+/// The leaf certificate the gateway presents for `sni`, on a fresh client
+/// (a resumed TLS session would report the certificate of the first one).
+async fn served_cert(gw: &Gateway, ca: &TestCa, sni: &str) -> Vec<u8> {
+    let c = Client::tls(gw.addr("https"), &ca.cert_pem, sni, false);
     let s = c
-        .send_streaming(request("GET", "shop.test", "/", &[], bytes::Bytes::new()))
+        .send_streaming(request("GET", sni, "/", &[], bytes::Bytes::new()))
         .await
         .unwrap();
-    assert_eq!(s.server_cert.unwrap(), der_of(&new_c));
+    s.server_cert.expect("server certificate")
 }
 
 fn der_of(pem: &str) -> Vec<u8> {
