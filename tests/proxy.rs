@@ -431,3 +431,53 @@ demo: {{ enabled: true, store: \"127.0.0.1:{store}\", crm: \"127.0.0.1:{crm}\", 
     assert_eq!(j["path"], "/orders");
     assert_eq!(j["headers"]["x-forwarded-host"], "shop.test");
 }
+
+#[tokio::test]
+async fn client_identity_headers_never_reach_a_backend() {
+    let store = Upstream::echo("store").await;
+    let crm = Upstream::echo("crm").await;
+    let cfg = config_with(&format!(
+        "{HTTP_LISTENER}upstreams:
+  store: {{ addresses: [\"{}\"] }}
+  crm:
+    addresses: [\"{}\"]
+    identity_headers: {{ customer_id: X-Forwarded-User, email: X-Forwarded-Email }}
+routes:
+  - {{ name: crm, path_prefix: /crm, upstream: crm }}
+  - {{ name: store, path_prefix: /, upstream: store }}
+",
+        store.addr, crm.addr
+    ));
+    let gw = Gateway::start(&cfg, &[]).await;
+    let c = Client::plain(gw.addr("http"));
+    let spoofs = [
+        ("x-customer-id", "cust-victim"),
+        ("X-Customer-Email", "victim@example.test"),
+        ("x-customer-consents", "marketing_email"),
+        ("x-omnigate-assertion", "eyJhbGciOiJub25lIn0.e30."),
+        ("x-guest-id", "guest-1"),
+        ("x-previous-guest-id", "guest-0"),
+        ("x-auth-method", "cookie"),
+        // mapped by the crm upstream, so stripped everywhere
+        ("x-forwarded-user", "admin"),
+        ("x-forwarded-email", "admin@example.test"),
+    ];
+    for path in ["/", "/crm/contacts"] {
+        let r = c
+            .send(request("GET", "shop.test", path, &spoofs, Bytes::new()))
+            .await
+            .unwrap();
+        assert_eq!(r.status, 200);
+        let headers = r.json()["headers"].as_object().unwrap().clone();
+        for (name, _) in spoofs {
+            assert!(
+                !headers.contains_key(&name.to_ascii_lowercase()),
+                "{name} reached the backend on {path}: {headers:?}"
+            );
+        }
+        assert!(
+            headers.contains_key("x-forwarded-for"),
+            "ordinary forwarding headers remain"
+        );
+    }
+}

@@ -4,10 +4,12 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod auth;
 pub mod config;
 pub mod demo;
 pub mod edge;
 pub mod httpd;
+pub mod identity;
 pub mod metrics;
 pub mod server;
 pub mod state;

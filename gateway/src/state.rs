@@ -27,6 +27,8 @@ pub struct Snapshot {
     pub route_metrics: Vec<RouteMetrics>,
     /// Metrics for requests that matched no route.
     pub unrouted: RouteMetrics,
+    /// Header names stripped from every client request (identity namespace).
+    pub identity_headers: std::collections::BTreeSet<String>,
     pools: HashMap<String, Arc<Pool>>,
 }
 
@@ -231,6 +233,7 @@ async fn build(
             .map(|r| metrics.route(&r.name))
             .collect(),
         unrouted: metrics.route("-"),
+        identity_headers: config.mapped_identity_headers(),
         route_pools,
         pools,
         config,

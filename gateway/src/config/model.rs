@@ -25,6 +25,15 @@ impl Config {
     pub fn upstream(&self, name: &str) -> Option<&Upstream> {
         self.upstreams.iter().find(|u| u.name == name)
     }
+
+    /// Every header name any upstream receives identity under (lower-case):
+    /// all of them are stripped from client requests on every route.
+    pub fn mapped_identity_headers(&self) -> std::collections::BTreeSet<String> {
+        self.upstreams
+            .iter()
+            .flat_map(|u| u.identity_headers.names().map(str::to_string))
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -86,6 +95,7 @@ pub struct Upstream {
     pub write_timeout: Duration,
     pub idle_timeout: Duration,
     pub tls: Option<UpstreamTls>,
+    pub identity_headers: crate::identity::headers::IdentityHeaders,
 }
 
 #[derive(Debug, Clone, PartialEq)]

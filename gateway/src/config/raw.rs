@@ -101,6 +101,16 @@ pub struct RawUpstream {
     pub write_timeout: Option<String>,
     pub idle_timeout: Option<String>,
     pub tls: Option<RawUpstreamTls>,
+    pub identity_headers: Option<RawIdentityHeaders>,
+}
+
+/// Header names an upstream receives identity under.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIdentityHeaders {
+    pub customer_id: Option<String>,
+    pub email: Option<String>,
+    pub name: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

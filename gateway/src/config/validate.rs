@@ -413,8 +413,14 @@ fn upstream(name: &str, u: &RawUpstream, base: &Path, r: &mut Report<'_>) -> Opt
             verify: t.verify,
         }
     });
+    let identity_headers = identity_headers(
+        u.identity_headers.as_ref(),
+        &join(&p, "identity_headers"),
+        r,
+    );
     Some(Upstream {
         name: name.to_string(),
+        identity_headers,
         addresses,
         balance,
         health_check,
@@ -448,6 +454,65 @@ fn upstream(name: &str, u: &RawUpstream, base: &Path, r: &mut Report<'_>) -> Opt
         ),
         tls,
     })
+}
+
+/// Header names for identity; each must be a valid, distinct header name
+/// outside the hop-by-hop and forwarding headers the gateway manages.
+fn identity_headers(
+    raw: Option<&RawIdentityHeaders>,
+    p: &str,
+    r: &mut Report<'_>,
+) -> crate::identity::headers::IdentityHeaders {
+    let mut out = crate::identity::headers::IdentityHeaders::default();
+    let Some(raw) = raw else { return out };
+    const RESERVED: &[&str] = &[
+        "host",
+        "connection",
+        "content-length",
+        "transfer-encoding",
+        "upgrade",
+        "cookie",
+        "authorization",
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "x-forwarded-host",
+        "x-request-id",
+    ];
+    for (field, value, slot) in [
+        ("customer_id", &raw.customer_id, &mut out.customer_id),
+        ("email", &raw.email, &mut out.email),
+        ("name", &raw.name, &mut out.name),
+    ] {
+        let Some(v) = value else { continue };
+        let lower = v.to_ascii_lowercase();
+        if http::HeaderName::from_bytes(lower.as_bytes()).is_err() {
+            r.error(
+                0,
+                &join(p, field),
+                format!("`{v}` is not a valid header name"),
+                None,
+            );
+        } else if RESERVED.contains(&lower.as_str()) {
+            r.error(
+                0,
+                &join(p, field),
+                format!("`{v}` is managed by the gateway and cannot carry identity"),
+                Some("pick a dedicated name, e.g. `X-Forwarded-User`".into()),
+            );
+        } else {
+            *slot = lower;
+        }
+    }
+    let names = out.names();
+    if names[0] == names[1] || names[0] == names[2] || names[1] == names[2] {
+        r.error(
+            0,
+            p,
+            "two identity fields use the same header name".into(),
+            Some("give customer_id, email and name distinct headers".into()),
+        );
+    }
+    out
 }
 
 fn route(

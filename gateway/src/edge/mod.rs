@@ -368,6 +368,10 @@ impl ProxyHttp for Gateway {
         let tls = self.listener.tls.is_some();
         let client = client_ip(session);
         forwarded::apply(upstream, client, tls, ctx.trusted_client, &ctx.request_id)?;
+        if let Some(snap) = &ctx.snapshot {
+            // Whatever the route, no client-sent identity header reaches a backend.
+            crate::identity::headers::strip(upstream, &snap.identity_headers);
+        }
         if let (Some(snap), Some(i)) = (&ctx.snapshot, ctx.route) {
             let r = &snap.config.routes[i];
             if r.strip_prefix && r.path_prefix != "/" {

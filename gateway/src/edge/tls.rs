@@ -202,7 +202,7 @@ fn create_dev_certificate(cert: &Path, key: &Path) -> Result<(), TlsError> {
 }
 
 /// Writes a file readable by the owner only.
-fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()
