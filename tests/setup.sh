@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs, idempotently, what the end-to-end tests need beyond the build:
 # Node.js + npm, Debian's Chromium (never a browser download), and the npm
-# packages in tests/browser (playwright-core). Quiet when all is present.
+# packages in tests/node (playwright-core). Quiet when all is present.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 sudo_cmd=""
@@ -18,8 +18,33 @@ if [ "${#need[@]}" -gt 0 ]; then
 fi
 
 # npm ci is exact and fast; skip it when the lock file has not changed.
-stamp=tests/browser/node_modules/.omnigate-lock
-if [ ! -f "$stamp" ] || ! cmp -s tests/browser/package-lock.json "$stamp"; then
-  (cd tests/browser && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
-  cp tests/browser/package-lock.json "$stamp"
+stamp=tests/node/node_modules/.omnigate-lock
+if [ ! -f "$stamp" ] || ! cmp -s tests/node/package-lock.json "$stamp"; then
+  (cd tests/node && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
+  cp tests/node/package-lock.json "$stamp"
+fi
+
+# Real PostgreSQL and Redis on 127.0.0.1 (tests use database `test`, a schema
+# and a key prefix of their own). Start them if stopped; install if missing.
+if ! command -v pg_ctlcluster >/dev/null 2>&1; then
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq postgresql >/dev/null
+fi
+if ! pg_isready -q -h 127.0.0.1 -p 5432; then
+  cluster=$(ls /etc/postgresql | head -n 1)
+  $sudo_cmd pg_ctlcluster --skip-systemctl-redirect "$cluster" main start
+  for _ in $(seq 1 50); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 0.2; done
+fi
+# Trust auth for the local test user and a `test` database, as on CI machines.
+if ! psql -h 127.0.0.1 -U postgres -d test -c 'select 1' >/dev/null 2>&1; then
+  echo "PostgreSQL at 127.0.0.1:5432 does not accept user postgres on database test (trust auth expected)" >&2
+  exit 1
+fi
+if ! command -v redis-server >/dev/null 2>&1; then
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq redis-server >/dev/null
+fi
+if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
+  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no
+  for _ in $(seq 1 50); do redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && break; sleep 0.1; done
 fi

@@ -596,7 +596,7 @@ impl Upstream {
 /// What the browser saw after one step.
 pub type Seen = serde_json::Value;
 
-/// Runs a plan in headless Chromium (tests/browser/run-steps.mjs) and returns
+/// Runs a plan in headless Chromium (tests/node/run-steps.mjs) and returns
 /// one observation per step. Screenshots go to tests/artifacts/<test>/ and are
 /// checked to be non-empty PNGs. Fails loudly if Node or Chromium is missing.
 pub async fn browse(test: &str, host_rules: Option<&str>, steps: serde_json::Value) -> Vec<Seen> {
@@ -609,11 +609,11 @@ pub async fn browse(test: &str, host_rules: Option<&str>, steps: serde_json::Val
         "hostRules": host_rules,
         "steps": steps,
     });
-    let script = root.join("tests/browser/run-steps.mjs");
+    let script = root.join("tests/node/run-steps.mjs");
     assert!(
-        root.join("tests/browser/node_modules/playwright-core")
+        root.join("tests/node/node_modules/playwright-core")
             .is_dir(),
-        "playwright-core is not installed: run tests/run (it runs npm ci in tests/browser)"
+        "playwright-core is not installed: run tests/run (it runs npm ci in tests/node)"
     );
     let mut child = tokio::process::Command::new("node")
         .arg(&script)

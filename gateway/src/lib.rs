@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod auth;
 pub mod config;
+pub mod customers;
 pub mod demo;
 pub mod edge;
 pub mod httpd;

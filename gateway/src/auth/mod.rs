@@ -2,4 +2,5 @@
 //! module), sessions and login (later). Decision logic is pure; key fetching
 //! lives in `jwks`.
 
+pub mod jwks;
 pub mod token;

@@ -18,6 +18,52 @@ pub struct Config {
     pub demo: Option<Demo>,
     pub trusted_proxies: Vec<IpNet>,
     pub log: Log,
+    pub providers: Vec<Provider>,
+    pub identity: Identity,
+    pub customers: CustomerStore,
+}
+
+/// An identity provider known by its issuer URL.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Provider {
+    pub name: String,
+    pub issuer: String,
+    /// Explicit JWKS URL; otherwise taken from OpenID discovery.
+    pub jwks_uri: Option<String>,
+    pub bearer: Option<crate::auth::token::BearerPolicy>,
+}
+
+/// Settings of the assertions the gateway signs for backends.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Identity {
+    pub issuer: String,
+    pub assertion_ttl: Duration,
+    /// PEM file of the ES256 key; `None`: `state_dir/assertion-key.pem`, created once.
+    pub signing_key: Option<PathBuf>,
+}
+
+/// The customer directory engine.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CustomerStore {
+    /// SQLite file (created if missing).
+    Embedded {
+        path: PathBuf,
+    },
+    Postgres {
+        url: String,
+        schema: String,
+    },
+}
+
+/// Who may use a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// No identity is looked at or forwarded.
+    Public,
+    /// Identity is forwarded when the request carries valid credentials.
+    Optional,
+    /// Valid credentials are needed; without them: 401.
+    Required,
 }
 
 impl Config {
@@ -134,6 +180,9 @@ pub struct Route {
     pub kind: RouteKind,
     pub strip_prefix: bool,
     pub max_body: u64,
+    pub access: Access,
+    /// Scopes a bearer token must carry (all of them).
+    pub scopes: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

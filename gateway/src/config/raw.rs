@@ -25,6 +25,46 @@ pub struct RawConfig {
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
     pub log: Option<RawLog>,
+    #[serde(default)]
+    pub providers: Vec<RawProvider>,
+    pub identity: Option<RawIdentity>,
+    pub customers: Option<RawCustomers>,
+}
+
+/// An identity provider: its tokens are accepted as bearer credentials.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProvider {
+    pub name: String,
+    pub issuer: String,
+    pub jwks_uri: Option<String>,
+    pub bearer: Option<RawBearer>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBearer {
+    pub audiences: Vec<String>,
+    #[serde(default)]
+    pub algorithms: Vec<String>,
+}
+
+/// The gateway's own identity assertions.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIdentity {
+    pub issuer: Option<String>,
+    pub assertion_ttl: Option<String>,
+    pub signing_key: Option<String>,
+}
+
+/// Where customers and their identities are stored.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCustomers {
+    pub store: String,
+    pub url: Option<String>,
+    pub schema: Option<String>,
 }
 
 /// A file named under `include:`: policies that extend the main config.
@@ -151,6 +191,9 @@ pub struct RawRoute {
     #[serde(default)]
     pub strip_prefix: bool,
     pub max_body: Option<String>,
+    pub access: Option<String>,
+    #[serde(default)]
+    pub scopes: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]

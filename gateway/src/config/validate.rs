@@ -109,6 +109,25 @@ pub(super) fn validate(
         })
         .collect();
     let log = log(main.log.as_ref(), &mut r);
+    let providers = providers(&main.providers, &mut r);
+    let identity = identity(main.identity.as_ref(), base, &mut r);
+    let customers = customers(main.customers.as_ref(), &server, &mut r);
+    if providers.iter().all(|p| p.bearer.is_none()) {
+        for (file, path, raw) in &all_routes {
+            if matches!(raw.access.as_deref(), Some("optional" | "required")) {
+                r.error(
+                    *file,
+                    &join(path, "access"),
+                    "no provider accepts bearer tokens, so no request could be authenticated"
+                        .into(),
+                    Some(
+                        "add a provider with `bearer: {audiences: [...]}` under `providers:`"
+                            .into(),
+                    ),
+                );
+            }
+        }
+    }
 
     if !r.diags.is_empty() {
         return Err(ConfigErrors(r.diags));
@@ -122,7 +141,189 @@ pub(super) fn validate(
         demo,
         trusted_proxies,
         log,
+        providers,
+        identity,
+        customers,
     })
+}
+
+fn providers(raw: &[RawProvider], r: &mut Report<'_>) -> Vec<Provider> {
+    let mut out: Vec<Provider> = Vec::new();
+    for (i, p) in raw.iter().enumerate() {
+        let at = index("providers", i);
+        if out.iter().any(|o| o.name == p.name) {
+            r.error(
+                0,
+                &join(&at, "name"),
+                format!("provider name `{}` is used twice", p.name),
+                None,
+            );
+        }
+        let issuer = p.issuer.trim_end_matches('/').to_string();
+        if !url_ok(&issuer) {
+            r.error(
+                0,
+                &join(&at, "issuer"),
+                format!("`{}` is not an http(s) URL", p.issuer),
+                Some(
+                    "write the issuer exactly as the provider's discovery document states it"
+                        .into(),
+                ),
+            );
+        }
+        if let Some(j) = &p.jwks_uri {
+            if !url_ok(j) {
+                r.error(
+                    0,
+                    &join(&at, "jwks_uri"),
+                    format!("`{j}` is not an http(s) URL"),
+                    None,
+                );
+            }
+        }
+        let bearer = p.bearer.as_ref().map(|b| {
+            let bp = join(&at, "bearer");
+            if b.audiences.is_empty() || b.audiences.iter().any(|a| a.is_empty()) {
+                r.error(
+                    0,
+                    &join(&bp, "audiences"),
+                    "bearer tokens need at least one expected audience".into(),
+                    Some("list the `aud` values your API tokens carry; accepting any audience would accept tokens minted for other services".into()),
+                );
+            }
+            let names: Vec<String> = if b.algorithms.is_empty() {
+                vec!["RS256".into(), "ES256".into()]
+            } else {
+                b.algorithms.clone()
+            };
+            let mut algorithms = Vec::new();
+            for (j, a) in names.iter().enumerate() {
+                match crate::auth::token::parse_algorithm(a) {
+                    Some(alg) => algorithms.push(alg),
+                    None => r.error(
+                        0,
+                        &index(&join(&bp, "algorithms"), j),
+                        format!("`{a}` is not an accepted signature algorithm"),
+                        Some("use asymmetric ones: RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA".into()),
+                    ),
+                }
+            }
+            crate::auth::token::BearerPolicy {
+                issuer: issuer.clone(),
+                audiences: b.audiences.clone(),
+                algorithms,
+                leeway: 30,
+            }
+        });
+        out.push(Provider {
+            name: p.name.clone(),
+            issuer,
+            jwks_uri: p.jwks_uri.clone(),
+            bearer,
+        });
+    }
+    out
+}
+
+fn url_ok(s: &str) -> bool {
+    s.parse::<http::Uri>()
+        .is_ok_and(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some())
+}
+
+fn identity(raw: Option<&RawIdentity>, base: &Path, r: &mut Report<'_>) -> Identity {
+    let ttl = duration(
+        raw.and_then(|i| i.assertion_ttl.as_deref()),
+        "60s",
+        1000,
+        "identity.assertion_ttl",
+        r,
+    );
+    if ttl > Duration::from_secs(60) {
+        r.error(
+            0,
+            "identity.assertion_ttl",
+            format!("{}s is longer than 60s", ttl.as_secs()),
+            Some("assertions are per-request proofs; keep them short-lived (≤ 60s)".into()),
+        );
+    }
+    let signing_key = raw
+        .and_then(|i| i.signing_key.as_ref())
+        .map(|k| base.join(k));
+    if let Some(k) = &signing_key {
+        if let Err(e) = crate::identity::assertion::Signer::load(k, false, "check", ttl) {
+            r.error(
+                0,
+                "identity.signing_key",
+                e.to_string(),
+                Some("create one with `openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256`".into()),
+            );
+        }
+    }
+    Identity {
+        issuer: raw
+            .and_then(|i| i.issuer.clone())
+            .unwrap_or_else(|| "omnigate".into()),
+        assertion_ttl: ttl,
+        signing_key,
+    }
+}
+
+fn customers(raw: Option<&RawCustomers>, server: &Server, r: &mut Report<'_>) -> CustomerStore {
+    let embedded = || CustomerStore::Embedded {
+        path: server.state_dir.join("customers.db"),
+    };
+    let Some(c) = raw else { return embedded() };
+    match c.store.as_str() {
+        "embedded" => {
+            if c.url.is_some() {
+                r.error(
+                    0,
+                    "customers.url",
+                    "the embedded store takes no URL".into(),
+                    None,
+                );
+            }
+            embedded()
+        }
+        "postgres" => {
+            let url = c.url.clone().unwrap_or_default();
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                r.error(
+                    0,
+                    "customers.url",
+                    "the postgres store needs `url: postgres://user@host:5432/db`".into(),
+                    Some(
+                        "secrets belong in the environment: `url: ${OMNIGATE_DATABASE_URL}`".into(),
+                    ),
+                );
+            }
+            let schema = c.schema.clone().unwrap_or_else(|| "omnigate".into());
+            if schema.is_empty()
+                || schema.len() > 63
+                || !schema
+                    .chars()
+                    .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '_')
+                || schema.starts_with(|ch: char| ch.is_ascii_digit())
+            {
+                r.error(
+                    0,
+                    "customers.schema",
+                    format!("`{schema}` is not a plain schema name"),
+                    Some("use lower-case letters, digits and `_`".into()),
+                );
+            }
+            CustomerStore::Postgres { url, schema }
+        }
+        other => {
+            r.error(
+                0,
+                "customers.store",
+                format!("unknown customer store `{other}`"),
+                Some("use `embedded` (a file in state_dir) or `postgres`".into()),
+            );
+            embedded()
+        }
+    }
 }
 
 fn server(s: &RawServer, base: &Path, r: &mut Report<'_>) -> Server {
@@ -599,10 +800,48 @@ fn route(
             }
         },
     };
+    let access = match raw.access.as_deref().unwrap_or("public") {
+        "public" => Access::Public,
+        "optional" => Access::Optional,
+        "required" => Access::Required,
+        other => {
+            r.error(
+                file,
+                &join(p, "access"),
+                format!("unknown access mode `{other}`"),
+                Some("use `public`, `optional` or `required`".into()),
+            );
+            Access::Public
+        }
+    };
+    if !raw.scopes.is_empty() && access != Access::Required {
+        r.error(
+            file,
+            &join(p, "scopes"),
+            "scopes are only checked on routes with `access: required`".into(),
+            Some("add `access: required` or remove `scopes`".into()),
+        );
+    }
+    for (i, sc) in raw.scopes.iter().enumerate() {
+        if sc.is_empty()
+            || sc
+                .chars()
+                .any(|c| c.is_whitespace() || c == '"' || c == '\\')
+        {
+            r.error(
+                file,
+                &index(&join(p, "scopes"), i),
+                format!("`{sc}` is not a scope token"),
+                None,
+            );
+        }
+    }
     if r.diags.len() > before {
         return None;
     }
     Some(Route {
+        access,
+        scopes: raw.scopes.clone(),
         name: raw.name.clone(),
         hosts,
         path_prefix,

@@ -1,5 +1,5 @@
 use super::*;
-use crate::config::model::RouteKind;
+use crate::config::model::{Access, RouteKind};
 
 fn route(name: &str, hosts: &[&str], prefix: &str, methods: &[&str]) -> Route {
     Route {
@@ -11,6 +11,8 @@ fn route(name: &str, hosts: &[&str], prefix: &str, methods: &[&str]) -> Route {
         kind: RouteKind::Web,
         strip_prefix: false,
         max_body: 0,
+        access: Access::Public,
+        scopes: vec![],
     }
 }
 
