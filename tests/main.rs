@@ -3,6 +3,7 @@
 
 mod support;
 
+mod bearer;
 mod check;
 mod deploy;
 mod errors;

@@ -658,3 +658,161 @@ pub async fn browse(test: &str, host_rules: Option<&str>, steps: serde_json::Val
     }
     results
 }
+
+/// A real OpenID provider (tests/node/idp.mjs, npm oidc-provider) on 127.0.0.1.
+pub struct Idp {
+    child: tokio::process::Child,
+    pub issuer: String,
+    pub port: u16,
+    pub keys_file: PathBuf,
+    _dir: Arc<tempfile::TempDir>,
+    clients: String,
+}
+
+/// The audience of JWT access tokens the test provider issues.
+pub const IDP_AUDIENCE: &str = "https://api.omnigate.test";
+pub const SERVICE_CLIENT: (&str, &str) = ("svc", "svc-secret-0123456789");
+
+impl Idp {
+    /// Starts a provider with one client-credentials client (`SERVICE_CLIENT`).
+    pub async fn start() -> Idp {
+        let clients = serde_json::json!([{
+            "client_id": SERVICE_CLIENT.0,
+            "client_secret": SERVICE_CLIENT.1,
+            "grant_types": ["client_credentials"],
+            "response_types": [],
+            "redirect_uris": [],
+            "token_endpoint_auth_method": "client_secret_basic",
+        }])
+        .to_string();
+        let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
+        let keys_file = dir.path().join("idp-keys.json");
+        Idp::spawn(None, &keys_file, &clients, false, dir).await
+    }
+
+    async fn spawn(
+        port: Option<u16>,
+        keys: &Path,
+        clients: &str,
+        rotate: bool,
+        dir: Arc<tempfile::TempDir>,
+    ) -> Idp {
+        use tokio::io::AsyncBufReadExt;
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        assert!(
+            root.join("tests/node/node_modules/oidc-provider").is_dir(),
+            "oidc-provider is not installed: run tests/run (it runs npm ci in tests/node)"
+        );
+        let mut cmd = tokio::process::Command::new("node");
+        cmd.arg(root.join("tests/node/idp.mjs"))
+            .env("IDP_KEYS", keys)
+            .env("IDP_CLIENTS", clients)
+            .env("IDP_AUDIENCE", IDP_AUDIENCE)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true);
+        if let Some(p) = port {
+            cmd.env("IDP_PORT", p.to_string());
+        }
+        if rotate {
+            cmd.env("IDP_ROTATE", "1");
+        }
+        let mut child = cmd
+            .spawn()
+            .expect("node is required (tests/run installs it)");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+            .await
+            .expect("OpenID provider did not start in 20 s")
+            .expect("read")
+            .expect("OpenID provider exited");
+        let v: serde_json::Value = serde_json::from_str(&line).expect("provider start line");
+        Idp {
+            child,
+            issuer: v["issuer"].as_str().expect("issuer").to_string(),
+            port: v["port"].as_u64().expect("port") as u16,
+            keys_file: keys.to_path_buf(),
+            _dir: dir,
+            clients: clients.to_string(),
+        }
+    }
+
+    /// Restarts on the same port and issuer with a new signing key in front
+    /// of the old ones (both published).
+    pub async fn rotate(mut self) -> Idp {
+        let _ = self.child.kill().await;
+        let _ = self.child.wait().await;
+        Idp::spawn(
+            Some(self.port),
+            &self.keys_file.clone(),
+            &self.clients.clone(),
+            true,
+            self._dir.clone(),
+        )
+        .await
+    }
+
+    /// A real access token (JWT) from the token endpoint, client credentials grant.
+    pub async fn client_credentials(&self, scope: &str) -> String {
+        let addr: SocketAddr = format!("127.0.0.1:{}", self.port).parse().expect("addr");
+        let basic = base64_encode(&format!("{}:{}", SERVICE_CLIENT.0, SERVICE_CLIENT.1));
+        let body = format!(
+            "grant_type=client_credentials&scope={}",
+            scope.replace(' ', "%20")
+        );
+        let r = Client::plain(addr)
+            .send(request(
+                "POST",
+                &addr.to_string(),
+                "/token",
+                &[
+                    ("authorization", &format!("Basic {basic}")),
+                    ("content-type", "application/x-www-form-urlencoded"),
+                ],
+                Bytes::from(body),
+            ))
+            .await
+            .expect("token request");
+        assert_eq!(r.status, 200, "token endpoint: {}", r.text());
+        r.json()["access_token"]
+            .as_str()
+            .expect("access_token")
+            .to_string()
+    }
+
+    /// A token with chosen claims, signed with the provider's current key.
+    pub async fn sign(&self, claims: serde_json::Value, alg: &str) -> String {
+        let addr: SocketAddr = format!("127.0.0.1:{}", self.port).parse().expect("addr");
+        let body = serde_json::json!({ "claims": claims, "alg": alg }).to_string();
+        let r = Client::plain(addr)
+            .send(request(
+                "POST",
+                &addr.to_string(),
+                "/_test/sign",
+                &[],
+                Bytes::from(body),
+            ))
+            .await
+            .expect("sign");
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json()["token"].as_str().expect("token").to_string()
+    }
+
+    /// Claims of a user access token for `sub`, valid for `ttl` seconds.
+    pub fn user_claims(&self, sub: &str, scope: &str, ttl: i64) -> serde_json::Value {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs() as i64;
+        serde_json::json!({
+            "iss": self.issuer, "sub": sub, "aud": IDP_AUDIENCE, "iat": now, "exp": now + ttl,
+            "scope": scope, "email": format!("{sub}@example.test"), "email_verified": true, "name": format!("Test {sub}"),
+        })
+    }
+}
+
+pub fn base64_encode(s: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}

@@ -25,6 +25,9 @@ async fn handle(app: Arc<App>, req: Request<Incoming>) -> Resp {
     match (method.as_str(), path.as_str()) {
         ("GET" | "HEAD", "/healthz") => respond(200, "application/json", r#"{"status":"ok"}"#),
         ("GET" | "HEAD", "/readyz") => readyz(&app).await,
+        ("GET" | "HEAD", crate::edge::JWKS_PATH) => {
+            respond(200, "application/json", app.signer.jwks().to_string())
+        }
         ("GET" | "HEAD", "/metrics") => respond(
             200,
             "text/plain; version=0.0.4; charset=utf-8",

@@ -20,6 +20,9 @@ pub struct Metrics {
     pub in_flight: IntGauge,
     pub config_reloads: IntCounterVec,
     pub config_last_success: IntGauge,
+    pub auth_decisions: IntCounterVec,
+    pub token_cache: IntCounterVec,
+    pub jwks_fetches: IntCounterVec,
     /// Every series name this process can export (histograms with suffixes).
     names: Vec<String>,
 }
@@ -86,6 +89,27 @@ impl Metrics {
             "omnigate_config_last_reload_success_timestamp_seconds",
             "Unix time of the last configuration load that was applied",
         ));
+        let auth_decisions = must(IntCounterVec::new(
+            Opts::new(
+                "omnigate_auth_decisions_total",
+                "Access decisions on non-public routes, by route and result",
+            ),
+            &["route", "result"],
+        ));
+        let token_cache = must(IntCounterVec::new(
+            Opts::new(
+                "omnigate_token_cache_total",
+                "Bearer token verification cache lookups, by result",
+            ),
+            &["result"],
+        ));
+        let jwks_fetches = must(IntCounterVec::new(
+            Opts::new(
+                "omnigate_jwks_fetches_total",
+                "Provider key set fetches, by provider and result",
+            ),
+            &["provider", "result"],
+        ));
         let build = must(IntGaugeVec::new(
             Opts::new("omnigate_build_info", "Build information"),
             &["version"],
@@ -100,6 +124,9 @@ impl Metrics {
             Box::new(in_flight.clone()),
             Box::new(config_reloads.clone()),
             Box::new(config_last_success.clone()),
+            Box::new(auth_decisions.clone()),
+            Box::new(token_cache.clone()),
+            Box::new(jwks_fetches.clone()),
             Box::new(build),
         ] {
             for d in c.desc() {
@@ -126,6 +153,9 @@ impl Metrics {
             in_flight,
             config_reloads,
             config_last_success,
+            auth_decisions,
+            token_cache,
+            jwks_fetches,
             names,
         }
     }

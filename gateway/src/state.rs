@@ -11,10 +11,12 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
+use crate::auth::jwks::{HttpClient, ProviderKeys};
 use crate::config::{self, model::Config, ConfigErrors};
 use crate::edge::pool::Pool;
 use crate::edge::route::Router;
 use crate::edge::tls::{listener_certificates, CertTable, SniResolver};
+use crate::identity::assertion::Signer;
 use crate::metrics::{Metrics, RouteMetrics};
 
 /// One consistent view of the configuration and what was built from it.
@@ -29,6 +31,8 @@ pub struct Snapshot {
     pub unrouted: RouteMetrics,
     /// Header names stripped from every client request (identity namespace).
     pub identity_headers: std::collections::BTreeSet<String>,
+    /// Key sets of the configured providers.
+    pub providers: Vec<Arc<crate::auth::jwks::ProviderKeys>>,
     pools: HashMap<String, Arc<Pool>>,
 }
 
@@ -66,6 +70,11 @@ pub struct App {
     shutting_down: AtomicBool,
     /// Set once every customer listener has accepted a connection.
     pub listeners_up: AtomicBool,
+    pub auth: crate::auth::Authenticator,
+    pub signer: crate::identity::assertion::Signer,
+    http: crate::auth::jwks::HttpClient,
+    /// Signed assertions by (credential, upstream), reused for half their life.
+    pub assertions: moka::sync::Cache<([u8; 32], String), Arc<str>>,
 }
 
 impl App {
@@ -81,12 +90,31 @@ impl App {
                 resolvers.insert(l.name.clone(), Arc::new(SniResolver::new(table)));
             }
         }
+        let signer = match &config.identity.signing_key {
+            Some(path) => Signer::load(
+                path,
+                false,
+                &config.identity.issuer,
+                config.identity.assertion_ttl,
+            ),
+            None => Signer::load(
+                &config.server.state_dir.join("assertion-key.pem"),
+                true,
+                &config.identity.issuer,
+                config.identity.assertion_ttl,
+            ),
+        }
+        .map_err(|e| format!("identity.signing_key: {e}"))?;
+        let directory = crate::customers::open(&config.customers)
+            .await
+            .map_err(|e| format!("customers: {e}"))?;
+        let http = HttpClient::new(std::time::Duration::from_secs(5))?;
         let config = Arc::new(config);
-        let snapshot = build(1, config.clone(), &HashMap::new(), &metrics).await?;
+        let snapshot = build(1, config.clone(), &Previous::default(), &metrics, &http).await?;
         metrics.config_last_success.set(unix_now());
+        let ttl = config.identity.assertion_ttl;
         Ok(Arc::new(App {
             config_path: config_path.to_path_buf(),
-            metrics,
             current: ArcSwap::from_pointee(snapshot),
             resolvers,
             startup: config,
@@ -94,6 +122,14 @@ impl App {
             reload_lock: tokio::sync::Mutex::new(()),
             shutting_down: AtomicBool::new(false),
             listeners_up: AtomicBool::new(false),
+            auth: crate::auth::Authenticator::new(directory, metrics.clone()),
+            signer,
+            http,
+            assertions: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(ttl / 2)
+                .build(),
+            metrics,
         }))
     }
 
@@ -148,9 +184,17 @@ impl App {
         let old = self.snapshot();
         let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
         let config = Arc::new(config);
-        let next = build(generation, config, &old.pools, &self.metrics)
+        let previous = Previous {
+            pools: old.pools.clone(),
+            providers: old.providers.clone(),
+        };
+        let next = build(generation, config, &previous, &self.metrics, &self.http)
             .await
             .map_err(ReloadError::Apply)?;
+        if next.config.providers != old.config.providers {
+            // Audiences or algorithms may have changed: verify every token again.
+            self.auth.forget_all();
+        }
         for (resolver, table) in tables {
             resolver.replace(table);
         }
@@ -198,17 +242,44 @@ fn cert_table(
     CertTable::build(&certs)
 }
 
+/// What a new snapshot may reuse from the running one.
+#[derive(Default)]
+struct Previous {
+    pools: HashMap<String, Arc<Pool>>,
+    providers: Vec<Arc<ProviderKeys>>,
+}
+
 /// Builds a snapshot, keeping every pool whose definition did not change (and
-/// with it its health state and connections).
+/// with it its health state and connections) and every provider's known keys.
 async fn build(
     generation: u64,
     config: Arc<Config>,
-    previous: &HashMap<String, Arc<Pool>>,
+    previous: &Previous,
     metrics: &Arc<Metrics>,
+    http: &HttpClient,
 ) -> Result<Snapshot, String> {
+    let providers = config
+        .providers
+        .iter()
+        .map(|p| {
+            previous
+                .providers
+                .iter()
+                .find(|old| old.config == *p)
+                .cloned()
+                .unwrap_or_else(|| {
+                    Arc::new(ProviderKeys::new(
+                        p.clone(),
+                        http.clone(),
+                        p.jwks_min_refresh,
+                        metrics.clone(),
+                    ))
+                })
+        })
+        .collect();
     let mut pools = HashMap::new();
     for u in &config.upstreams {
-        let pool = match previous.get(&u.name) {
+        let pool = match previous.pools.get(&u.name) {
             Some(p) if p.config == *u => p.clone(),
             _ => Pool::start(u.clone(), metrics.clone())
                 .await
@@ -234,6 +305,7 @@ async fn build(
             .collect(),
         unrouted: metrics.route("-"),
         identity_headers: config.mapped_identity_headers(),
+        providers,
         route_pools,
         pools,
         config,
@@ -263,6 +335,12 @@ fn restart_only_changes(running: &Config, next: &Config) -> Vec<String> {
     }
     if running.log != next.log {
         out.push("log".to_string());
+    }
+    if running.identity != next.identity {
+        out.push("identity".to_string());
+    }
+    if running.customers != next.customers {
+        out.push("customers".to_string());
     }
     out
 }

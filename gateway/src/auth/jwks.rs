@@ -80,11 +80,18 @@ pub struct ProviderKeys {
     jwks_uri: ArcSwapOption<String>,
     last_fetch: Mutex<Option<Instant>>,
     min_refresh: Duration,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl ProviderKeys {
-    pub fn new(config: Provider, client: HttpClient, min_refresh: Duration) -> ProviderKeys {
+    pub fn new(
+        config: Provider,
+        client: HttpClient,
+        min_refresh: Duration,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> ProviderKeys {
         ProviderKeys {
+            metrics,
             jwks_uri: ArcSwapOption::from(config.jwks_uri.clone().map(Arc::new)),
             config,
             client,
@@ -110,6 +117,11 @@ impl ProviderKeys {
         }
         *last = Some(Instant::now());
         let result = self.fetch().await;
+        let label = if result.is_ok() { "success" } else { "failure" };
+        self.metrics
+            .jwks_fetches
+            .with_label_values(&[self.config.name.as_str(), label])
+            .inc();
         match result {
             Ok(set) => {
                 let set = Arc::new(set);

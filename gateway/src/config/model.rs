@@ -30,6 +30,8 @@ pub struct Provider {
     pub issuer: String,
     /// Explicit JWKS URL; otherwise taken from OpenID discovery.
     pub jwks_uri: Option<String>,
+    /// Least time between two key fetches triggered by unknown `kid`s.
+    pub jwks_min_refresh: Duration,
     pub bearer: Option<crate::auth::token::BearerPolicy>,
 }
 

@@ -38,6 +38,7 @@ pub struct RawProvider {
     pub name: String,
     pub issuer: String,
     pub jwks_uri: Option<String>,
+    pub jwks_min_refresh: Option<String>,
     pub bearer: Option<RawBearer>,
 }
 

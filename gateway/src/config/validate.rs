@@ -215,9 +215,17 @@ fn providers(raw: &[RawProvider], r: &mut Report<'_>) -> Vec<Provider> {
                 leeway: 30,
             }
         });
+        let jwks_min_refresh = duration(
+            p.jwks_min_refresh.as_deref(),
+            "10s",
+            100,
+            &join(&at, "jwks_min_refresh"),
+            r,
+        );
         out.push(Provider {
             name: p.name.clone(),
             issuer,
+            jwks_min_refresh,
             jwks_uri: p.jwks_uri.clone(),
             bearer,
         });

@@ -14,11 +14,19 @@ pub enum Problem {
     BadRequest(&'static str),
     NotFound,
     MethodNotAllowed,
-    PayloadTooLarge { limit: u64 },
+    PayloadTooLarge {
+        limit: u64,
+    },
     BadGateway,
     NoHealthyUpstream,
     GatewayTimeout,
     Internal,
+    /// No credential where one is needed, or one that failed verification.
+    Unauthenticated(Option<String>),
+    /// Authenticated, but these scopes are missing.
+    InsufficientScope(Vec<String>),
+    /// Provider keys or the customer directory could not be reached.
+    IdentityUnavailable,
 }
 
 impl Problem {
@@ -32,6 +40,9 @@ impl Problem {
             Problem::NoHealthyUpstream => 503,
             Problem::GatewayTimeout => 504,
             Problem::Internal => 500,
+            Problem::Unauthenticated(_) => 401,
+            Problem::InsufficientScope(_) => 403,
+            Problem::IdentityUnavailable => 503,
         }
     }
 
@@ -46,6 +57,10 @@ impl Problem {
             Problem::NoHealthyUpstream => "no-healthy-upstream",
             Problem::GatewayTimeout => "upstream-timeout",
             Problem::Internal => "internal-error",
+            Problem::Unauthenticated(None) => "unauthenticated",
+            Problem::Unauthenticated(Some(_)) => "invalid-token",
+            Problem::InsufficientScope(_) => "insufficient-scope",
+            Problem::IdentityUnavailable => "identity-unavailable",
         }
     }
 
@@ -59,6 +74,9 @@ impl Problem {
             Problem::NoHealthyUpstream => "Service temporarily unavailable",
             Problem::GatewayTimeout => "Service did not answer in time",
             Problem::Internal => "Something went wrong",
+            Problem::Unauthenticated(_) => "Sign-in required",
+            Problem::InsufficientScope(_) => "Not allowed",
+            Problem::IdentityUnavailable => "Sign-in temporarily unavailable",
         }
     }
 
@@ -76,6 +94,14 @@ impl Problem {
             }
             Problem::GatewayTimeout => "The service behind this address took too long to answer. Please try again shortly.".into(),
             Problem::Internal => "The gateway could not complete the request.".into(),
+            Problem::Unauthenticated(None) => "This address needs you to be signed in.".into(),
+            Problem::Unauthenticated(Some(why)) => format!("The credentials sent were not accepted: {why}."),
+            Problem::InsufficientScope(missing) => {
+                format!("Your credentials do not grant what this address needs: {}.", missing.join(", "))
+            }
+            Problem::IdentityUnavailable => {
+                "Sign-in could not be checked right now. Please try again shortly.".into()
+            }
         }
     }
 }

@@ -24,7 +24,10 @@ use pingora_core::{Error, ErrorSource, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 
-use crate::config::model::{Listener, RouteKind};
+use crate::config::model::{Access, Listener, RouteKind};
+
+/// Where backends fetch the keys that verify `X-Omnigate-Assertion`.
+pub const JWKS_PATH: &str = "/.well-known/omnigate/jwks.json";
 use crate::state::{App, Snapshot};
 use errors::Problem;
 use pool::{InFlight, Pool};
@@ -63,6 +66,8 @@ pub struct Ctx {
     /// Status of a response the gateway wrote itself.
     local_status: Option<u16>,
     problem: Option<&'static str>,
+    /// The verified caller, on routes that take identity.
+    principal: Option<Arc<crate::auth::Principal>>,
     _in_flight: Option<InFlightGuard>,
 }
 
@@ -118,6 +123,141 @@ impl Gateway {
         if let Some(v) = hsts {
             resp.insert_header("strict-transport-security", v)?;
         }
+        Ok(())
+    }
+
+    /// Applies the route's access mode. Returns true if a response was written.
+    async fn authorize(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        snap: &Snapshot,
+        i: usize,
+    ) -> Result<bool> {
+        use crate::auth::{self, Decision};
+        let r = &snap.config.routes[i];
+        if r.access == Access::Public {
+            return Ok(false);
+        }
+        let token = auth::bearer_token(
+            session
+                .req_header()
+                .headers
+                .get(http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok()),
+        )
+        .map(str::to_string);
+        let found = match token {
+            Some(t) => Some(self.app.auth.bearer(&t, &snap.providers).await),
+            None => None,
+        };
+        let decision = auth::decide(r.access, &r.scopes, found.as_ref());
+        let result = match &decision {
+            Decision::Anonymous => "anonymous",
+            Decision::Allow => "allowed",
+            Decision::Unauthenticated(None) => "unauthenticated",
+            Decision::Unauthenticated(Some(_)) => "invalid_credentials",
+            Decision::InsufficientScope(_) => "insufficient_scope",
+            Decision::Unavailable => "unavailable",
+        };
+        self.app
+            .metrics
+            .auth_decisions
+            .with_label_values(&[r.name.as_str(), result])
+            .inc();
+        match decision {
+            Decision::Anonymous => Ok(false),
+            Decision::Allow => {
+                ctx.principal = found.and_then(|f| f.ok());
+                Ok(false)
+            }
+            Decision::Unauthenticated(err) => {
+                let challenge = match &err {
+                    None => "Bearer realm=\"omnigate\"".to_string(),
+                    Some(e) => format!("Bearer realm=\"omnigate\", error=\"invalid_token\", error_description=\"{e}\""),
+                };
+                let problem = Problem::Unauthenticated(err.map(|e| e.to_string()));
+                self.respond(session, ctx, problem, &[("www-authenticate", challenge)])
+                    .await?;
+                Ok(true)
+            }
+            Decision::InsufficientScope(missing) => {
+                let challenge = format!(
+                    "Bearer realm=\"omnigate\", error=\"insufficient_scope\", scope=\"{}\"",
+                    missing.join(" ")
+                );
+                self.respond(
+                    session,
+                    ctx,
+                    Problem::InsufficientScope(missing),
+                    &[("www-authenticate", challenge)],
+                )
+                .await?;
+                Ok(true)
+            }
+            Decision::Unavailable => {
+                self.respond(
+                    session,
+                    ctx,
+                    Problem::IdentityUnavailable,
+                    &[("retry-after", "5".into())],
+                )
+                .await?;
+                Ok(true)
+            }
+        }
+    }
+
+    /// Sets the identity headers and the signed assertion for the upstream.
+    fn inject_identity(
+        &self,
+        upstream: &mut RequestHeader,
+        principal: &crate::auth::Principal,
+        pool: &Pool,
+    ) -> Result<()> {
+        let names = &pool.config.identity_headers;
+        upstream.insert_header(names.customer_id.clone(), principal.customer_id.as_str())?;
+        for (name, value) in [
+            (&names.email, &principal.email),
+            (&names.name, &principal.name),
+        ] {
+            // Values that cannot be a header (control characters) are left out, never mangled.
+            if let Some(v) = value
+                .as_deref()
+                .and_then(|v| http::HeaderValue::from_bytes(v.as_bytes()).ok())
+            {
+                upstream.insert_header(name.clone(), v)?;
+            }
+        }
+        upstream.insert_header("x-auth-method", principal.method)?;
+        let key = (principal.credential, pool.config.name.clone());
+        let assertion = match self.app.assertions.get(&key) {
+            Some(a) => a,
+            None => {
+                let (iat, exp) = self.app.signer.window();
+                let claims = crate::identity::assertion::AssertionClaims {
+                    iss: &self.app.signer.issuer,
+                    sub: &principal.customer_id,
+                    aud: &pool.config.name,
+                    iat,
+                    exp: exp.min(principal.expires_at),
+                    auth_method: principal.method,
+                    email: principal.email.as_deref(),
+                    name: principal.name.as_deref(),
+                };
+                let signed: Arc<str> = self
+                    .app
+                    .signer
+                    .sign(&claims)
+                    .ok_or_else(|| {
+                        Error::explain(ErrorType::InternalError, "cannot sign assertion")
+                    })?
+                    .into();
+                self.app.assertions.insert(key, signed.clone());
+                signed
+            }
+        };
+        upstream.insert_header("x-omnigate-assertion", assertion.as_ref())?;
         Ok(())
     }
 
@@ -196,6 +336,7 @@ impl ProxyHttp for Gateway {
             trusted_client: false,
             local_status: None,
             problem: None,
+            principal: None,
             _in_flight: None,
         }
     }
@@ -250,6 +391,18 @@ impl ProxyHttp for Gateway {
         }
 
         let path = req.uri.path();
+        if path == JWKS_PATH {
+            let body = Bytes::from(self.app.signer.jwks().to_string());
+            ctx.local_status = Some(200);
+            let mut resp = ResponseHeader::build(200, Some(4))?;
+            resp.insert_header("content-type", "application/json")?;
+            resp.insert_header("content-length", body.len().to_string())?;
+            resp.insert_header("cache-control", "public, max-age=300")?;
+            resp.insert_header("x-request-id", ctx.request_id.as_str())?;
+            session.write_response_header(Box::new(resp), false).await?;
+            session.write_response_body(Some(body), true).await?;
+            return Ok(true);
+        }
         if !route::path_is_clean(path) {
             self.respond(
                 session,
@@ -277,6 +430,11 @@ impl ProxyHttp for Gateway {
             }
             Match::NotFound => {
                 self.respond(session, ctx, Problem::NotFound, &[]).await?;
+                return Ok(true);
+            }
+        }
+        if let Some(i) = ctx.route {
+            if self.authorize(session, ctx, &snap, i).await? {
                 return Ok(true);
             }
         }
@@ -371,6 +529,9 @@ impl ProxyHttp for Gateway {
         if let Some(snap) = &ctx.snapshot {
             // Whatever the route, no client-sent identity header reaches a backend.
             crate::identity::headers::strip(upstream, &snap.identity_headers);
+        }
+        if let (Some(p), Some(pool)) = (&ctx.principal, &ctx.pool) {
+            self.inject_identity(upstream, p, pool)?;
         }
         if let (Some(snap), Some(i)) = (&ctx.snapshot, ctx.route) {
             let r = &snap.config.routes[i];
