@@ -8,6 +8,7 @@ mod check;
 mod deploy;
 mod errors;
 mod health;
+mod login;
 mod pages;
 mod proxy;
 mod reload;

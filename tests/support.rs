@@ -30,6 +30,14 @@ pub fn free_port() -> u16 {
         .expect("free port")
 }
 
+/// Ports for a gateway's `http`, `https` and `admin` listeners.
+pub fn reserve_ports() -> HashMap<&'static str, u16> {
+    ["http", "https", "admin"]
+        .into_iter()
+        .map(|n| (n, free_port()))
+        .collect()
+}
+
 /// A running gateway process.
 pub struct Gateway {
     child: Child,
@@ -45,11 +53,17 @@ impl Gateway {
     /// Writes `files` and `config` (with `{http}`, `{https}`, `{admin}`,
     /// `{dir}` replaced) into a fresh directory and starts the binary on it.
     pub async fn start(config: &str, files: &[(&str, &str)]) -> Gateway {
+        Gateway::start_on(reserve_ports(), config, files).await
+    }
+
+    /// Like [`Gateway::start`] on ports chosen beforehand (see [`reserve_ports`]),
+    /// for peers that must know the gateway's address first.
+    pub async fn start_on(
+        ports: HashMap<&'static str, u16>,
+        config: &str,
+        files: &[(&str, &str)],
+    ) -> Gateway {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut ports = HashMap::new();
-        for name in ["http", "https", "admin"] {
-            ports.insert(name, free_port());
-        }
         let render = |text: &str| {
             let mut t = text.to_string();
             for (k, v) in &ports {
@@ -669,22 +683,50 @@ pub struct Idp {
     clients: String,
 }
 
+impl Drop for Idp {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("---- OpenID provider log ----\n{}", self.logs());
+        }
+    }
+}
+
 /// The audience of JWT access tokens the test provider issues.
 pub const IDP_AUDIENCE: &str = "https://api.omnigate.test";
 pub const SERVICE_CLIENT: (&str, &str) = ("svc", "svc-secret-0123456789");
+pub const WEB_CLIENT: (&str, &str) = ("web", "web-secret-0123456789");
 
 impl Idp {
     /// Starts a provider with one client-credentials client (`SERVICE_CLIENT`).
     pub async fn start() -> Idp {
-        let clients = serde_json::json!([{
+        Idp::start_with_web_client(None).await
+    }
+
+    /// Also registers the browser client `WEB_CLIENT` with this redirect URI.
+    pub async fn start_with_web_client(redirect_uri: Option<&str>) -> Idp {
+        let mut clients = serde_json::json!([{
             "client_id": SERVICE_CLIENT.0,
             "client_secret": SERVICE_CLIENT.1,
             "grant_types": ["client_credentials"],
             "response_types": [],
             "redirect_uris": [],
             "token_endpoint_auth_method": "client_secret_basic",
-        }])
-        .to_string();
+        }]);
+        if let Some(uri) = redirect_uri {
+            clients
+                .as_array_mut()
+                .expect("array")
+                .push(serde_json::json!({
+                    "client_id": WEB_CLIENT.0,
+                    "client_secret": WEB_CLIENT.1,
+                    "grant_types": ["authorization_code", "refresh_token"],
+                    "response_types": ["code"],
+                    "redirect_uris": [uri],
+                    "token_endpoint_auth_method": "client_secret_basic",
+                    "id_token_signed_response_alg": "ES256",
+                }));
+        }
+        let clients = clients.to_string();
         let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
         let keys_file = dir.path().join("idp-keys.json");
         Idp::spawn(None, &keys_file, &clients, false, dir).await
@@ -709,7 +751,13 @@ impl Idp {
             .env("IDP_CLIENTS", clients)
             .env("IDP_AUDIENCE", IDP_AUDIENCE)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::from(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(dir.path().join("idp.log"))
+                    .expect("idp log"),
+            ))
             .kill_on_drop(true);
         if let Some(p) = port {
             cmd.env("IDP_PORT", p.to_string());
@@ -728,6 +776,8 @@ impl Idp {
             .expect("read")
             .expect("OpenID provider exited");
         let v: serde_json::Value = serde_json::from_str(&line).expect("provider start line");
+        // Keep reading: the provider logs to stdout and dies of EPIPE if nobody does.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         Idp {
             child,
             issuer: v["issuer"].as_str().expect("issuer").to_string(),
@@ -736,6 +786,10 @@ impl Idp {
             _dir: dir,
             clients: clients.to_string(),
         }
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(self._dir.path().join("idp.log")).unwrap_or_default()
     }
 
     /// Restarts on the same port and issuer with a new signing key in front

@@ -23,6 +23,8 @@ pub struct Metrics {
     pub auth_decisions: IntCounterVec,
     pub token_cache: IntCounterVec,
     pub jwks_fetches: IntCounterVec,
+    pub logins: IntCounterVec,
+    pub sessions_active: IntGauge,
     /// Every series name this process can export (histograms with suffixes).
     names: Vec<String>,
 }
@@ -110,6 +112,17 @@ impl Metrics {
             ),
             &["provider", "result"],
         ));
+        let logins = must(IntCounterVec::new(
+            Opts::new(
+                "omnigate_logins_total",
+                "Browser logins, by provider and result",
+            ),
+            &["provider", "result"],
+        ));
+        let sessions_active = must(IntGauge::new(
+            "omnigate_sessions_active",
+            "Sessions created minus sessions ended on this node since start",
+        ));
         let build = must(IntGaugeVec::new(
             Opts::new("omnigate_build_info", "Build information"),
             &["version"],
@@ -127,6 +140,8 @@ impl Metrics {
             Box::new(auth_decisions.clone()),
             Box::new(token_cache.clone()),
             Box::new(jwks_fetches.clone()),
+            Box::new(logins.clone()),
+            Box::new(sessions_active.clone()),
             Box::new(build),
         ] {
             for d in c.desc() {
@@ -156,6 +171,8 @@ impl Metrics {
             auth_decisions,
             token_cache,
             jwks_fetches,
+            logins,
+            sessions_active,
             names,
         }
     }

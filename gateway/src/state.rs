@@ -75,6 +75,10 @@ pub struct App {
     http: crate::auth::jwks::HttpClient,
     /// Signed assertions by (credential, upstream), reused for half their life.
     pub assertions: moka::sync::Cache<([u8; 32], String), Arc<str>>,
+    pub sessions: Arc<dyn crate::session::SessionStore>,
+    /// Logins waiting for their provider callback, by `state` (single use).
+    pub pending_logins: moka::future::Cache<String, Arc<crate::login::Pending>>,
+    pub pages: crate::pages::Pages,
 }
 
 impl App {
@@ -109,6 +113,11 @@ impl App {
             .await
             .map_err(|e| format!("customers: {e}"))?;
         let http = HttpClient::new(std::time::Duration::from_secs(5))?;
+        let sessions =
+            crate::session::EmbeddedStore::open(&config.server.state_dir.join("sessions.db"))
+                .await
+                .map_err(|e| format!("sessions: {e}"))?;
+        let pages = crate::pages::Pages::new("Omnigate")?;
         let config = Arc::new(config);
         let snapshot = build(1, config.clone(), &Previous::default(), &metrics, &http).await?;
         metrics.config_last_success.set(unix_now());
@@ -129,6 +138,12 @@ impl App {
                 .max_capacity(100_000)
                 .time_to_live(ttl / 2)
                 .build(),
+            sessions: Arc::new(sessions),
+            pending_logins: moka::future::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(std::time::Duration::from_secs(600))
+                .build(),
+            pages,
             metrics,
         }))
     }

@@ -55,8 +55,10 @@ const provider = new Provider(issuer, {
   claims: { openid: ['sub'], email: ['email', 'email_verified'], profile: ['name'] },
   scopes: ['openid', 'email', 'profile', 'offline_access', 'orders:read', 'orders:write'],
   pkce: { required: () => true },
+  interactions: { url: (ctx, interaction) => `/interaction/${interaction.uid}` },
   features: {
     devInteractions: { enabled: false },
+    rpInitiatedLogout: { enabled: true },
     clientCredentials: { enabled: true },
     resourceIndicators: {
       enabled: true,
@@ -99,9 +101,47 @@ async function testSign(req, res) {
   }
 }
 
+// Interaction UI: a login form a browser can fill (any username is accepted),
+// then consent is granted automatically for what the client asked.
+const esc = (s) => String(s).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+async function interaction(req, res) {
+  const details = await provider.interactionDetails(req, res);
+  const { uid, prompt, params, session } = details;
+  if (req.method === 'GET' && prompt.name === 'login') {
+    res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+    return res.end(`<!doctype html><html lang="en"><head><title>Test IdP sign-in</title></head><body>
+<h1>Test IdP</h1><form method="post" action="/interaction/${esc(uid)}/login">
+<label for="username">Username</label> <input id="username" name="username" autofocus>
+<button type="submit">Sign in</button></form></body></html>`);
+  }
+  if (req.method === 'POST' && req.url.endsWith('/login')) {
+    let body = '';
+    for await (const chunk of req) body += chunk;
+    const username = new URLSearchParams(body).get('username') || 'anonymous';
+    return provider.interactionFinished(req, res, { login: { accountId: username } }, { mergeWithLastSubmission: false });
+  }
+  if (prompt.name === 'consent') {
+    const grant = details.grantId
+      ? await provider.Grant.find(details.grantId)
+      : new provider.Grant({ accountId: session.accountId, clientId: params.client_id });
+    if (prompt.details.missingOIDCScope) grant.addOIDCScope(prompt.details.missingOIDCScope.join(' '));
+    if (prompt.details.missingOIDCClaims) grant.addOIDCClaims(prompt.details.missingOIDCClaims);
+    for (const [indicator, scopes] of Object.entries(prompt.details.missingResourceScopes || {})) {
+      grant.addResourceScope(indicator, scopes.join(' '));
+    }
+    const grantId = await grant.save();
+    return provider.interactionFinished(req, res, { consent: { grantId } }, { mergeWithLastSubmission: true });
+  }
+  res.writeHead(400, { 'content-type': 'text/plain' });
+  res.end(`unexpected interaction ${prompt.name}`);
+}
+
 const callback = provider.callback();
 server.on('request', (req, res) => {
   if (req.method === 'POST' && req.url === '/_test/sign') return testSign(req, res);
+  if (req.url.startsWith('/interaction/')) {
+    return interaction(req, res).catch((e) => { res.writeHead(500); res.end(String(e)); });
+  }
   return callback(req, res);
 });
 process.stdout.write(JSON.stringify({ issuer, port }) + '\n');

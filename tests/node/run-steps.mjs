@@ -48,19 +48,21 @@ const results = [];
 let error = null;
 try {
   for (const step of plan.steps) {
+    // A step may combine actions; they run in this order.
     if (step.goto) await page.goto(step.goto, { waitUntil: 'load', timeout: 15000 });
-    else if (step.fill) await page.fill(step.fill[0], step.fill[1], { timeout: 10000 });
-    else if (step.click) await Promise.all([
-      page.waitForLoadState('load'),
-      page.click(step.click, { timeout: 10000 }),
-    ]);
-    else if (step.waitText) await page.getByText(step.waitText).first().waitFor({ timeout: 15000 });
+    if (step.fill) await page.fill(step.fill[0], step.fill[1], { timeout: 10000 });
+    if (step.click) {
+      await page.click(step.click, { timeout: 10000 });
+      await page.waitForLoadState('load');
+    }
+    if (step.waitText) await page.getByText(step.waitText).first().waitFor({ timeout: 15000 });
     let shot;
     if (step.screenshot) {
       shot = join(plan.artifacts, `${step.screenshot}.png`);
       await page.screenshot({ path: shot, fullPage: true });
     }
-    results.push(await observe({ step, screenshot: shot }));
+    const cookies = step.cookies ? await context.cookies() : undefined;
+    results.push(await observe({ step, screenshot: shot, cookies }));
   }
 } catch (e) {
   error = String(e && e.message || e);

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use jsonwebtoken::jwk::JwkSet;
@@ -22,7 +22,7 @@ type Https = hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::H
 /// A shared HTTP(S) client for talking to identity providers.
 #[derive(Clone)]
 pub struct HttpClient {
-    inner: Client<Https, Empty<Bytes>>,
+    inner: Client<Https, Full<Bytes>>,
     timeout: Duration,
 }
 
@@ -42,34 +42,100 @@ impl HttpClient {
 
     /// GETs a JSON document (≤ 1 MiB).
     pub async fn get_json<T: serde::de::DeserializeOwned>(&self, url: &str) -> Result<T, String> {
-        let uri: http::Uri = url.parse().map_err(|_| format!("bad URL {url}"))?;
+        self.send_json("GET", url, None, None).await
+    }
+
+    /// POSTs a form with HTTP Basic client authentication; JSON answer.
+    pub async fn post_form<T: serde::de::DeserializeOwned>(
+        &self,
+        url: &str,
+        basic: (&str, &str),
+        form: &[(&str, &str)],
+    ) -> Result<T, String> {
+        use base64::Engine;
+        let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+        // RFC 6749 2.3.1: id and secret are form-encoded before Basic encoding.
+        let cred = base64::engine::general_purpose::STANDARD.encode(format!(
+            "{}:{}",
+            enc(basic.0),
+            enc(basic.1)
+        ));
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(form.iter())
+            .finish();
+        self.send_json("POST", url, Some(format!("Basic {cred}")), Some(body))
+            .await
+    }
+
+    /// GETs JSON with `Authorization: Bearer`.
+    pub async fn get_json_bearer<T: serde::de::DeserializeOwned>(
+        &self,
+        url: &str,
+        token: &str,
+    ) -> Result<T, String> {
+        self.send_json("GET", url, Some(format!("Bearer {token}")), None)
+            .await
+    }
+
+    async fn send_json<T: serde::de::DeserializeOwned>(
+        &self,
+        method: &str,
+        url: &str,
+        authorization: Option<String>,
+        form: Option<String>,
+    ) -> Result<T, String> {
+        let mut req = http::Request::builder()
+            .method(method)
+            .uri(url)
+            .header(http::header::ACCEPT, "application/json");
+        if let Some(a) = authorization {
+            req = req.header(http::header::AUTHORIZATION, a);
+        }
+        if form.is_some() {
+            req = req.header(
+                http::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            );
+        }
+        let req = req
+            .body(Full::new(Bytes::from(form.unwrap_or_default())))
+            .map_err(|_| format!("bad URL {url}"))?;
         let fut = async {
             let resp = self
                 .inner
-                .get(uri)
+                .request(req)
                 .await
-                .map_err(|e| format!("GET {url}: {e}"))?;
+                .map_err(|e| format!("{method} {url}: {e}"))?;
             if !resp.status().is_success() {
-                return Err(format!("GET {url}: HTTP {}", resp.status()));
+                return Err(format!("{method} {url}: HTTP {}", resp.status()));
             }
             let body = http_body_util::Limited::new(resp.into_body(), 1 << 20)
                 .collect()
                 .await
-                .map_err(|e| format!("GET {url}: {e}"))?
+                .map_err(|e| format!("{method} {url}: {e}"))?
                 .to_bytes();
             serde_json::from_slice(&body)
-                .map_err(|e| format!("GET {url}: not the expected JSON: {e}"))
+                .map_err(|e| format!("{method} {url}: not the expected JSON: {e}"))
         };
         tokio::time::timeout(self.timeout, fut)
             .await
-            .map_err(|_| format!("GET {url}: no answer within {:?}", self.timeout))?
+            .map_err(|_| format!("{method} {url}: no answer within {:?}", self.timeout))?
     }
 }
 
-#[derive(serde::Deserialize)]
-struct Discovery {
-    issuer: String,
-    jwks_uri: String,
+/// The parts of a provider's discovery document the gateway uses.
+#[derive(Debug, serde::Deserialize)]
+pub struct Discovery {
+    pub issuer: String,
+    pub jwks_uri: String,
+    #[serde(default)]
+    pub authorization_endpoint: Option<String>,
+    #[serde(default)]
+    pub token_endpoint: Option<String>,
+    #[serde(default)]
+    pub userinfo_endpoint: Option<String>,
+    #[serde(default)]
+    pub end_session_endpoint: Option<String>,
 }
 
 /// The live keys of one provider.
@@ -78,6 +144,7 @@ pub struct ProviderKeys {
     client: HttpClient,
     keys: ArcSwapOption<JwkSet>,
     jwks_uri: ArcSwapOption<String>,
+    discovery: ArcSwapOption<Discovery>,
     last_fetch: Mutex<Option<Instant>>,
     min_refresh: Duration,
     metrics: Arc<crate::metrics::Metrics>,
@@ -96,6 +163,7 @@ impl ProviderKeys {
             config,
             client,
             keys: ArcSwapOption::empty(),
+            discovery: ArcSwapOption::empty(),
             last_fetch: Mutex::new(None),
             min_refresh,
         }
@@ -135,19 +203,33 @@ impl ProviderKeys {
         }
     }
 
+    /// The provider's discovery document (fetched once, then kept).
+    pub async fn discovery(&self) -> Result<Arc<Discovery>, String> {
+        if let Some(d) = self.discovery.load_full() {
+            return Ok(d);
+        }
+        let url = format!("{}/.well-known/openid-configuration", self.config.issuer);
+        let d: Discovery = self.client.get_json(&url).await?;
+        if d.issuer.trim_end_matches('/') != self.config.issuer {
+            return Err(format!(
+                "discovery says issuer `{}`, configured `{}`",
+                d.issuer, self.config.issuer
+            ));
+        }
+        let d = Arc::new(d);
+        self.discovery.store(Some(d.clone()));
+        Ok(d)
+    }
+
+    pub fn http(&self) -> &HttpClient {
+        &self.client
+    }
+
     async fn fetch(&self) -> Result<JwkSet, String> {
         let uri = match self.jwks_uri.load_full() {
             Some(u) => u,
             None => {
-                let url = format!("{}/.well-known/openid-configuration", self.config.issuer);
-                let d: Discovery = self.client.get_json(&url).await?;
-                if d.issuer.trim_end_matches('/') != self.config.issuer {
-                    return Err(format!(
-                        "discovery says issuer `{}`, configured `{}`",
-                        d.issuer, self.config.issuer
-                    ));
-                }
-                let u = Arc::new(d.jwks_uri);
+                let u = Arc::new(self.discovery().await?.jwks_uri.clone());
                 self.jwks_uri.store(Some(u.clone()));
                 u
             }

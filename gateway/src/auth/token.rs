@@ -54,6 +54,8 @@ pub struct Verified {
     pub email: Option<String>,
     pub email_verified: bool,
     pub name: Option<String>,
+    /// The `nonce` of an ID token.
+    pub nonce: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -71,6 +73,8 @@ struct Claims {
     email_verified: Option<bool>,
     #[serde(default)]
     name: Option<String>,
+    #[serde(default)]
+    nonce: Option<String>,
 }
 
 /// The `kid` of a token, to find (or fetch) the key before validating.
@@ -144,6 +148,7 @@ pub fn validate(token: &str, keys: &JwkSet, policy: &BearerPolicy) -> Result<Ver
         email: c.email,
         email_verified: c.email_verified.unwrap_or(false),
         name: c.name,
+        nonce: c.nonce,
     })
 }
 

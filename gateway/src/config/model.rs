@@ -21,6 +21,7 @@ pub struct Config {
     pub providers: Vec<Provider>,
     pub identity: Identity,
     pub customers: CustomerStore,
+    pub sessions: Sessions,
 }
 
 /// An identity provider known by its issuer URL.
@@ -33,6 +34,23 @@ pub struct Provider {
     /// Least time between two key fetches triggered by unknown `kid`s.
     pub jwks_min_refresh: Duration,
     pub bearer: Option<crate::auth::token::BearerPolicy>,
+    pub login: Option<Login>,
+}
+
+/// OpenID Connect relying-party settings for one provider.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Login {
+    pub client_id: String,
+    pub client_secret: String,
+    pub scopes: Vec<String>,
+    pub display_name: String,
+}
+
+/// Browser session lifetimes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sessions {
+    pub idle_timeout: Duration,
+    pub absolute_timeout: Duration,
 }
 
 /// Settings of the assertions the gateway signs for backends.
@@ -70,6 +88,11 @@ pub enum Access {
 
 impl Config {
     /// The upstream pool called `name`.
+    /// Providers customers can log in with in a browser.
+    pub fn login_providers(&self) -> impl Iterator<Item = &Provider> {
+        self.providers.iter().filter(|p| p.login.is_some())
+    }
+
     pub fn upstream(&self, name: &str) -> Option<&Upstream> {
         self.upstreams.iter().find(|u| u.name == name)
     }

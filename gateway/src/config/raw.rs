@@ -29,6 +29,7 @@ pub struct RawConfig {
     pub providers: Vec<RawProvider>,
     pub identity: Option<RawIdentity>,
     pub customers: Option<RawCustomers>,
+    pub sessions: Option<RawSessions>,
 }
 
 /// An identity provider: its tokens are accepted as bearer credentials.
@@ -40,6 +41,26 @@ pub struct RawProvider {
     pub jwks_uri: Option<String>,
     pub jwks_min_refresh: Option<String>,
     pub bearer: Option<RawBearer>,
+    pub login: Option<RawLogin>,
+}
+
+/// Browser login with this provider (OpenID Connect, authorization code + PKCE).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLogin {
+    pub client_id: String,
+    pub client_secret: String,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    pub display_name: Option<String>,
+}
+
+/// Browser sessions.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSessions {
+    pub idle_timeout: Option<String>,
+    pub absolute_timeout: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -112,7 +112,11 @@ pub(super) fn validate(
     let providers = providers(&main.providers, &mut r);
     let identity = identity(main.identity.as_ref(), base, &mut r);
     let customers = customers(main.customers.as_ref(), &server, &mut r);
-    if providers.iter().all(|p| p.bearer.is_none()) {
+    let sessions = sessions(main.sessions.as_ref(), &mut r);
+    if providers
+        .iter()
+        .all(|p| p.bearer.is_none() && p.login.is_none())
+    {
         for (file, path, raw) in &all_routes {
             if matches!(raw.access.as_deref(), Some("optional" | "required")) {
                 r.error(
@@ -144,7 +148,37 @@ pub(super) fn validate(
         providers,
         identity,
         customers,
+        sessions,
     })
+}
+
+fn sessions(raw: Option<&RawSessions>, r: &mut Report<'_>) -> Sessions {
+    let idle = duration(
+        raw.and_then(|s| s.idle_timeout.as_deref()),
+        "30m",
+        60_000,
+        "sessions.idle_timeout",
+        r,
+    );
+    let absolute = duration(
+        raw.and_then(|s| s.absolute_timeout.as_deref()),
+        "12h",
+        60_000,
+        "sessions.absolute_timeout",
+        r,
+    );
+    if idle > absolute {
+        r.error(
+            0,
+            "sessions.idle_timeout",
+            "the idle timeout is longer than the absolute one".into(),
+            Some("make idle_timeout ≤ absolute_timeout".into()),
+        );
+    }
+    Sessions {
+        idle_timeout: idle,
+        absolute_timeout: absolute,
+    }
 }
 
 fn providers(raw: &[RawProvider], r: &mut Report<'_>) -> Vec<Provider> {
@@ -215,6 +249,52 @@ fn providers(raw: &[RawProvider], r: &mut Report<'_>) -> Vec<Provider> {
                 leeway: 30,
             }
         });
+        let login = p.login.as_ref().map(|l| {
+            let lp = join(&at, "login");
+            if l.client_id.is_empty() {
+                r.error(
+                    0,
+                    &join(&lp, "client_id"),
+                    "client_id is empty".into(),
+                    None,
+                );
+            }
+            if l.client_secret.len() < 8 {
+                r.error(
+                    0,
+                    &join(&lp, "client_secret"),
+                    "client_secret is missing or too short".into(),
+                    Some("take it from the provider's client registration, via ${ENV}".into()),
+                );
+            }
+            let mut scopes = if l.scopes.is_empty() {
+                vec!["openid".to_string(), "email".into(), "profile".into()]
+            } else {
+                l.scopes.clone()
+            };
+            if !scopes.iter().any(|s| s == "openid") {
+                scopes.insert(0, "openid".into());
+            }
+            Login {
+                client_id: l.client_id.clone(),
+                client_secret: l.client_secret.clone(),
+                scopes,
+                display_name: l.display_name.clone().unwrap_or_else(|| p.name.clone()),
+            }
+        });
+        if !p
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            || p.name.is_empty()
+        {
+            r.error(
+                0,
+                &join(&at, "name"),
+                format!("`{}` cannot appear in a URL path", p.name),
+                Some("use letters, digits, `-` and `_` (it becomes /_auth/login/<name>)".into()),
+            );
+        }
         let jwks_min_refresh = duration(
             p.jwks_min_refresh.as_deref(),
             "10s",
@@ -228,6 +308,7 @@ fn providers(raw: &[RawProvider], r: &mut Report<'_>) -> Vec<Provider> {
             jwks_min_refresh,
             jwks_uri: p.jwks_uri.clone(),
             bearer,
+            login,
         });
     }
     out

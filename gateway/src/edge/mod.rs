@@ -12,6 +12,7 @@ pub mod pool;
 pub mod route;
 pub mod tls;
 
+mod endpoints;
 mod forwarded;
 
 use std::sync::Arc;
@@ -149,7 +150,10 @@ impl Gateway {
         .map(str::to_string);
         let found = match token {
             Some(t) => Some(self.app.auth.bearer(&t, &snap.providers).await),
-            None => None,
+            None => self
+                .current_session(session)
+                .await
+                .map(|s| Ok(self.session_principal(&s, snap))),
         };
         let decision = auth::decide(r.access, &r.scopes, found.as_ref());
         let result = match &decision {
@@ -170,6 +174,29 @@ impl Gateway {
             Decision::Allow => {
                 ctx.principal = found.and_then(|f| f.ok());
                 Ok(false)
+            }
+            Decision::Unauthenticated(None)
+                if r.kind == RouteKind::Web && snap.config.login_providers().next().is_some() =>
+            {
+                // A browser: sign in, then come back to exactly this URL.
+                let here = session
+                    .req_header()
+                    .uri
+                    .path_and_query()
+                    .map(|p| p.as_str().to_string())
+                    .unwrap_or_else(|| "/".into());
+                let to = format!(
+                    "/_auth/login?return_to={}",
+                    url::form_urlencoded::byte_serialize(here.as_bytes()).collect::<String>()
+                );
+                ctx.local_status = Some(302);
+                let mut resp = ResponseHeader::build(302, Some(4))?;
+                resp.insert_header("location", to)?;
+                resp.insert_header("content-length", "0")?;
+                resp.insert_header("cache-control", "no-store")?;
+                resp.insert_header("x-request-id", ctx.request_id.as_str())?;
+                session.write_response_header(Box::new(resp), true).await?;
+                Ok(true)
             }
             Decision::Unauthenticated(err) => {
                 let challenge = match &err {
@@ -206,6 +233,36 @@ impl Gateway {
                 Ok(true)
             }
         }
+    }
+
+    /// The caller of a live browser session; activity recorded at most once a minute.
+    fn session_principal(
+        &self,
+        s: &crate::session::Session,
+        snap: &Snapshot,
+    ) -> Arc<crate::auth::Principal> {
+        let now = endpoints::now();
+        if now - s.last_seen >= 60 {
+            let (store, id) = (self.app.sessions.clone(), s.id_hash.clone());
+            tokio::spawn(async move {
+                let _ = store.touch(&id, now).await;
+            });
+        }
+        let idle_end = now + snap.config.sessions.idle_timeout.as_secs() as i64;
+        let mut credential = [0u8; 32];
+        if let Ok(bytes) = hex::decode(&s.id_hash) {
+            credential.copy_from_slice(&bytes[..32.min(bytes.len())]);
+        }
+        Arc::new(crate::auth::Principal {
+            customer_id: s.customer_id.clone(),
+            email: s.email.clone(),
+            email_verified: s.email_verified,
+            name: s.name.clone(),
+            scopes: Default::default(),
+            expires_at: s.expires_at.min(idle_end).max(0) as u64,
+            method: "cookie",
+            credential,
+        })
     }
 
     /// Sets the identity headers and the signed assertion for the upstream.
@@ -403,6 +460,10 @@ impl ProxyHttp for Gateway {
             session.write_response_body(Some(body), true).await?;
             return Ok(true);
         }
+        if path.starts_with("/_auth/") {
+            self.auth_endpoint(session, ctx, &host).await?;
+            return Ok(true);
+        }
         if !route::path_is_clean(path) {
             self.respond(
                 session,
@@ -532,6 +593,14 @@ impl ProxyHttp for Gateway {
         }
         if let (Some(p), Some(pool)) = (&ctx.principal, &ctx.pool) {
             self.inject_identity(upstream, p, pool)?;
+        }
+        // The gateway's own cookies (session, login state) never reach a backend.
+        let cookies = endpoints::cookie_header(session);
+        if let Some(c) = cookies {
+            upstream.remove_header("cookie");
+            if let Some(kept) = crate::session::without_own_cookies(&c) {
+                upstream.insert_header("cookie", kept)?;
+            }
         }
         if let (Some(snap), Some(i)) = (&ctx.snapshot, ctx.route) {
             let r = &snap.config.routes[i];

@@ -1,0 +1,245 @@
+//! Login with an existing identity: OpenID Connect relying party, authorization
+//! code flow with PKCE (S256), `state` bound to the browser by a cookie, and
+//! `nonce`. The ID token is verified like a bearer token (keys by `kid`, alg
+//! allow-list bound to the key type, iss, aud = client_id, exp) plus the nonce.
+//! Never puts a token or session id in a URL; return URLs are same-host paths.
+
+use std::sync::Arc;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use base64::Engine;
+use sha2::{Digest, Sha256};
+
+use crate::auth::jwks::ProviderKeys;
+use crate::auth::token::{self, BearerPolicy, Verified};
+use crate::config::model::Login;
+
+/// A login started in this browser, waiting for the provider's callback.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    pub provider: String,
+    pub nonce: String,
+    pub verifier: String,
+    pub return_to: String,
+}
+
+/// Why a login did not complete; `Display` is shown to the customer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoginError {
+    #[error("The sign-in service could not be reached. Please try again in a moment.")]
+    ProviderDown(String),
+    #[error("The sign-in was cancelled or refused by the provider.")]
+    Refused(String),
+    #[error("This sign-in link has expired or was already used. Please start again.")]
+    Expired,
+    #[error("The sign-in response could not be verified. Please start again.")]
+    Invalid(String),
+}
+
+impl LoginError {
+    /// Detail for the log (never shown to the customer).
+    pub fn detail(&self) -> &str {
+        match self {
+            LoginError::ProviderDown(d) | LoginError::Refused(d) | LoginError::Invalid(d) => d,
+            LoginError::Expired => "unknown or reused state",
+        }
+    }
+}
+
+/// The PKCE S256 challenge of a verifier.
+pub fn pkce_challenge(verifier: &str) -> String {
+    B64.encode(Sha256::digest(verifier.as_bytes()))
+}
+
+/// A same-host path to return to after login; anything else becomes `/`.
+/// Refuses absolute and protocol-relative URLs, backslashes and control characters.
+pub fn safe_return_to(raw: Option<&str>) -> String {
+    match raw {
+        Some(p)
+            if p.starts_with('/')
+                && !p.starts_with("//")
+                && !p.contains('\\')
+                && !p.chars().any(|c| c.is_control())
+                && p.len() <= 2048 =>
+        {
+            p.to_string()
+        }
+        _ => "/".to_string(),
+    }
+}
+
+/// The provider's authorization URL for a new login.
+pub fn authorize_url(
+    endpoint: &str,
+    login: &Login,
+    redirect_uri: &str,
+    state: &str,
+    nonce: &str,
+    challenge: &str,
+) -> String {
+    let query = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("response_type", "code")
+        .append_pair("client_id", &login.client_id)
+        .append_pair("redirect_uri", redirect_uri)
+        .append_pair("scope", &login.scopes.join(" "))
+        .append_pair("state", state)
+        .append_pair("nonce", nonce)
+        .append_pair("code_challenge", challenge)
+        .append_pair("code_challenge_method", "S256")
+        .finish();
+    let sep = if endpoint.contains('?') { '&' } else { '?' };
+    format!("{endpoint}{sep}{query}")
+}
+
+#[derive(serde::Deserialize)]
+struct TokenResponse {
+    id_token: Option<String>,
+    access_token: Option<String>,
+}
+
+#[derive(serde::Deserialize, Default)]
+struct UserInfo {
+    sub: Option<String>,
+    email: Option<String>,
+    email_verified: Option<bool>,
+    name: Option<String>,
+}
+
+/// Exchanges the code and verifies the ID token; fills profile gaps from userinfo.
+pub async fn complete(
+    provider: &Arc<ProviderKeys>,
+    login: &Login,
+    code: &str,
+    redirect_uri: &str,
+    pending: &Pending,
+) -> Result<Verified, LoginError> {
+    let d = provider
+        .discovery()
+        .await
+        .map_err(LoginError::ProviderDown)?;
+    let token_endpoint = d
+        .token_endpoint
+        .clone()
+        .ok_or_else(|| LoginError::ProviderDown("no token_endpoint in discovery".into()))?;
+    let tokens: TokenResponse = provider
+        .http()
+        .post_form(
+            &token_endpoint,
+            (&login.client_id, &login.client_secret),
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", code),
+                ("redirect_uri", redirect_uri),
+                ("code_verifier", &pending.verifier),
+            ],
+        )
+        .await
+        .map_err(LoginError::Refused)?;
+    let id_token = tokens
+        .id_token
+        .ok_or_else(|| LoginError::Invalid("token response without id_token".into()))?;
+    let policy = BearerPolicy {
+        issuer: provider.config.issuer.clone(),
+        audiences: vec![login.client_id.clone()],
+        algorithms: vec![
+            jsonwebtoken::Algorithm::RS256,
+            jsonwebtoken::Algorithm::ES256,
+            jsonwebtoken::Algorithm::PS256,
+            jsonwebtoken::Algorithm::EdDSA,
+        ],
+        leeway: 30,
+    };
+    let kid = token::key_id(&id_token).map_err(|e| LoginError::Invalid(e.to_string()))?;
+    let mut keys = match provider.current() {
+        Some(k) => k,
+        None => provider.refresh().await.map_err(LoginError::ProviderDown)?,
+    };
+    if kid.as_deref().is_some_and(|k| keys.find(k).is_none()) {
+        keys = provider.refresh().await.map_err(LoginError::ProviderDown)?;
+    }
+    let mut verified = token::validate(&id_token, &keys, &policy)
+        .map_err(|e| LoginError::Invalid(e.to_string()))?;
+    let nonce_ok = verified
+        .nonce
+        .as_deref()
+        .is_some_and(|n| crate::session::same_token(n, &pending.nonce));
+    if !nonce_ok {
+        return Err(LoginError::Invalid("nonce mismatch".into()));
+    }
+    if verified.email.is_none() || verified.name.is_none() {
+        if let (Some(url), Some(at)) = (&d.userinfo_endpoint, &tokens.access_token) {
+            if let Ok(info) = provider.http().get_json_bearer::<UserInfo>(url, at).await {
+                // Userinfo must describe the same subject (OIDC Core 5.3.2).
+                if info.sub.as_deref() == Some(verified.subject.as_str()) {
+                    if verified.email.is_none() {
+                        verified.email = info.email;
+                        verified.email_verified = info.email_verified.unwrap_or(false);
+                    }
+                    verified.name = verified.name.or(info.name);
+                }
+            }
+        }
+    }
+    Ok(verified)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn return_urls_stay_on_this_host() {
+        assert_eq!(
+            safe_return_to(Some("/checkout/payment?step=2")),
+            "/checkout/payment?step=2"
+        );
+        for bad in [
+            "https://evil.test/",
+            "//evil.test/x",
+            "/\\evil.test",
+            "javascript:alert(1)",
+            "/a\nb",
+            "",
+        ] {
+            assert_eq!(safe_return_to(Some(bad)), "/", "{bad:?}");
+        }
+        assert_eq!(safe_return_to(None), "/");
+    }
+
+    #[test]
+    fn pkce_s256_matches_rfc7636_example() {
+        assert_eq!(
+            pkce_challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        );
+    }
+
+    #[test]
+    fn authorize_url_carries_pkce_state_and_nonce() {
+        let login = Login {
+            client_id: "web".into(),
+            client_secret: "s".into(),
+            scopes: vec!["openid".into(), "email".into()],
+            display_name: "IdP".into(),
+        };
+        let u = authorize_url(
+            "https://idp.test/auth",
+            &login,
+            "https://shop.test/_auth/callback/idp",
+            "st",
+            "no",
+            "ch",
+        );
+        assert!(u.starts_with("https://idp.test/auth?response_type=code&client_id=web"));
+        for part in [
+            "scope=openid+email",
+            "state=st",
+            "nonce=no",
+            "code_challenge=ch",
+            "code_challenge_method=S256",
+        ] {
+            assert!(u.contains(part), "{u}");
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! Browser sessions: an opaque 256-bit id in a `__Host-` cookie (Secure,
+//! HttpOnly, SameSite=Lax), a new id at every login, idle and absolute
+//! timeouts, and a per-session CSRF token for the gateway's own forms. The
+//! store keeps only the SHA-256 of the id. Never forwards the session cookie
+//! to a backend.
+
+mod embedded;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use base64::Engine;
+use sha2::{Digest, Sha256};
+
+pub use embedded::EmbeddedStore;
+
+/// The session cookie (host-only, so `__Host-` applies).
+pub const COOKIE: &str = "__Host-omnigate";
+/// Binds a pending login to the browser that started it.
+pub const LOGIN_COOKIE: &str = "__Host-omnigate-login";
+
+/// One signed-in browser.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub id_hash: String,
+    pub customer_id: String,
+    pub email: Option<String>,
+    pub email_verified: bool,
+    pub name: Option<String>,
+    pub provider: String,
+    pub csrf: String,
+    pub created_at: i64,
+    pub last_seen: i64,
+    pub expires_at: i64,
+}
+
+impl Session {
+    /// Whether the session is still usable at `now` with this idle timeout.
+    pub fn live(&self, now: i64, idle_secs: i64) -> bool {
+        now < self.expires_at && now - self.last_seen < idle_secs
+    }
+}
+
+/// Why the store could not answer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    #[error("session store unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Where sessions live.
+#[async_trait]
+pub trait SessionStore: Send + Sync {
+    async fn create(&self, s: &Session) -> Result<(), StoreError>;
+    async fn get(&self, id_hash: &str) -> Result<Option<Arc<Session>>, StoreError>;
+    /// Records activity (callers throttle this; it is not per request).
+    async fn touch(&self, id_hash: &str, now: i64) -> Result<(), StoreError>;
+    async fn delete(&self, id_hash: &str) -> Result<(), StoreError>;
+    /// Ends every session of a customer ("log out everywhere"); returns how many.
+    async fn delete_customer(&self, customer_id: &str) -> Result<u64, StoreError>;
+}
+
+/// A new random token: 256 bits, base64url.
+pub fn new_token() -> String {
+    B64.encode(rand::random::<[u8; 32]>())
+}
+
+/// What the store keys a session id by.
+pub fn hash_id(id: &str) -> String {
+    hex::encode(Sha256::digest(id.as_bytes()))
+}
+
+/// The value of cookie `name` in a `Cookie` header.
+pub fn cookie<'a>(header: Option<&'a str>, name: &str) -> Option<&'a str> {
+    header?.split(';').find_map(|kv| {
+        let (k, v) = kv.trim().split_once('=')?;
+        (k == name && !v.is_empty()).then_some(v)
+    })
+}
+
+/// The `Cookie` header without the gateway's own cookies (None if nothing is left).
+pub fn without_own_cookies(header: &str) -> Option<String> {
+    let kept: Vec<&str> = header
+        .split(';')
+        .map(str::trim)
+        .filter(|kv| !kv.is_empty() && !kv.starts_with(COOKIE))
+        .collect();
+    (!kept.is_empty()).then(|| kept.join("; "))
+}
+
+/// `Set-Cookie` for a session (or login) cookie; `max_age` 0 clears it.
+pub fn set_cookie(name: &str, value: &str, max_age: i64) -> String {
+    format!("{name}={value}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age={max_age}")
+}
+
+/// Constant-time comparison for tokens.
+pub fn same_token(a: &str, b: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookies_are_found_and_own_cookies_never_forwarded() {
+        let h = "theme=dark; __Host-omnigate=abc; cart=7; __Host-omnigate-login=xyz";
+        assert_eq!(cookie(Some(h), COOKIE), Some("abc"));
+        assert_eq!(cookie(Some(h), LOGIN_COOKIE), Some("xyz"));
+        assert_eq!(cookie(Some(h), "missing"), None);
+        assert_eq!(
+            without_own_cookies(h).as_deref(),
+            Some("theme=dark; cart=7")
+        );
+        assert_eq!(without_own_cookies("__Host-omnigate=abc"), None);
+    }
+
+    #[test]
+    fn session_lifetimes() {
+        let s = Session {
+            id_hash: "h".into(),
+            customer_id: "c".into(),
+            email: None,
+            email_verified: false,
+            name: None,
+            provider: "p".into(),
+            csrf: "t".into(),
+            created_at: 0,
+            last_seen: 100,
+            expires_at: 1000,
+        };
+        assert!(s.live(150, 60));
+        assert!(!s.live(161, 60), "idle");
+        assert!(!s.live(1000, 10_000), "absolute");
+    }
+
+    #[test]
+    fn tokens_are_random_and_compared_in_constant_time() {
+        let a = new_token();
+        assert_eq!(a.len(), 43);
+        assert_ne!(a, new_token());
+        assert!(same_token(&a, &a.clone()));
+        assert!(!same_token(&a, &new_token()));
+        assert_eq!(hash_id("x").len(), 64);
+    }
+}

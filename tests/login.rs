@@ -1,0 +1,208 @@
+//! Browser login with an existing identity: headless Chromium against the
+//! gateway's HTTPS listener and a real OpenID provider (oidc-provider).
+
+use bytes::Bytes;
+use serde_json::json;
+
+use crate::support::*;
+
+fn customer_id_in(page_text: &str) -> String {
+    let start = page_text.find('{').expect("echo JSON on the page");
+    let v: serde_json::Value = serde_json::from_str(&page_text[start..]).expect("JSON");
+    v["headers"]["x-customer-id"]
+        .as_str()
+        .expect("x-customer-id")
+        .to_string()
+}
+
+#[tokio::test]
+async fn browser_login_bearer_same_customer_and_logout() {
+    let ports = reserve_ports();
+    let https = ports["https"];
+    let idp = Idp::start_with_web_client(Some(&format!(
+        "https://shop.test:{https}/_auth/callback/idp"
+    )))
+    .await;
+    let store = Upstream::echo("store").await;
+    let cfg = config_with(&format!(
+        "listeners:
+  - name: https
+    address: 127.0.0.1:{{https}}
+    tls: {{ certificates: [] }}
+providers:
+  - name: idp
+    issuer: {issuer}
+    login: {{ client_id: {cid}, client_secret: {secret}, display_name: Test IdP }}
+    bearer: {{ audiences: [\"{IDP_AUDIENCE}\"] }}
+upstreams:
+  store: {{ addresses: [\"{store}\"] }}
+routes:
+  - {{ name: account, hosts: [shop.test], path_prefix: /account, upstream: store, kind: web, access: required }}
+  - {{ name: api, hosts: [shop.test], path_prefix: /api, upstream: store, kind: api, access: required }}
+  - {{ name: home, hosts: [shop.test], path_prefix: /, upstream: store, kind: web }}
+",
+        issuer = idp.issuer,
+        cid = WEB_CLIENT.0,
+        secret = WEB_CLIENT.1,
+        store = store.addr,
+    ));
+    let gw = Gateway::start_on(ports, &cfg, &[]).await;
+    let base = format!("https://shop.test:{https}");
+    let seen = browse(
+        "browser_login",
+        Some("MAP *.test 127.0.0.1"),
+        json!([
+            {"goto": format!("{base}/account/orders?tab=2"), "waitText": "Test IdP", "screenshot": "1-provider-login"},
+            {"fill": ["#username", "carol"]},
+            {"click": "button[type=submit]", "waitText": "x-customer-id", "screenshot": "2-back-on-account", "cookies": true},
+            {"goto": format!("{base}/_auth/logout"), "screenshot": "3-sign-out-page"},
+            {"click": "button[value=this]", "waitText": "You have been signed out", "screenshot": "4-signed-out", "cookies": true},
+        ]),
+    )
+    .await;
+
+    // Back on exactly the URL asked for, with the customer identified.
+    let back = &seen[2];
+    assert_eq!(back["url"], format!("{base}/account/orders?tab=2"));
+    let text = back["text"].as_str().unwrap();
+    let browser_customer = customer_id_in(text);
+    assert!(browser_customer.starts_with("cus_"));
+    assert!(text.contains("\"x-auth-method\":\"cookie\""), "{text}");
+    assert!(
+        text.contains("carol@example.test"),
+        "profile from the provider's claims: {text}"
+    );
+    assert!(
+        !text.contains("__Host-omnigate"),
+        "the session cookie reached the backend: {text}"
+    );
+
+    // The session cookie is __Host-, Secure, HttpOnly, SameSite=Lax.
+    let cookies = back["cookies"].as_array().unwrap();
+    let session = cookies
+        .iter()
+        .find(|c| c["name"] == "__Host-omnigate")
+        .expect("session cookie");
+    assert_eq!(session["secure"], true);
+    assert_eq!(session["httpOnly"], true);
+    assert_eq!(session["sameSite"], "Lax");
+    assert_eq!(session["path"], "/");
+    let session_value = session["value"].as_str().unwrap().to_string();
+
+    // A bearer token of the same user at the same provider: the same customer.
+    let token = idp.sign(idp.user_claims("carol", "", 300), "RS256").await;
+    let dev_cert = std::fs::read_to_string(gw.dir.path().join("state/dev-cert.pem")).unwrap();
+    let c = Client::tls(gw.addr("https"), &dev_cert, "localhost", false);
+    let auth = format!("Bearer {token}");
+    let r = c
+        .send(request(
+            "GET",
+            "shop.test",
+            "/api/me",
+            &[("authorization", &auth)],
+            Bytes::new(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        r.json()["headers"]["x-customer-id"],
+        browser_customer.as_str()
+    );
+
+    // After sign-out the old cookie opens nothing: the account page sends to sign-in.
+    let cookie = format!("__Host-omnigate={session_value}");
+    let r = c
+        .send(request(
+            "GET",
+            "shop.test",
+            "/account/orders",
+            &[("cookie", &cookie)],
+            Bytes::new(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 302, "{}", r.text());
+    assert_eq!(
+        r.header("location"),
+        Some("/_auth/login?return_to=%2Faccount%2Forders")
+    );
+    let after = seen[4]["cookies"].as_array().unwrap();
+    assert!(
+        after.iter().all(|c| c["name"] != "__Host-omnigate"),
+        "cookie cleared: {after:?}"
+    );
+    assert_eq!(
+        gw.metric("omnigate_logins_total{provider=\"idp\",result=\"success\"}")
+            .await,
+        Some(1.0)
+    );
+}
+
+#[tokio::test]
+async fn return_urls_to_foreign_hosts_are_refused() {
+    let ports = reserve_ports();
+    let https = ports["https"];
+    let idp = Idp::start_with_web_client(Some(&format!(
+        "https://shop.test:{https}/_auth/callback/idp"
+    )))
+    .await;
+    let store = Upstream::echo("store").await;
+    let cfg = config_with(&format!(
+        "listeners:
+  - name: https
+    address: 127.0.0.1:{{https}}
+    tls: {{ certificates: [] }}
+providers:
+  - name: idp
+    issuer: {}
+    login: {{ client_id: {}, client_secret: {} }}
+upstreams:
+  store: {{ addresses: [\"{}\"] }}
+routes:
+  - {{ name: home, path_prefix: /, upstream: store, kind: web, access: required }}
+",
+        idp.issuer, WEB_CLIENT.0, WEB_CLIENT.1, store.addr
+    ));
+    let gw = Gateway::start_on(ports, &cfg, &[]).await;
+    let dev_cert = std::fs::read_to_string(gw.dir.path().join("state/dev-cert.pem")).unwrap();
+    let c = Client::tls(gw.addr("https"), &dev_cert, "localhost", false);
+    for evil in ["https://evil.test/", "//evil.test/steal", "/\\evil.test"] {
+        let path = format!("/_auth/login/idp?return_to={}", url_encode(evil));
+        let r = c
+            .send(request("GET", "shop.test", &path, &[], Bytes::new()))
+            .await
+            .unwrap();
+        assert_eq!(r.status, 303);
+        let location = r.header("location").unwrap().to_string();
+        assert!(location.starts_with(&idp.issuer), "{location}");
+        assert!(!location.contains("evil.test"), "{location}");
+    }
+    // A callback without the browser-bound state is refused, not followed.
+    let r = c
+        .send(request(
+            "GET",
+            "shop.test",
+            "/_auth/callback/idp?code=x&state=forged",
+            &[],
+            Bytes::new(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 400);
+    assert!(
+        r.text().contains("expired or was already used"),
+        "{}",
+        r.text()
+    );
+}
+
+fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
