@@ -481,3 +481,92 @@ routes:
         );
     }
 }
+
+#[tokio::test]
+async fn guests_get_a_stable_id_that_clients_cannot_choose() {
+    let store = Upstream::echo("store").await;
+    let cfg = config_with(&format!(
+        "{HTTP_LISTENER}upstreams:\n  store: {{ addresses: [\"{}\"] }}\nroutes:\n  - {{ name: shop, path_prefix: /, upstream: store, access: guest }}\n",
+        store.addr
+    ));
+    let gw = Gateway::start(&cfg, &[]).await;
+    let c = Client::plain(gw.addr("http"));
+
+    // First visit: a new guest id, set as a __Host- cookie and forwarded.
+    let first = c
+        .send(request(
+            "GET",
+            "shop.test",
+            "/cart",
+            &[("x-guest-id", "gst_chosen_by_client")],
+            Bytes::new(),
+        ))
+        .await
+        .unwrap();
+    let set = first
+        .header("set-cookie")
+        .expect("guest cookie")
+        .to_string();
+    assert!(set.starts_with("__Host-omnigate-guest=gst_"), "{set}");
+    for attr in [
+        "Path=/",
+        "Secure",
+        "HttpOnly",
+        "SameSite=Lax",
+        "Max-Age=2592000",
+    ] {
+        assert!(set.contains(attr), "{attr} missing: {set}");
+    }
+    let id = set
+        .split(';')
+        .next()
+        .unwrap()
+        .split_once('=')
+        .unwrap()
+        .1
+        .to_string();
+    assert_eq!(
+        first.json()["headers"]["x-guest-id"],
+        id.as_str(),
+        "spoofed header replaced"
+    );
+
+    // Next visits with the cookie: the same id, no new cookie, cookie not forwarded.
+    let cookie = format!("__Host-omnigate-guest={id}; cart=3");
+    for _ in 0..2 {
+        let r = c
+            .send(request(
+                "GET",
+                "shop.test",
+                "/cart",
+                &[("cookie", &cookie)],
+                Bytes::new(),
+            ))
+            .await
+            .unwrap();
+        assert_eq!(r.json()["headers"]["x-guest-id"], id.as_str());
+        assert!(r.header("set-cookie").is_none());
+        assert_eq!(r.json()["headers"]["cookie"], "cart=3");
+    }
+
+    // A forged or malformed guest cookie is replaced, not trusted.
+    let r = c
+        .send(request(
+            "GET",
+            "shop.test",
+            "/",
+            &[("cookie", "__Host-omnigate-guest=admin")],
+            Bytes::new(),
+        ))
+        .await
+        .unwrap();
+    let replaced = r.json()["headers"]["x-guest-id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        replaced.starts_with("gst_") && replaced.len() == 36,
+        "{replaced}"
+    );
+    assert!(r.header("set-cookie").is_some());
+}

@@ -69,7 +69,7 @@ pub fn decide(
 ) -> Decision {
     match (access, found) {
         (Access::Public, _) => Decision::Anonymous,
-        (Access::Optional, None) => Decision::Anonymous,
+        (Access::Optional | Access::Guest, None) => Decision::Anonymous,
         (Access::Required, None) => Decision::Unauthenticated(None),
         // A client that sends a bad credential is told so, even where optional.
         (_, Some(Err(AuthError::Invalid(e)))) => Decision::Unauthenticated(Some(e.clone())),
@@ -247,6 +247,11 @@ mod tests {
         let read = vec!["orders:read".to_string()];
         assert_eq!(decide(Access::Public, &[], None), Decision::Anonymous);
         assert_eq!(decide(Access::Optional, &[], None), Decision::Anonymous);
+        assert_eq!(decide(Access::Guest, &[], None), Decision::Anonymous);
+        assert_eq!(
+            decide(Access::Guest, &[], Some(&principal(&[]))),
+            Decision::Allow
+        );
         assert_eq!(
             decide(Access::Required, &read, None),
             Decision::Unauthenticated(None)

@@ -82,8 +82,11 @@ pub enum Access {
     Public,
     /// Identity is forwarded when the request carries valid credentials.
     Optional,
-    /// Valid credentials are needed; without them: 401.
+    /// Valid credentials are needed; without them: 401 (or sign-in on web routes).
     Required,
+    /// Like `Optional`, and anonymous visitors get a stable guest id
+    /// (cookie, forwarded as `X-Guest-Id`) so a cart survives until they sign in.
+    Guest,
 }
 
 impl Config {

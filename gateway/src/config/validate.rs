@@ -893,12 +893,13 @@ fn route(
         "public" => Access::Public,
         "optional" => Access::Optional,
         "required" => Access::Required,
+        "guest" => Access::Guest,
         other => {
             r.error(
                 file,
                 &join(p, "access"),
                 format!("unknown access mode `{other}`"),
-                Some("use `public`, `optional` or `required`".into()),
+                Some("use `public`, `guest`, `optional` or `required`".into()),
             );
             Access::Public
         }

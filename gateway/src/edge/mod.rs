@@ -69,6 +69,8 @@ pub struct Ctx {
     problem: Option<&'static str>,
     /// The verified caller, on routes that take identity.
     principal: Option<Arc<crate::auth::Principal>>,
+    /// The anonymous visitor's guest id on `guest` routes, and whether it is new.
+    guest: Option<(String, bool)>,
     _in_flight: Option<InFlightGuard>,
 }
 
@@ -170,6 +172,18 @@ impl Gateway {
             .with_label_values(&[r.name.as_str(), result])
             .inc();
         match decision {
+            Decision::Anonymous if r.access == Access::Guest => {
+                let cookies = endpoints::cookie_header(session);
+                let known =
+                    crate::session::cookie(cookies.as_deref(), crate::session::GUEST_COOKIE)
+                        .filter(|v| crate::session::is_guest_id(v))
+                        .map(str::to_string);
+                ctx.guest = Some(match known {
+                    Some(id) => (id, false),
+                    None => (crate::session::new_guest_id(), true),
+                });
+                Ok(false)
+            }
             Decision::Anonymous => Ok(false),
             Decision::Allow => {
                 ctx.principal = found.and_then(|f| f.ok());
@@ -394,6 +408,7 @@ impl ProxyHttp for Gateway {
             local_status: None,
             problem: None,
             principal: None,
+            guest: None,
             _in_flight: None,
         }
     }
@@ -594,6 +609,9 @@ impl ProxyHttp for Gateway {
         if let (Some(p), Some(pool)) = (&ctx.principal, &ctx.pool) {
             self.inject_identity(upstream, p, pool)?;
         }
+        if let Some((guest, _)) = &ctx.guest {
+            upstream.insert_header("x-guest-id", guest.as_str())?;
+        }
         // The gateway's own cookies (session, login state) never reach a backend.
         let cookies = endpoints::cookie_header(session);
         if let Some(c) = cookies {
@@ -626,6 +644,14 @@ impl ProxyHttp for Gateway {
         ctx: &mut Ctx,
     ) -> Result<()> {
         resp.insert_header("x-request-id", ctx.request_id.as_str())?;
+        if let Some((guest, true)) = &ctx.guest {
+            let cookie = crate::session::set_cookie(
+                crate::session::GUEST_COOKIE,
+                guest,
+                crate::session::GUEST_MAX_AGE,
+            );
+            resp.append_header("set-cookie", cookie)?;
+        }
         self.add_hsts(resp, ctx)
     }
 

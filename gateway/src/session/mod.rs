@@ -17,6 +17,25 @@ pub use embedded::EmbeddedStore;
 
 /// The session cookie (host-only, so `__Host-` applies).
 pub const COOKIE: &str = "__Host-omnigate";
+/// A guest's stable id on `access: guest` routes (not a secret: a cart key).
+pub const GUEST_COOKIE: &str = "__Host-omnigate-guest";
+/// How long a guest id lives without a visit.
+pub const GUEST_MAX_AGE: i64 = 30 * 24 * 3600;
+
+/// A new guest id: `gst_` and 128 random bits.
+pub fn new_guest_id() -> String {
+    format!("gst_{}", hex::encode(rand::random::<[u8; 16]>()))
+}
+
+/// Whether a cookie value is a guest id this gateway could have issued.
+pub fn is_guest_id(v: &str) -> bool {
+    v.len() == 36
+        && v.starts_with("gst_")
+        && v[4..]
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+}
+
 /// Binds a pending login to the browser that started it.
 pub const LOGIN_COOKIE: &str = "__Host-omnigate-login";
 
@@ -116,6 +135,21 @@ mod tests {
             Some("theme=dark; cart=7")
         );
         assert_eq!(without_own_cookies("__Host-omnigate=abc"), None);
+    }
+
+    #[test]
+    fn guest_ids_have_one_shape() {
+        let g = new_guest_id();
+        assert!(is_guest_id(&g), "{g}");
+        for bad in [
+            "",
+            "gst_",
+            "gst_XYZ",
+            "cus_00000000000000000000000000000000",
+            "gst_0000000000000000000000000000000G",
+        ] {
+            assert!(!is_guest_id(bad), "{bad}");
+        }
     }
 
     #[test]
