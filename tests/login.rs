@@ -206,3 +206,98 @@ fn url_encode(s: &str) -> String {
         })
         .collect()
 }
+
+#[tokio::test]
+async fn chooser_restart_and_a_provider_that_is_down() {
+    let ports = reserve_ports();
+    let https = ports["https"];
+    let callback = |p: &str| format!("https://shop.test:{https}/_auth/callback/{p}");
+    let idp = Idp::start_with_web_client(Some(&callback("idp"))).await;
+    let other = Idp::start_with_web_client(Some(&callback("partner"))).await;
+    let store = Upstream::echo("store").await;
+    let cfg = config_with(&format!(
+        "listeners:
+  - name: https
+    address: 127.0.0.1:{{https}}
+    tls: {{ certificates: [] }}
+providers:
+  - name: idp
+    issuer: {}
+    login: {{ client_id: {cid}, client_secret: {secret}, display_name: Test IdP }}
+  - name: partner
+    issuer: {}
+    login: {{ client_id: {cid}, client_secret: {secret}, display_name: Partner ID }}
+upstreams:
+  store: {{ addresses: [\"{}\"] }}
+routes:
+  - {{ name: account, path_prefix: /account, upstream: store, kind: web, access: required }}
+  - {{ name: home, path_prefix: /, upstream: store, kind: web }}
+",
+        idp.issuer,
+        other.issuer,
+        store.addr,
+        cid = WEB_CLIENT.0,
+        secret = WEB_CLIENT.1,
+    ));
+    let mut gw = Gateway::start_on(ports, &cfg, &[]).await;
+    let base = format!("https://shop.test:{https}");
+    let seen = browse(
+        "chooser_and_restart",
+        Some("MAP *.test 127.0.0.1"),
+        json!([
+            {"goto": format!("{base}/account"), "waitText": "Choose how you want to sign in", "screenshot": "1-chooser"},
+            {"click": "text=Continue with Test IdP", "waitText": "Test IdP", "screenshot": "2-provider"},
+            {"fill": ["#username", "dave"]},
+            {"click": "button[type=submit]", "waitText": "x-customer-id", "cookies": true},
+        ]),
+    )
+    .await;
+    let chooser = &seen[0];
+    assert_eq!(chooser["headings"], json!(["Sign in"]));
+    assert!(chooser["text"]
+        .as_str()
+        .unwrap()
+        .contains("Continue with Partner ID"));
+    let cookie = seen[3]["cookies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "__Host-omnigate")
+        .map(|c| format!("__Host-omnigate={}", c["value"].as_str().unwrap()))
+        .expect("session cookie");
+    let customer = customer_id_in(seen[3]["text"].as_str().unwrap());
+
+    // A restart logs no one out.
+    gw.restart().await;
+    let dev_cert = std::fs::read_to_string(gw.dir.path().join("state/dev-cert.pem")).unwrap();
+    let c = Client::tls(gw.addr("https"), &dev_cert, "localhost", false);
+    let account = |c: Client, cookie: String| async move {
+        c.send(request(
+            "GET",
+            "shop.test",
+            "/account",
+            &[("cookie", &cookie)],
+            Bytes::new(),
+        ))
+        .await
+        .unwrap()
+    };
+    let r = account(c.clone(), cookie.clone()).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["headers"]["x-customer-id"], customer.as_str());
+
+    // Providers down: existing sessions keep working; a new sign-in gets a clear page.
+    drop(idp);
+    drop(other);
+    let r = account(c.clone(), cookie.clone()).await;
+    assert_eq!(r.status, 200);
+    let down = browse(
+        "provider_down",
+        Some("MAP *.test 127.0.0.1"),
+        json!([{"goto": format!("{base}/_auth/login/partner?return_to=%2Faccount"), "screenshot": "provider-down"}]),
+    )
+    .await;
+    assert_eq!(down[0]["status"], 503);
+    assert_eq!(down[0]["headings"], json!(["Sign-in is unavailable"]));
+    assert!(down[0]["text"].as_str().unwrap().contains("Try again"));
+}

@@ -30,6 +30,23 @@ pub fn free_port() -> u16 {
         .expect("free port")
 }
 
+fn spawn_gateway(config: &Path, log: &Path) -> Child {
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("log file");
+    let err = out.try_clone().expect("log clone");
+    Command::new(env!("CARGO_BIN_EXE_omnigate"))
+        .args(["run", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::from(out))
+        .stderr(Stdio::from(err))
+        .spawn()
+        .expect("spawn omnigate")
+}
+
 /// Ports for a gateway's `http`, `https` and `admin` listeners.
 pub fn reserve_ports() -> HashMap<&'static str, u16> {
     ["http", "https", "admin"]
@@ -79,16 +96,7 @@ impl Gateway {
         let config_path = dir.path().join("config.yaml");
         std::fs::write(&config_path, render(config)).expect("write config");
         let log = dir.path().join("gateway.log");
-        let out = std::fs::File::create(&log).expect("log file");
-        let err = out.try_clone().expect("log clone");
-        let child = Command::new(env!("CARGO_BIN_EXE_omnigate"))
-            .args(["run", "--config"])
-            .arg(&config_path)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::from(out))
-            .stderr(Stdio::from(err))
-            .spawn()
-            .expect("spawn omnigate");
+        let child = spawn_gateway(&config_path, &log);
         let mut gw = Gateway {
             child,
             dir,
@@ -98,6 +106,15 @@ impl Gateway {
         };
         gw.wait_ready().await;
         gw
+    }
+
+    /// Kills the process and starts it again on the same config, ports and
+    /// state directory (what an operator's restart does).
+    pub async fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = spawn_gateway(&self.config, &self.log);
+        self.wait_ready().await;
     }
 
     pub fn port(&self, name: &str) -> u16 {
