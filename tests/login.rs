@@ -301,3 +301,133 @@ routes:
     assert_eq!(down[0]["headings"], json!(["Sign-in is unavailable"]));
     assert!(down[0]["text"].as_str().unwrap().contains("Try again"));
 }
+
+/// Two gateway nodes sharing Redis (sessions) and PostgreSQL (customers).
+#[tokio::test]
+async fn second_node_honours_the_session_and_the_logout_within_a_second() {
+    let ports_a = reserve_ports();
+    let https_a = ports_a["https"];
+    let idp = Idp::start_with_web_client(Some(&format!(
+        "https://shop.test:{https_a}/_auth/callback/idp"
+    )))
+    .await;
+    let store = Upstream::echo("store").await;
+    let unique = free_port();
+    let cfg = config_with(&format!(
+        "listeners:
+  - name: https
+    address: 127.0.0.1:{{https}}
+    tls: {{ certificates: [] }}
+sessions: {{ store: redis, url: \"redis://127.0.0.1:6379\", key_prefix: \"omnigate-e2e-{unique}:\" }}
+customers: {{ store: postgres, url: \"postgres://postgres@127.0.0.1:5432/test\", schema: nodes_{unique} }}
+providers:
+  - name: idp
+    issuer: {}
+    login: {{ client_id: {}, client_secret: {} }}
+upstreams:
+  store: {{ addresses: [\"{}\"] }}
+routes:
+  - {{ name: account, path_prefix: /account, upstream: store, kind: web, access: required }}
+",
+        idp.issuer, WEB_CLIENT.0, WEB_CLIENT.1, store.addr
+    ));
+    let a = Gateway::start_on(ports_a, &cfg, &[]).await;
+    let b = Gateway::start(&cfg, &[]).await;
+    let seen = browse(
+        "two_nodes",
+        Some("MAP *.test 127.0.0.1"),
+        json!([
+            {"goto": format!("https://shop.test:{https_a}/account"), "waitText": "Test IdP"},
+            {"fill": ["#username", "erin"]},
+            {"click": "button[type=submit]", "waitText": "x-customer-id", "cookies": true},
+        ]),
+    )
+    .await;
+    let customer = customer_id_in(seen[2]["text"].as_str().unwrap());
+    let cookie = seen[2]["cookies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "__Host-omnigate")
+        .map(|c| format!("__Host-omnigate={}", c["value"].as_str().unwrap()))
+        .unwrap();
+    let client = |gw: &Gateway| {
+        let cert = std::fs::read_to_string(gw.dir.path().join("state/dev-cert.pem")).unwrap();
+        Client::tls(gw.addr("https"), &cert, "localhost", false)
+    };
+    let (ca, cb) = (client(&a), client(&b));
+    let get = |c: &Client, path: &'static str| {
+        let (c, cookie) = (c.clone(), cookie.clone());
+        async move {
+            c.send(request(
+                "GET",
+                "shop.test",
+                path,
+                &[("cookie", &cookie)],
+                Bytes::new(),
+            ))
+            .await
+            .unwrap()
+        }
+    };
+    // Node B knows the session created on node A, and the same customer.
+    let r = get(&cb, "/account").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["headers"]["x-customer-id"], customer.as_str());
+
+    // Sign out on A (with the page's CSRF token).
+    let page = get(&ca, "/_auth/logout").await.text();
+    let csrf = page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("csrf field")
+        .to_string();
+    // A POST without the token is refused.
+    let no_token = ca
+        .send(request(
+            "POST",
+            "shop.test",
+            "/_auth/logout",
+            &[
+                ("cookie", &cookie),
+                ("content-type", "application/x-www-form-urlencoded"),
+            ],
+            Bytes::from("scope=this"),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(no_token.status, 403);
+    let out = ca
+        .send(request(
+            "POST",
+            "shop.test",
+            "/_auth/logout",
+            &[
+                ("cookie", &cookie),
+                ("content-type", "application/x-www-form-urlencoded"),
+            ],
+            Bytes::from(format!(
+                "csrf={}&scope=this",
+                csrf.replace('+', "%2B").replace('/', "%2F")
+            )),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(out.status, 303);
+    assert!(out.header("set-cookie").unwrap().contains("Max-Age=0"));
+
+    // Node B stops honouring it within a second.
+    let start = std::time::Instant::now();
+    loop {
+        let r = get(&cb, "/account").await;
+        if r.status == 302 {
+            break;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(1),
+            "node B still serves the session"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

@@ -113,10 +113,18 @@ impl App {
             .await
             .map_err(|e| format!("customers: {e}"))?;
         let http = HttpClient::new(std::time::Duration::from_secs(5))?;
-        let sessions =
-            crate::session::EmbeddedStore::open(&config.server.state_dir.join("sessions.db"))
-                .await
-                .map_err(|e| format!("sessions: {e}"))?;
+        let sessions: Arc<dyn crate::session::SessionStore> = match &config.sessions.store {
+            crate::config::model::SessionStoreKind::Embedded => Arc::new(
+                crate::session::EmbeddedStore::open(&config.server.state_dir.join("sessions.db"))
+                    .await
+                    .map_err(|e| format!("sessions: {e}"))?,
+            ),
+            crate::config::model::SessionStoreKind::Redis { url, key_prefix } => {
+                crate::session::RedisStore::open(url, key_prefix)
+                    .await
+                    .map_err(|e| format!("sessions: {e}"))?
+            }
+        };
         let pages = crate::pages::Pages::new("Omnigate")?;
         let config = Arc::new(config);
         let snapshot = build(1, config.clone(), &Previous::default(), &metrics, &http).await?;
@@ -138,7 +146,7 @@ impl App {
                 .max_capacity(100_000)
                 .time_to_live(ttl / 2)
                 .build(),
-            sessions: Arc::new(sessions),
+            sessions,
             pending_logins: moka::future::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(std::time::Duration::from_secs(600))
@@ -356,6 +364,9 @@ fn restart_only_changes(running: &Config, next: &Config) -> Vec<String> {
     }
     if running.customers != next.customers {
         out.push("customers".to_string());
+    }
+    if running.sessions.store != next.sessions.store {
+        out.push("sessions.store".to_string());
     }
     out
 }

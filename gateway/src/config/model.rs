@@ -46,11 +46,21 @@ pub struct Login {
     pub display_name: String,
 }
 
-/// Browser session lifetimes.
+/// Browser sessions: where they live and how long.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sessions {
+    pub store: SessionStoreKind,
     pub idle_timeout: Duration,
     pub absolute_timeout: Duration,
+}
+
+/// The session store engine.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SessionStoreKind {
+    /// This node only: memory in front of a SQLite file in `state_dir`.
+    Embedded,
+    /// Shared by every node; deletions reach every node's cache by pub/sub.
+    Redis { url: String, key_prefix: String },
 }
 
 /// Settings of the assertions the gateway signs for backends.

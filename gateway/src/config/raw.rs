@@ -59,6 +59,9 @@ pub struct RawLogin {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawSessions {
+    pub store: Option<String>,
+    pub url: Option<String>,
+    pub key_prefix: Option<String>,
     pub idle_timeout: Option<String>,
     pub absolute_timeout: Option<String>,
 }

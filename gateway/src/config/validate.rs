@@ -175,7 +175,47 @@ fn sessions(raw: Option<&RawSessions>, r: &mut Report<'_>) -> Sessions {
             Some("make idle_timeout ≤ absolute_timeout".into()),
         );
     }
+    let store = match raw.and_then(|s| s.store.as_deref()).unwrap_or("embedded") {
+        "embedded" => {
+            if raw.is_some_and(|s| s.url.is_some()) {
+                r.error(
+                    0,
+                    "sessions.url",
+                    "the embedded session store takes no URL".into(),
+                    None,
+                );
+            }
+            SessionStoreKind::Embedded
+        }
+        "redis" => {
+            let url = raw.and_then(|s| s.url.clone()).unwrap_or_default();
+            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                r.error(
+                    0,
+                    "sessions.url",
+                    "the redis session store needs `url: redis://host:6379`".into(),
+                    Some("secrets belong in the environment: `url: ${OMNIGATE_REDIS_URL}`".into()),
+                );
+            }
+            SessionStoreKind::Redis {
+                url,
+                key_prefix: raw
+                    .and_then(|s| s.key_prefix.clone())
+                    .unwrap_or_else(|| "omnigate:".into()),
+            }
+        }
+        other => {
+            r.error(
+                0,
+                "sessions.store",
+                format!("unknown session store `{other}`"),
+                Some("use `embedded` (one node) or `redis` (several nodes)".into()),
+            );
+            SessionStoreKind::Embedded
+        }
+    };
     Sessions {
+        store,
         idle_timeout: idle,
         absolute_timeout: absolute,
     }

@@ -5,6 +5,7 @@
 //! to a backend.
 
 mod embedded;
+mod redis;
 
 use std::sync::Arc;
 
@@ -14,6 +15,7 @@ use base64::Engine;
 use sha2::{Digest, Sha256};
 
 pub use embedded::EmbeddedStore;
+pub use redis::RedisStore;
 
 /// The session cookie (host-only, so `__Host-` applies).
 pub const COOKIE: &str = "__Host-omnigate";
@@ -40,7 +42,7 @@ pub fn is_guest_id(v: &str) -> bool {
 pub const LOGIN_COOKIE: &str = "__Host-omnigate-login";
 
 /// One signed-in browser.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Session {
     pub id_hash: String,
     pub customer_id: String,
@@ -121,7 +123,7 @@ pub fn same_token(a: &str, b: &str) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+mod unit {
     use super::*;
 
     #[test]
@@ -181,3 +183,6 @@ mod tests {
         assert_eq!(hash_id("x").len(), 64);
     }
 }
+
+#[cfg(test)]
+mod tests;

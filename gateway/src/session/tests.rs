@@ -1,0 +1,94 @@
+//! The session stores against real engines: the embedded one on a file and
+//! Redis (127.0.0.1:6379) as two nodes sharing it, each with its own prefix.
+
+use std::time::{Duration, Instant};
+
+use super::*;
+
+fn session(customer: &str) -> Session {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    Session {
+        id_hash: hash_id(&new_token()),
+        customer_id: customer.into(),
+        email: Some("e@example.test".into()),
+        email_verified: true,
+        name: None,
+        provider: "idp".into(),
+        csrf: new_token(),
+        created_at: now,
+        last_seen: now,
+        expires_at: now + 3600,
+    }
+}
+
+async fn gone_within(store: &dyn SessionStore, id: &str, limit: Duration) -> Duration {
+    let start = Instant::now();
+    loop {
+        if store.get(id).await.unwrap().is_none() {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < limit,
+            "session still visible after {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn embedded_store_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.db");
+    let s = session("cus_a");
+    EmbeddedStore::open(&path)
+        .await
+        .unwrap()
+        .create(&s)
+        .await
+        .unwrap();
+    let reopened = EmbeddedStore::open(&path).await.unwrap();
+    assert_eq!(reopened.get(&s.id_hash).await.unwrap().as_deref(), Some(&s));
+    reopened.touch(&s.id_hash, s.last_seen + 5).await.unwrap();
+    assert_eq!(
+        reopened.get(&s.id_hash).await.unwrap().unwrap().last_seen,
+        s.last_seen + 5
+    );
+    let other = session("cus_a");
+    reopened.create(&other).await.unwrap();
+    assert_eq!(reopened.delete_customer("cus_a").await.unwrap(), 2);
+    assert!(reopened.get(&s.id_hash).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn redis_nodes_share_sessions_and_see_logouts_within_a_second() {
+    let prefix = format!("omnigate-test-{}:", hex::encode(rand::random::<[u8; 6]>()));
+    let url = "redis://127.0.0.1:6379";
+    let a = RedisStore::open(url, &prefix).await.unwrap_or_else(|e| {
+        panic!("Redis at {url} is required for this test (tests/run starts it): {e}")
+    });
+    let b = RedisStore::open(url, &prefix).await.unwrap();
+    // Let both subscriptions settle.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let s = session("cus_r");
+    a.create(&s).await.unwrap();
+    // Node B reads it (and caches it).
+    assert_eq!(b.get(&s.id_hash).await.unwrap().as_deref(), Some(&s));
+    // Logout on A: B must stop honouring it within a second, despite its cache.
+    a.delete(&s.id_hash).await.unwrap();
+    let took = gone_within(b.as_ref(), &s.id_hash, Duration::from_secs(1)).await;
+    eprintln!("cross-node logout visible after {took:?}");
+
+    // Log out everywhere from B ends A's cached sessions too.
+    let s1 = session("cus_all");
+    let s2 = session("cus_all");
+    a.create(&s1).await.unwrap();
+    a.create(&s2).await.unwrap();
+    assert!(a.get(&s2.id_hash).await.unwrap().is_some());
+    assert_eq!(b.delete_customer("cus_all").await.unwrap(), 2);
+    gone_within(a.as_ref(), &s1.id_hash, Duration::from_secs(1)).await;
+    gone_within(a.as_ref(), &s2.id_hash, Duration::from_secs(1)).await;
+}
