@@ -431,3 +431,109 @@ routes:
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test]
+async fn provider_back_channel_logout_ends_the_session() {
+    let ports = reserve_ports();
+    let https = ports["https"];
+    let idp = Idp::start_with_web_client(Some(&format!(
+        "https://shop.test:{https}/_auth/callback/idp"
+    )))
+    .await;
+    let store = Upstream::echo("store").await;
+    let cfg = config_with(&format!(
+        "listeners:
+  - name: https
+    address: 127.0.0.1:{{https}}
+    tls: {{ certificates: [] }}
+providers:
+  - name: idp
+    issuer: {}
+    login: {{ client_id: {}, client_secret: {} }}
+upstreams:
+  store: {{ addresses: [\"{}\"] }}
+routes:
+  - {{ name: account, path_prefix: /account, upstream: store, kind: web, access: required }}
+",
+        idp.issuer, WEB_CLIENT.0, WEB_CLIENT.1, store.addr
+    ));
+    let gw = Gateway::start_on(ports, &cfg, &[]).await;
+    let seen = browse(
+        "backchannel_logout",
+        Some("MAP *.test 127.0.0.1"),
+        json!([
+            {"goto": format!("https://shop.test:{https}/account"), "waitText": "Test IdP"},
+            {"fill": ["#username", "frank"]},
+            {"click": "button[type=submit]", "waitText": "x-customer-id", "cookies": true},
+        ]),
+    )
+    .await;
+    let cookie = seen[2]["cookies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "__Host-omnigate")
+        .map(|c| format!("__Host-omnigate={}", c["value"].as_str().unwrap()))
+        .unwrap();
+    let cert = std::fs::read_to_string(gw.dir.path().join("state/dev-cert.pem")).unwrap();
+    let c = Client::tls(gw.addr("https"), &cert, "localhost", false);
+    let account = || async {
+        c.send(request(
+            "GET",
+            "shop.test",
+            "/account",
+            &[("cookie", &cookie)],
+            Bytes::new(),
+        ))
+        .await
+        .unwrap()
+        .status
+    };
+    assert_eq!(account().await, 200);
+
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let logout_claims = |jti: &str| {
+        json!({
+            "iss": idp.issuer, "aud": WEB_CLIENT.0, "iat": now, "exp": now + 120, "jti": jti,
+            "sub": "frank", "sid": "s1",
+            "events": { "http://schemas.openid.net/event/backchannel-logout": {} },
+        })
+    };
+    let post = |token: String| {
+        let c = c.clone();
+        async move {
+            c.send(request(
+                "POST",
+                "shop.test",
+                "/_auth/backchannel-logout/idp",
+                &[("content-type", "application/x-www-form-urlencoded")],
+                Bytes::from(format!("logout_token={token}")),
+            ))
+            .await
+            .unwrap()
+        }
+    };
+    // Refused: wrong audience, a nonce, no logout event.
+    let mut wrong_aud = logout_claims("j0");
+    wrong_aud["aud"] = "someone-else".into();
+    let mut with_nonce = logout_claims("j1");
+    with_nonce["nonce"] = "n".into();
+    let mut no_event = logout_claims("j2");
+    no_event["events"] = json!({});
+    for bad in [wrong_aud, with_nonce, no_event] {
+        let r = post(idp.sign(bad, "RS256").await).await;
+        assert_eq!(r.status, 400, "{}", r.text());
+        assert_eq!(r.json()["error"], "invalid_request");
+    }
+    assert_eq!(account().await, 200, "refused tokens end nothing");
+
+    let token = idp.sign(logout_claims("j-ok"), "RS256").await;
+    let r = post(token.clone()).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(account().await, 302, "the session ended");
+    // The same token again is a replay.
+    assert_eq!(post(token).await.status, 400);
+}

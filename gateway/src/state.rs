@@ -79,6 +79,8 @@ pub struct App {
     /// Logins waiting for their provider callback, by `state` (single use).
     pub pending_logins: moka::future::Cache<String, Arc<crate::login::Pending>>,
     pub pages: crate::pages::Pages,
+    /// `jti`s of accepted logout tokens, so none is replayed.
+    pub seen_logout_tokens: moka::future::Cache<String, ()>,
 }
 
 impl App {
@@ -152,6 +154,10 @@ impl App {
                 .time_to_live(std::time::Duration::from_secs(600))
                 .build(),
             pages,
+            seen_logout_tokens: moka::future::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(std::time::Duration::from_secs(3600))
+                .build(),
             metrics,
         }))
     }

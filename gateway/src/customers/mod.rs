@@ -74,6 +74,8 @@ pub trait Directory: Send + Sync {
     ) -> Result<Customer, DirectoryError>;
     /// One customer by id.
     async fn customer(&self, id: &str) -> Result<Option<Customer>, DirectoryError>;
+    /// The customer an identity belongs to, without creating one.
+    async fn lookup(&self, id: &ExternalId) -> Result<Option<Customer>, DirectoryError>;
     /// The identities linked to a customer.
     async fn identities(&self, customer_id: &str) -> Result<Vec<ExternalId>, DirectoryError>;
 }

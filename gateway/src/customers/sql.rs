@@ -106,6 +106,10 @@ macro_rules! sql_directory {
                 })
             }
 
+            async fn lookup(&self, id: &ExternalId) -> Result<Option<Customer>, DirectoryError> {
+                self.find(id).await
+            }
+
             async fn customer(&self, id: &str) -> Result<Option<Customer>, DirectoryError> {
                 let row = sqlx::query(BY_ID)
                     .bind(id)

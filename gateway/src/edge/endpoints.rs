@@ -174,6 +174,12 @@ impl Gateway {
             (false, "/_auth/logout") if method == http::Method::POST => {
                 self.logout(session, ctx).await
             }
+            (false, p)
+                if method == http::Method::POST && p.starts_with("/_auth/backchannel-logout/") =>
+            {
+                let name = p["/_auth/backchannel-logout/".len()..].to_string();
+                self.backchannel_logout(session, ctx, &snap, &name).await
+            }
             (true, "/_auth/signed-out") => {
                 let html = self.app.pages.message(
                     "You are signed out",
@@ -443,16 +449,101 @@ impl Gateway {
             .await
     }
 
-    async fn logout(&self, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
-        let current = self.current_session(session).await;
-        let mut body = Vec::new();
-        while let Some(chunk) = session.read_request_body().await? {
-            body.extend_from_slice(&chunk);
-            if body.len() > 16 * 1024 {
-                break;
+    /// OIDC Back-Channel Logout: a provider's signed logout token ends the
+    /// customer's sessions on every node. Answers 200, or 400 with JSON.
+    async fn backchannel_logout(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        snap: &crate::state::Snapshot,
+        name: &str,
+    ) -> Result<()> {
+        let form = read_form(session).await?;
+        let token = form
+            .iter()
+            .find(|(k, _)| k == "logout_token")
+            .map(|(_, v)| v.clone());
+        let provider = snap
+            .providers
+            .iter()
+            .find(|p| p.config.name == name)
+            .cloned();
+        let outcome: std::result::Result<u64, String> = async {
+            let provider = provider.ok_or("unknown provider")?;
+            let login = provider
+                .config
+                .login
+                .clone()
+                .ok_or("provider has no login")?;
+            let token = token.ok_or("missing logout_token")?;
+            let kid = crate::auth::token::key_id(&token).map_err(|e| e.to_string())?;
+            let mut keys = match provider.current() {
+                Some(k) => k,
+                None => provider.refresh().await?,
+            };
+            if kid.as_deref().is_some_and(|k| keys.find(k).is_none()) {
+                keys = provider.refresh().await?;
+            }
+            let req = login::verify_logout_token(
+                &token,
+                &keys,
+                &provider.config.issuer,
+                &login.client_id,
+            )
+            .map_err(|e| e.to_string())?;
+            if self.app.seen_logout_tokens.get(&req.jti).await.is_some() {
+                return Err("logout token replayed".to_string());
+            }
+            self.app
+                .seen_logout_tokens
+                .insert(req.jti.clone(), ())
+                .await;
+            let subject = req
+                .subject
+                .ok_or("logout tokens naming only a sid are not supported; send sub")?;
+            let customer = self
+                .app
+                .auth
+                .directory()
+                .lookup(&crate::customers::ExternalId {
+                    issuer: req.issuer,
+                    subject,
+                })
+                .await
+                .map_err(|e| e.to_string())?;
+            match customer {
+                // Every session of the customer ends: more logout, never less.
+                Some(c) => self
+                    .app
+                    .sessions
+                    .delete_customer(&c.id)
+                    .await
+                    .map_err(|e| e.to_string()),
+                None => Ok(0),
             }
         }
-        let form: Vec<(String, String)> = url::form_urlencoded::parse(&body).into_owned().collect();
+        .await;
+        match outcome {
+            Ok(ended) => {
+                self.app.metrics.sessions_active.sub(ended as i64);
+                tracing::info!(provider = name, ended, "back-channel logout");
+                self.write(session, ctx, 200, "application/json", "{}".into(), &[])
+                    .await
+            }
+            Err(why) => {
+                tracing::warn!(provider = name, error = %why, "back-channel logout refused");
+                let body =
+                    serde_json::json!({"error": "invalid_request", "error_description": why})
+                        .to_string();
+                self.write(session, ctx, 400, "application/json", body, &[])
+                    .await
+            }
+        }
+    }
+
+    async fn logout(&self, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
+        let current = self.current_session(session).await;
+        let form = read_form(session).await?;
         let field = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
         let clear = sess::set_cookie(COOKIE, "", 0);
         let Some(s) = current else {
@@ -486,6 +577,18 @@ impl Gateway {
         self.redirect(session, ctx, "/_auth/signed-out", &[clear])
             .await
     }
+}
+
+/// Reads an `application/x-www-form-urlencoded` body (at most 16 KiB).
+async fn read_form(session: &mut Session) -> Result<Vec<(String, String)>> {
+    let mut body = Vec::new();
+    while let Some(chunk) = session.read_request_body().await? {
+        body.extend_from_slice(&chunk);
+        if body.len() > 16 * 1024 {
+            return Error::e_explain(ErrorType::HTTPStatus(413), "form too large");
+        }
+    }
+    Ok(url::form_urlencoded::parse(&body).into_owned().collect())
 }
 
 fn enc(s: &str) -> String {

@@ -92,6 +92,14 @@ pub fn authorize_url(
     format!("{endpoint}{sep}{query}")
 }
 
+/// Algorithms accepted for ID tokens and logout tokens (asymmetric only).
+const ID_TOKEN_ALGORITHMS: [jsonwebtoken::Algorithm; 4] = [
+    jsonwebtoken::Algorithm::RS256,
+    jsonwebtoken::Algorithm::ES256,
+    jsonwebtoken::Algorithm::PS256,
+    jsonwebtoken::Algorithm::EdDSA,
+];
+
 #[derive(serde::Deserialize)]
 struct TokenResponse {
     id_token: Option<String>,
@@ -142,12 +150,7 @@ pub async fn complete(
     let policy = BearerPolicy {
         issuer: provider.config.issuer.clone(),
         audiences: vec![login.client_id.clone()],
-        algorithms: vec![
-            jsonwebtoken::Algorithm::RS256,
-            jsonwebtoken::Algorithm::ES256,
-            jsonwebtoken::Algorithm::PS256,
-            jsonwebtoken::Algorithm::EdDSA,
-        ],
+        algorithms: ID_TOKEN_ALGORITHMS.to_vec(),
         leeway: 30,
     };
     let kid = token::key_id(&id_token).map_err(|e| LoginError::Invalid(e.to_string()))?;
@@ -242,4 +245,129 @@ mod tests {
             assert!(u.contains(part), "{u}");
         }
     }
+}
+
+/// The event a logout token must carry (OIDC Back-Channel Logout 1.0, 2.4).
+pub const BACKCHANNEL_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
+
+/// Why a logout token was refused (answered with 400 to the provider).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LogoutTokenError {
+    #[error("invalid logout token: {0}")]
+    Token(token::TokenError),
+    #[error("logout token lacks the back-channel logout event")]
+    NoEvent,
+    #[error("logout token carries a nonce")]
+    Nonce,
+    #[error("logout token has neither sub nor sid")]
+    NoSubject,
+    #[error("logout token lacks jti or iat")]
+    Claims,
+}
+
+/// Verified claims of a logout token: whose sessions to end, and its `jti`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogoutRequest {
+    pub issuer: String,
+    pub subject: Option<String>,
+    pub jti: String,
+}
+
+/// Verifies a logout token's signature and claims. Pure.
+pub fn verify_logout_token(
+    raw: &str,
+    keys: &jsonwebtoken::jwk::JwkSet,
+    issuer: &str,
+    client_id: &str,
+) -> Result<LogoutRequest, LogoutTokenError> {
+    #[derive(serde::Deserialize)]
+    struct Claims {
+        iss: String,
+        sub: Option<String>,
+        sid: Option<String>,
+        jti: Option<String>,
+        iat: Option<u64>,
+        exp: Option<u64>,
+        nonce: Option<String>,
+        #[serde(default)]
+        events: serde_json::Map<String, serde_json::Value>,
+    }
+    let policy = BearerPolicy {
+        issuer: issuer.to_string(),
+        audiences: vec![client_id.to_string()],
+        algorithms: ID_TOKEN_ALGORITHMS.to_vec(),
+        leeway: 30,
+    };
+    // `exp` is optional for logout tokens, so only signature, iss and aud are
+    // checked by the library; the logout-specific claims are checked below.
+    verify_signature_only(raw, keys, &policy).map_err(LogoutTokenError::Token)?;
+    let payload = raw
+        .split('.')
+        .nth(1)
+        .ok_or(LogoutTokenError::Token(token::TokenError::Malformed))?;
+    let bytes = B64
+        .decode(payload)
+        .map_err(|_| LogoutTokenError::Token(token::TokenError::Malformed))?;
+    let c: Claims = serde_json::from_slice(&bytes)
+        .map_err(|_| LogoutTokenError::Token(token::TokenError::Malformed))?;
+    if c.iss.trim_end_matches('/') != issuer {
+        return Err(LogoutTokenError::Token(token::TokenError::Issuer));
+    }
+    if !c.events.contains_key(BACKCHANNEL_EVENT) {
+        return Err(LogoutTokenError::NoEvent);
+    }
+    if c.nonce.is_some() {
+        return Err(LogoutTokenError::Nonce);
+    }
+    if c.sub.is_none() && c.sid.is_none() {
+        return Err(LogoutTokenError::NoSubject);
+    }
+    let (Some(jti), Some(_)) = (c.jti, c.iat) else {
+        return Err(LogoutTokenError::Claims);
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    if c.exp.is_some_and(|exp| exp + 30 < now) {
+        return Err(LogoutTokenError::Token(token::TokenError::Expired));
+    }
+    Ok(LogoutRequest {
+        issuer: issuer.to_string(),
+        subject: c.sub,
+        jti,
+    })
+}
+
+/// Checks only signature, `iss` and `aud` (for tokens without `exp`).
+fn verify_signature_only(
+    raw: &str,
+    keys: &jsonwebtoken::jwk::JwkSet,
+    policy: &BearerPolicy,
+) -> Result<(), token::TokenError> {
+    let header = jsonwebtoken::decode_header(raw).map_err(|_| token::TokenError::Malformed)?;
+    if !policy.algorithms.contains(&header.alg) {
+        return Err(token::TokenError::Algorithm);
+    }
+    let jwk = header
+        .kid
+        .as_deref()
+        .and_then(|k| keys.find(k))
+        .ok_or(token::TokenError::UnknownKey)?;
+    let key =
+        jsonwebtoken::DecodingKey::from_jwk(jwk).map_err(|_| token::TokenError::UnknownKey)?;
+    let mut v = jsonwebtoken::Validation::new(header.alg);
+    v.required_spec_claims.clear();
+    v.validate_exp = false;
+    v.set_issuer(&[policy.issuer.as_str()]);
+    v.set_audience(&policy.audiences);
+    jsonwebtoken::decode::<serde_json::Value>(raw, &key, &v)
+        .map(|_| ())
+        .map_err(|e| match e.kind() {
+            jsonwebtoken::errors::ErrorKind::InvalidSignature => token::TokenError::Signature,
+            jsonwebtoken::errors::ErrorKind::InvalidAudience => token::TokenError::Audience,
+            jsonwebtoken::errors::ErrorKind::InvalidIssuer => token::TokenError::Issuer,
+            _ => token::TokenError::Malformed,
+        })
 }
