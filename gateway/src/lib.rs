@@ -17,3 +17,4 @@ pub mod pages;
 pub mod server;
 pub mod session;
 pub mod state;
+pub mod store;

@@ -147,22 +147,9 @@ sql_directory!(PgDirectory, sqlx::Postgres, sqlx::PgPool);
 impl SqliteDirectory {
     /// Opens the file (created if missing), WAL mode, and migrates it.
     pub async fn open(path: &Path) -> Result<Self, DirectoryError> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| DirectoryError::Unavailable(format!("{}: {e}", dir.display())))?;
-        }
-        let opts = sqlx::sqlite::SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
-            .synchronous(sqlx::sqlite::SqliteSynchronous::Normal)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(5));
-        let pool = sqlx::sqlite::SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(opts)
+        let pool = crate::store::sqlite_pool(path)
             .await
-            .map_err(unavailable)?;
+            .map_err(DirectoryError::Unavailable)?;
         sqlx::migrate!("./migrations/sqlite")
             .run(&pool)
             .await

@@ -233,12 +233,13 @@ async fn resolve(configured: &str) -> Result<Vec<SocketAddr>, String> {
 
 /// Timeouts and TLS settings shared by every address; `peer()` sets the address.
 fn peer_template(u: &Upstream) -> Result<HttpPeer, String> {
-    let placeholder = SocketAddr::from(([127, 0, 0, 1], 1));
+    // Every request sets the real address (see `Pool::peer`).
+    let unset = SocketAddr::from(([127, 0, 0, 1], 1));
     let (tls, sni) = match &u.tls {
         Some(t) => (true, t.sni.clone()),
         None => (false, String::new()),
     };
-    let mut peer = HttpPeer::new(placeholder, tls, sni);
+    let mut peer = HttpPeer::new(unset, tls, sni);
     peer.options.connection_timeout = Some(u.connect_timeout);
     peer.options.total_connection_timeout = Some(u.connect_timeout);
     peer.options.read_timeout = Some(u.read_timeout);

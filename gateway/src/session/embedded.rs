@@ -22,20 +22,9 @@ pub struct EmbeddedStore {
 
 impl EmbeddedStore {
     pub async fn open(path: &Path) -> Result<EmbeddedStore, StoreError> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        }
-        let opts = sqlx::sqlite::SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
-            .synchronous(sqlx::sqlite::SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(5));
-        let pool = sqlx::sqlite::SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(opts)
+        let pool = crate::store::sqlite_pool(path)
             .await
-            .map_err(unavailable)?;
+            .map_err(StoreError::Unavailable)?;
         sqlx::migrate!("./migrations/sessions")
             .run(&pool)
             .await
