@@ -6,6 +6,35 @@ use serde_json::json;
 
 use crate::support::*;
 
+/// `Cookie` header value for the session cookie the browser holds after a step.
+fn session_cookie(seen: &Seen) -> String {
+    seen["cookies"]
+        .as_array()
+        .expect("cookies observed")
+        .iter()
+        .find(|c| c["name"] == "__Host-omnigate")
+        .map(|c| format!("__Host-omnigate={}", c["value"].as_str().unwrap()))
+        .expect("session cookie")
+}
+
+/// Opens `url` in Chromium, signs in at the test provider as `username` and
+/// returns what the browser saw on arrival plus the session cookie.
+async fn browser_sign_in(test: &str, url: &str, username: &str) -> (Seen, String) {
+    let seen = browse(
+        test,
+        Some("MAP *.test 127.0.0.1"),
+        json!([
+            {"goto": url, "waitText": "Test IdP"},
+            {"fill": ["#username", username]},
+            {"click": "button[type=submit]", "waitText": "x-customer-id", "cookies": true},
+        ]),
+    )
+    .await;
+    let arrived = seen[2].clone();
+    let cookie = session_cookie(&arrived);
+    (arrived, cookie)
+}
+
 fn customer_id_in(page_text: &str) -> String {
     let start = page_text.find('{').expect("echo JSON on the page");
     let v: serde_json::Value = serde_json::from_str(&page_text[start..]).expect("JSON");
@@ -258,13 +287,7 @@ routes:
         .as_str()
         .unwrap()
         .contains("Continue with Partner ID"));
-    let cookie = seen[3]["cookies"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "__Host-omnigate")
-        .map(|c| format!("__Host-omnigate={}", c["value"].as_str().unwrap()))
-        .expect("session cookie");
+    let cookie = session_cookie(&seen[3]);
     let customer = customer_id_in(seen[3]["text"].as_str().unwrap());
 
     // A restart logs no one out.
@@ -333,24 +356,13 @@ routes:
     ));
     let a = Gateway::start_on(ports_a, &cfg, &[]).await;
     let b = Gateway::start(&cfg, &[]).await;
-    let seen = browse(
+    let (arrived, cookie) = browser_sign_in(
         "two_nodes",
-        Some("MAP *.test 127.0.0.1"),
-        json!([
-            {"goto": format!("https://shop.test:{https_a}/account"), "waitText": "Test IdP"},
-            {"fill": ["#username", "erin"]},
-            {"click": "button[type=submit]", "waitText": "x-customer-id", "cookies": true},
-        ]),
+        &format!("https://shop.test:{https_a}/account"),
+        "erin",
     )
     .await;
-    let customer = customer_id_in(seen[2]["text"].as_str().unwrap());
-    let cookie = seen[2]["cookies"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "__Host-omnigate")
-        .map(|c| format!("__Host-omnigate={}", c["value"].as_str().unwrap()))
-        .unwrap();
+    let customer = customer_id_in(arrived["text"].as_str().unwrap());
     let client = |gw: &Gateway| {
         let cert = std::fs::read_to_string(gw.dir.path().join("state/dev-cert.pem")).unwrap();
         Client::tls(gw.addr("https"), &cert, "localhost", false)
@@ -458,23 +470,12 @@ routes:
         idp.issuer, WEB_CLIENT.0, WEB_CLIENT.1, store.addr
     ));
     let gw = Gateway::start_on(ports, &cfg, &[]).await;
-    let seen = browse(
+    let (_, cookie) = browser_sign_in(
         "backchannel_logout",
-        Some("MAP *.test 127.0.0.1"),
-        json!([
-            {"goto": format!("https://shop.test:{https}/account"), "waitText": "Test IdP"},
-            {"fill": ["#username", "frank"]},
-            {"click": "button[type=submit]", "waitText": "x-customer-id", "cookies": true},
-        ]),
+        &format!("https://shop.test:{https}/account"),
+        "frank",
     )
     .await;
-    let cookie = seen[2]["cookies"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "__Host-omnigate")
-        .map(|c| format!("__Host-omnigate={}", c["value"].as_str().unwrap()))
-        .unwrap();
     let cert = std::fs::read_to_string(gw.dir.path().join("state/dev-cert.pem")).unwrap();
     let c = Client::tls(gw.addr("https"), &cert, "localhost", false);
     let account = || async {
