@@ -1,5 +1,5 @@
 //! The directory on SQL engines. The statements are the same on SQLite and
-//! PostgreSQL (both take `$n` placeholders and `ON CONFLICT DO NOTHING`), so
+//! PostgreSQL (both take `$n` parameters and `ON CONFLICT DO NOTHING`), so
 //! one macro body generates each engine's implementation; connection set-up
 //! and migrations are per engine.
 

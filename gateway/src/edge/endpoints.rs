@@ -14,6 +14,8 @@ use crate::config::model::Provider;
 use crate::login::{self, LoginError, Pending};
 use crate::session::{self as sess, Session as Browser, COOKIE, LOGIN_COOKIE};
 
+const TRY_LATER: &str = "Please try again in a moment.";
+
 /// The first value of `key` in a query string.
 fn query(q: Option<&str>, key: &str) -> Option<String> {
     url::form_urlencoded::parse(q.unwrap_or("").as_bytes())
@@ -70,6 +72,28 @@ impl Gateway {
             session.write_response_body(Some(body), true).await?;
         }
         Ok(())
+    }
+
+    /// 503 page when sign-in cannot complete for now; counts it per provider.
+    async fn sign_in_unavailable(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        provider: &str,
+        result: &str,
+        message: &str,
+        retry: (&str, &str),
+    ) -> Result<()> {
+        self.app
+            .metrics
+            .logins
+            .with_label_values(&[provider, result])
+            .inc();
+        let html = self
+            .app
+            .pages
+            .message("Sign-in is unavailable", message, Some(retry));
+        self.page(session, ctx, 503, html).await
     }
 
     async fn page(
@@ -241,20 +265,18 @@ impl Gateway {
             }
         };
         let Some(endpoint) = endpoint else {
-            self.app
-                .metrics
-                .logins
-                .with_label_values(&[name, "provider_down"])
-                .inc();
-            let html = self.app.pages.message(
-                "Sign-in is unavailable",
-                &LoginError::ProviderDown(String::new()).to_string(),
-                Some((
-                    &format!("/_auth/login/{name}?return_to={}", enc(&return_to)),
-                    "Try again",
-                )),
-            );
-            return self.page(session, ctx, 503, html).await;
+            let retry = format!("/_auth/login/{name}?return_to={}", enc(&return_to));
+            let message = LoginError::ProviderDown(String::new()).to_string();
+            return self
+                .sign_in_unavailable(
+                    session,
+                    ctx,
+                    name,
+                    "provider_down",
+                    &message,
+                    (&retry, "Try again"),
+                )
+                .await;
         };
         let state = sess::new_token();
         let pending = Pending {
@@ -397,17 +419,16 @@ impl Gateway {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(error = %e, "customer directory unavailable during login");
-                self.app
-                    .metrics
-                    .logins
-                    .with_label_values(&[name, "unavailable"])
-                    .inc();
-                let html = self.app.pages.message(
-                    "Sign-in is unavailable",
-                    "Please try again in a moment.",
-                    Some(("/", "Home")),
-                );
-                return self.page(session, ctx, 503, html).await;
+                return self
+                    .sign_in_unavailable(
+                        session,
+                        ctx,
+                        name,
+                        "unavailable",
+                        TRY_LATER,
+                        ("/", "Home"),
+                    )
+                    .await;
             }
         };
         // A new session id at every login: an old cookie (fixation) is dropped.
@@ -431,12 +452,9 @@ impl Gateway {
         };
         if let Err(e) = self.app.sessions.create(&record).await {
             tracing::error!(error = %e, "session store unavailable during login");
-            let html = self.app.pages.message(
-                "Sign-in is unavailable",
-                "Please try again in a moment.",
-                Some(("/", "Home")),
-            );
-            return self.page(session, ctx, 503, html).await;
+            return self
+                .sign_in_unavailable(session, ctx, name, "unavailable", TRY_LATER, ("/", "Home"))
+                .await;
         }
         self.app
             .metrics
