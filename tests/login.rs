@@ -1,6 +1,8 @@
 //! Browser login with an existing identity: headless Chromium against the
 //! gateway's HTTPS listener and a real OpenID provider (oidc-provider).
 
+use std::collections::HashMap;
+
 use bytes::Bytes;
 use serde_json::json;
 
@@ -33,6 +35,39 @@ async fn browser_sign_in(test: &str, url: &str, username: &str) -> (Seen, String
     let arrived = seen[2].clone();
     let cookie = session_cookie(&arrived);
     (arrived, cookie)
+}
+
+/// A provider with the browser client registered for the gateway's HTTPS
+/// port, an echo upstream, and a config with that one provider (login), the
+/// HTTPS listener, `extra` top-level settings and `route` as the only route.
+async fn one_provider_setup(
+    extra: &str,
+    route: &str,
+) -> (Idp, Upstream, HashMap<&'static str, u16>, String) {
+    let ports = reserve_ports();
+    let https = ports["https"];
+    let idp = Idp::start_with_web_client(Some(&format!(
+        "https://shop.test:{https}/_auth/callback/idp"
+    )))
+    .await;
+    let store = Upstream::echo("store").await;
+    let cfg = config_with(&format!(
+        "listeners:
+  - name: https
+    address: 127.0.0.1:{{https}}
+    tls: {{ certificates: [] }}
+{extra}providers:
+  - name: idp
+    issuer: {}
+    login: {{ client_id: {}, client_secret: {} }}
+upstreams:
+  store: {{ addresses: [\"{}\"] }}
+routes:
+  - {{ name: r, path_prefix: {route}, upstream: store, kind: web, access: required }}
+",
+        idp.issuer, WEB_CLIENT.0, WEB_CLIENT.1, store.addr
+    ));
+    (idp, store, ports, cfg)
 }
 
 fn customer_id_in(page_text: &str) -> String {
@@ -169,29 +204,7 @@ routes:
 
 #[tokio::test]
 async fn return_urls_to_foreign_hosts_are_refused() {
-    let ports = reserve_ports();
-    let https = ports["https"];
-    let idp = Idp::start_with_web_client(Some(&format!(
-        "https://shop.test:{https}/_auth/callback/idp"
-    )))
-    .await;
-    let store = Upstream::echo("store").await;
-    let cfg = config_with(&format!(
-        "listeners:
-  - name: https
-    address: 127.0.0.1:{{https}}
-    tls: {{ certificates: [] }}
-providers:
-  - name: idp
-    issuer: {}
-    login: {{ client_id: {}, client_secret: {} }}
-upstreams:
-  store: {{ addresses: [\"{}\"] }}
-routes:
-  - {{ name: home, path_prefix: /, upstream: store, kind: web, access: required }}
-",
-        idp.issuer, WEB_CLIENT.0, WEB_CLIENT.1, store.addr
-    ));
+    let (idp, _store, ports, cfg) = one_provider_setup("", "/").await;
     let gw = Gateway::start_on(ports, &cfg, &[]).await;
     let dev_cert = std::fs::read_to_string(gw.dir.path().join("state/dev-cert.pem")).unwrap();
     let c = Client::tls(gw.addr("https"), &dev_cert, "localhost", false);
@@ -328,32 +341,14 @@ routes:
 /// Two gateway nodes sharing Redis (sessions) and PostgreSQL (customers).
 #[tokio::test]
 async fn second_node_honours_the_session_and_the_logout_within_a_second() {
-    let ports_a = reserve_ports();
-    let https_a = ports_a["https"];
-    let idp = Idp::start_with_web_client(Some(&format!(
-        "https://shop.test:{https_a}/_auth/callback/idp"
-    )))
-    .await;
-    let store = Upstream::echo("store").await;
     let unique = free_port();
-    let cfg = config_with(&format!(
-        "listeners:
-  - name: https
-    address: 127.0.0.1:{{https}}
-    tls: {{ certificates: [] }}
-sessions: {{ store: redis, url: \"redis://127.0.0.1:6379\", key_prefix: \"omnigate-e2e-{unique}:\" }}
+    let shared = format!(
+        "sessions: {{ store: redis, url: \"redis://127.0.0.1:6379\", key_prefix: \"omnigate-e2e-{unique}:\" }}
 customers: {{ store: postgres, url: \"postgres://postgres@127.0.0.1:5432/test\", schema: nodes_{unique} }}
-providers:
-  - name: idp
-    issuer: {}
-    login: {{ client_id: {}, client_secret: {} }}
-upstreams:
-  store: {{ addresses: [\"{}\"] }}
-routes:
-  - {{ name: account, path_prefix: /account, upstream: store, kind: web, access: required }}
-",
-        idp.issuer, WEB_CLIENT.0, WEB_CLIENT.1, store.addr
-    ));
+"
+    );
+    let (_idp, _store, ports_a, cfg) = one_provider_setup(&shared, "/account").await;
+    let https_a = ports_a["https"];
     let a = Gateway::start_on(ports_a, &cfg, &[]).await;
     let b = Gateway::start(&cfg, &[]).await;
     let (arrived, cookie) = browser_sign_in(
@@ -446,29 +441,8 @@ routes:
 
 #[tokio::test]
 async fn provider_back_channel_logout_ends_the_session() {
-    let ports = reserve_ports();
+    let (idp, _store, ports, cfg) = one_provider_setup("", "/account").await;
     let https = ports["https"];
-    let idp = Idp::start_with_web_client(Some(&format!(
-        "https://shop.test:{https}/_auth/callback/idp"
-    )))
-    .await;
-    let store = Upstream::echo("store").await;
-    let cfg = config_with(&format!(
-        "listeners:
-  - name: https
-    address: 127.0.0.1:{{https}}
-    tls: {{ certificates: [] }}
-providers:
-  - name: idp
-    issuer: {}
-    login: {{ client_id: {}, client_secret: {} }}
-upstreams:
-  store: {{ addresses: [\"{}\"] }}
-routes:
-  - {{ name: account, path_prefix: /account, upstream: store, kind: web, access: required }}
-",
-        idp.issuer, WEB_CLIENT.0, WEB_CLIENT.1, store.addr
-    ));
     let gw = Gateway::start_on(ports, &cfg, &[]).await;
     let (_, cookie) = browser_sign_in(
         "backchannel_logout",
