@@ -51,32 +51,20 @@ async fn one_provider_setup(
     )))
     .await;
     let store = Upstream::echo("store").await;
-    let cfg = config_with(&format!(
-        "listeners:
-  - name: https
-    address: 127.0.0.1:{{https}}
-    tls: {{ certificates: [] }}
-{extra}providers:
-  - name: idp
-    issuer: {}
-    login: {{ client_id: {}, client_secret: {} }}
-upstreams:
+    let cfg = login_config(
+        &idp,
+        "",
+        "",
+        &format!(
+            "{extra}upstreams:
   store: {{ addresses: [\"{}\"] }}
 routes:
   - {{ name: r, path_prefix: {route}, upstream: store, kind: web, access: required }}
 ",
-        idp.issuer, WEB_CLIENT.0, WEB_CLIENT.1, store.addr
-    ));
+            store.addr
+        ),
+    );
     (idp, store, ports, cfg)
-}
-
-fn customer_id_in(page_text: &str) -> String {
-    let start = page_text.find('{').expect("echo JSON on the page");
-    let v: serde_json::Value = serde_json::from_str(&page_text[start..]).expect("JSON");
-    v["headers"]["x-customer-id"]
-        .as_str()
-        .expect("x-customer-id")
-        .to_string()
 }
 
 #[tokio::test]
@@ -88,16 +76,12 @@ async fn browser_login_bearer_same_customer_and_logout() {
     )))
     .await;
     let store = Upstream::echo("store").await;
-    let cfg = config_with(&format!(
-        "listeners:
-  - name: https
-    address: 127.0.0.1:{{https}}
-    tls: {{ certificates: [] }}
-providers:
-  - name: idp
-    issuer: {issuer}
-    login: {{ client_id: {cid}, client_secret: {secret}, display_name: Test IdP }}
-    bearer: {{ audiences: [\"{IDP_AUDIENCE}\"] }}
+    let cfg = login_config(
+        &idp,
+        "",
+        "",
+        &format!(
+            "    bearer: {{ audiences: [\"{IDP_AUDIENCE}\"] }}
 upstreams:
   store: {{ addresses: [\"{store}\"] }}
 routes:
@@ -105,11 +89,9 @@ routes:
   - {{ name: api, hosts: [shop.test], path_prefix: /api, upstream: store, kind: api, access: required }}
   - {{ name: home, hosts: [shop.test], path_prefix: /, upstream: store, kind: web }}
 ",
-        issuer = idp.issuer,
-        cid = WEB_CLIENT.0,
-        secret = WEB_CLIENT.1,
-        store = store.addr,
-    ));
+            store = store.addr,
+        ),
+    );
     let gw = Gateway::start_on(ports, &cfg, &[]).await;
     let base = format!("https://shop.test:{https}");
     let seen = browse(
@@ -155,8 +137,7 @@ routes:
 
     // A bearer token of the same user at the same provider: the same customer.
     let token = idp.sign(idp.user_claims("carol", "", 300), "RS256").await;
-    let dev_cert = std::fs::read_to_string(gw.dir.path().join("state/dev-cert.pem")).unwrap();
-    let c = Client::tls(gw.addr("https"), &dev_cert, "localhost", false);
+    let c = gw.dev_client();
     let auth = format!("Bearer {token}");
     let r = c
         .send(request(
@@ -206,8 +187,7 @@ routes:
 async fn return_urls_to_foreign_hosts_are_refused() {
     let (idp, _store, ports, cfg) = one_provider_setup("", "/").await;
     let gw = Gateway::start_on(ports, &cfg, &[]).await;
-    let dev_cert = std::fs::read_to_string(gw.dir.path().join("state/dev-cert.pem")).unwrap();
-    let c = Client::tls(gw.addr("https"), &dev_cert, "localhost", false);
+    let c = gw.dev_client();
     for evil in ["https://evil.test/", "//evil.test/steal", "/\\evil.test"] {
         let path = format!("/_auth/login/idp?return_to={}", url_encode(evil));
         let r = c
@@ -236,17 +216,6 @@ async fn return_urls_to_foreign_hosts_are_refused() {
         "{}",
         r.text()
     );
-}
-
-fn url_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 #[tokio::test]
@@ -305,8 +274,7 @@ routes:
 
     // A restart logs no one out.
     gw.restart().await;
-    let dev_cert = std::fs::read_to_string(gw.dir.path().join("state/dev-cert.pem")).unwrap();
-    let c = Client::tls(gw.addr("https"), &dev_cert, "localhost", false);
+    let c = gw.dev_client();
     let account = |c: Client, cookie: String| async move {
         c.send(request(
             "GET",
@@ -358,11 +326,7 @@ customers: {{ store: postgres, url: \"postgres://postgres@127.0.0.1:5432/test\",
     )
     .await;
     let customer = customer_id_in(arrived["text"].as_str().unwrap());
-    let client = |gw: &Gateway| {
-        let cert = std::fs::read_to_string(gw.dir.path().join("state/dev-cert.pem")).unwrap();
-        Client::tls(gw.addr("https"), &cert, "localhost", false)
-    };
-    let (ca, cb) = (client(&a), client(&b));
+    let (ca, cb) = (a.dev_client(), b.dev_client());
     let get = |c: &Client, path: &'static str| {
         let (c, cookie) = (c.clone(), cookie.clone());
         async move {
@@ -450,19 +414,11 @@ async fn provider_back_channel_logout_ends_the_session() {
         "frank",
     )
     .await;
-    let cert = std::fs::read_to_string(gw.dir.path().join("state/dev-cert.pem")).unwrap();
-    let c = Client::tls(gw.addr("https"), &cert, "localhost", false);
+    let c = gw.dev_client();
     let account = || async {
-        c.send(request(
-            "GET",
-            "shop.test",
-            "/account",
-            &[("cookie", &cookie)],
-            Bytes::new(),
-        ))
-        .await
-        .unwrap()
-        .status
+        c.get_with_cookie("shop.test", "/account", Some(&cookie))
+            .await
+            .status
     };
     assert_eq!(account().await, 200);
 
@@ -473,7 +429,7 @@ async fn provider_back_channel_logout_ends_the_session() {
     let logout_claims = |jti: &str| {
         json!({
             "iss": idp.issuer, "aud": WEB_CLIENT.0, "iat": now, "exp": now + 120, "jti": jti,
-            "sub": "frank", "sid": "s1",
+            "sub": "frank",
             "events": { "http://schemas.openid.net/event/backchannel-logout": {} },
         })
     };
@@ -511,4 +467,104 @@ async fn provider_back_channel_logout_ends_the_session() {
     assert_eq!(account().await, 302, "the session ended");
     // The same token again is a replay.
     assert_eq!(post(token).await.status, 400);
+}
+
+/// A provider with the browser client also registered for back-channel
+/// logout (so ID tokens carry `sid`), reaching the gateway's plain listener.
+async fn provider_logout_setup(
+    extra_login: &str,
+) -> (Idp, Upstream, HashMap<&'static str, u16>, String) {
+    let ports = reserve_ports();
+    let (https, http) = (ports["https"], ports["http"]);
+    let idp = Idp::start_with_web_client_meta(
+        Some(&format!("https://shop.test:{https}/_auth/callback/idp")),
+        json!({
+            "backchannel_logout_uri": format!("http://127.0.0.1:{http}/_auth/backchannel-logout/idp"),
+            "backchannel_logout_session_required": true,
+        }),
+    )
+    .await;
+    let store = Upstream::echo("store").await;
+    let cfg = login_config(
+        &idp,
+        "  - name: http\n    address: 127.0.0.1:{http}\n",
+        extra_login,
+        &format!(
+            "upstreams:
+  store: {{ addresses: [\"{}\"] }}
+routes:
+  - {{ name: account, path_prefix: /account, upstream: store, kind: web, access: required }}
+",
+            store.addr
+        ),
+    );
+    (idp, store, ports, cfg)
+}
+
+#[tokio::test]
+async fn a_provider_sign_out_ends_only_that_browsers_session() {
+    let (idp, _store, ports, cfg) = provider_logout_setup("").await;
+    let https = ports["https"];
+    let gw = Gateway::start_on(ports, &cfg, &[]).await;
+    let account = format!("https://shop.test:{https}/account");
+    // Two browsers, the same person, two sessions at the provider.
+    let (_, stays) = browser_sign_in("provider_logout_other", &account, "gina").await;
+    let seen = browse(
+        "provider_logout",
+        Some("MAP *.test 127.0.0.1"),
+        json!([
+            {"goto": account, "waitText": "Test IdP"},
+            {"fill": ["#username", "gina"]},
+            {"click": "button[type=submit]", "waitText": "x-customer-id", "cookies": true},
+            // Signing out at the provider itself, not at the gateway.
+            {"goto": format!("{}/session/end", idp.issuer), "waitText": "Sign out of Test IdP?"},
+            {"click": "button[value=yes]", "waitText": "Signed out of Test IdP", "screenshot": "provider-signed-out"},
+        ]),
+    )
+    .await;
+    let ended = session_cookie(&seen[2]);
+    assert_ne!(ended, stays);
+    let c = gw.dev_client();
+    let status = |cookie: String| {
+        let c = c.clone();
+        async move {
+            c.get_with_cookie("shop.test", "/account", Some(&cookie))
+                .await
+                .status
+        }
+    };
+    // The provider's logout token (sent by the provider, naming its sid)
+    // ended that browser's session and no other.
+    assert_eq!(status(ended).await, 302);
+    assert_eq!(status(stays).await, 200);
+}
+
+#[tokio::test]
+async fn signing_out_at_the_gateway_signs_out_at_the_provider() {
+    let (_idp, _store, ports, cfg) = provider_logout_setup(", logout_at_provider: true").await;
+    let https = ports["https"];
+    let _gw = Gateway::start_on(ports, &cfg, &[]).await;
+    let base = format!("https://shop.test:{https}");
+    let seen = browse(
+        "rp_initiated_logout",
+        Some("MAP *.test 127.0.0.1"),
+        json!([
+            {"goto": format!("{base}/account"), "waitText": "Test IdP"},
+            {"fill": ["#username", "hana"]},
+            {"click": "button[type=submit]", "waitText": "x-customer-id"},
+            {"goto": format!("{base}/_auth/logout")},
+            {"click": "button[value=this]", "waitText": "Sign out of Test IdP?"},
+            {"click": "button[value=yes]", "waitText": "You have been signed out", "screenshot": "back-signed-out"},
+            // The provider forgot the browser too: signing in asks again.
+            {"goto": format!("{base}/account"), "waitText": "Test IdP"},
+        ]),
+    )
+    .await;
+    assert_eq!(seen[5]["url"], format!("{base}/_auth/signed-out"));
+    let again = &seen[6];
+    assert!(
+        again["url"].as_str().unwrap().contains("/interaction/"),
+        "expected the provider's sign-in form, got {}",
+        again["url"]
+    );
 }

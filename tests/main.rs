@@ -6,6 +6,7 @@ mod support;
 mod bearer;
 mod check;
 mod deploy;
+mod domains;
 mod errors;
 mod health;
 mod login;

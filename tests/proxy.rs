@@ -306,8 +306,7 @@ routes:
         format!("https://shop.test:{}/cart?x=1", gw.port("https"))
     );
     // The generated development certificate is used; trust it for this check.
-    let dev_cert = std::fs::read_to_string(gw.dir.path().join("state/dev-cert.pem")).unwrap();
-    let c = Client::tls(gw.addr("https"), &dev_cert, "localhost", false);
+    let c = gw.dev_client();
     let r = c.get("localhost", "/").await;
     assert_eq!(r.status, 200);
     assert_eq!(

@@ -167,6 +167,13 @@ impl Gateway {
         }
     }
 
+    /// A client of the HTTPS listener trusting its development certificate.
+    pub fn dev_client(&self) -> Client {
+        let cert = std::fs::read_to_string(self.dir.path().join("state/dev-cert.pem"))
+            .expect("the gateway's development certificate");
+        Client::tls(self.addr("https"), &cert, "localhost", false)
+    }
+
     /// Replaces the config file (placeholders rendered as at start).
     pub fn rewrite_config(&self, config: &str) {
         let mut t = config.to_string();
@@ -334,6 +341,14 @@ impl Client {
                 handshake(TokioIo::new(tls), req, h2, alpn, cert).await
             }
         }
+    }
+
+    /// `GET host path`, with a `Cookie` header if given.
+    pub async fn get_with_cookie(&self, host: &str, path: &str, cookie: Option<&str>) -> Resp {
+        let headers: Vec<(&str, &str)> = cookie.map(|c| ("cookie", c)).into_iter().collect();
+        self.send(request("GET", host, path, &headers, Bytes::new()))
+            .await
+            .unwrap_or_else(|e| panic!("GET {host}{path}: {e}"))
     }
 
     pub async fn send(&self, req: Request<BoxBody>) -> Result<Resp, String> {
@@ -708,6 +723,40 @@ pub async fn browse(test: &str, host_rules: Option<&str>, steps: serde_json::Val
     results
 }
 
+/// A config with the HTTPS listener (dev certificate) plus `listeners`, the
+/// provider `idp` with browser login (`WEB_CLIENT`, display name "Test IdP")
+/// plus `login` settings (e.g. `, logout_at_provider: true`), then `rest`
+/// (more provider lines indented by 4, sessions, upstreams, routes).
+pub fn login_config(idp: &Idp, listeners: &str, login: &str, rest: &str) -> String {
+    config_with(&format!(
+        "listeners:
+  - name: https
+    address: 127.0.0.1:{{https}}
+    tls: {{ certificates: [] }}
+{listeners}providers:
+  - name: idp
+    issuer: {}
+    login: {{ client_id: {}, client_secret: {}, display_name: Test IdP{login} }}
+{rest}",
+        idp.issuer, WEB_CLIENT.0, WEB_CLIENT.1
+    ))
+}
+
+/// The `X-Customer-Id` an echo upstream reports on a page the browser shows.
+pub fn customer_id_in(page_text: &str) -> String {
+    let start = page_text.find('{').expect("echo JSON on the page");
+    let v: serde_json::Value = serde_json::from_str(&page_text[start..]).expect("JSON");
+    v["headers"]["x-customer-id"]
+        .as_str()
+        .expect("x-customer-id")
+        .to_string()
+}
+
+/// Percent-encodes a query parameter value.
+pub fn url_encode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
 /// A real OpenID provider (tests/node/idp.mjs, npm oidc-provider) on 127.0.0.1.
 pub struct Idp {
     child: tokio::process::Child,
@@ -737,8 +786,18 @@ impl Idp {
         Idp::start_with_web_client(None).await
     }
 
-    /// Also registers the browser client `WEB_CLIENT` with this redirect URI.
+    /// Also registers the browser client `WEB_CLIENT` with this redirect URI
+    /// (its `/_auth/signed-out` sibling as post-logout redirect).
     pub async fn start_with_web_client(redirect_uri: Option<&str>) -> Idp {
+        Idp::start_with_web_client_meta(redirect_uri, serde_json::json!({})).await
+    }
+
+    /// As `start_with_web_client`, with `extra` client metadata merged in
+    /// (e.g. `backchannel_logout_uri`).
+    pub async fn start_with_web_client_meta(
+        redirect_uri: Option<&str>,
+        extra: serde_json::Value,
+    ) -> Idp {
         let mut clients = serde_json::json!([{
             "client_id": SERVICE_CLIENT.0,
             "client_secret": SERVICE_CLIENT.1,
@@ -748,18 +807,21 @@ impl Idp {
             "token_endpoint_auth_method": "client_secret_basic",
         }]);
         if let Some(uri) = redirect_uri {
-            clients
-                .as_array_mut()
-                .expect("array")
-                .push(serde_json::json!({
-                    "client_id": WEB_CLIENT.0,
-                    "client_secret": WEB_CLIENT.1,
-                    "grant_types": ["authorization_code", "refresh_token"],
-                    "response_types": ["code"],
-                    "redirect_uris": [uri],
-                    "token_endpoint_auth_method": "client_secret_basic",
-                    "id_token_signed_response_alg": "ES256",
-                }));
+            let signed_out = uri.replace("/_auth/callback/idp", "/_auth/signed-out");
+            let mut web = serde_json::json!({
+                "client_id": WEB_CLIENT.0,
+                "client_secret": WEB_CLIENT.1,
+                "grant_types": ["authorization_code", "refresh_token"],
+                "response_types": ["code"],
+                "redirect_uris": [uri],
+                "post_logout_redirect_uris": [signed_out],
+                "token_endpoint_auth_method": "client_secret_basic",
+                "id_token_signed_response_alg": "ES256",
+            });
+            for (k, v) in extra.as_object().expect("client metadata object") {
+                web[k] = v.clone();
+            }
+            clients.as_array_mut().expect("array").push(web);
         }
         let clients = clients.to_string();
         let dir = Arc::new(tempfile::tempdir().expect("tempdir"));

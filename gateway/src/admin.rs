@@ -28,11 +28,21 @@ async fn handle(app: Arc<App>, req: Request<Incoming>) -> Resp {
         ("GET" | "HEAD", crate::edge::JWKS_PATH) => {
             respond(200, "application/json", app.signer.jwks().to_string())
         }
-        ("GET" | "HEAD", "/metrics") => respond(
-            200,
-            "text/plain; version=0.0.4; charset=utf-8",
-            app.metrics.render(),
-        ),
+        ("GET" | "HEAD", "/metrics") => {
+            // The session count is the store's (every node's, on Redis); a slow
+            // store leaves the last value rather than stalling the scrape.
+            let now = crate::session::unix_now();
+            if let Ok(Ok(n)) =
+                tokio::time::timeout(Duration::from_secs(1), app.sessions.active(now)).await
+            {
+                app.metrics.sessions_active.set(n as i64);
+            }
+            respond(
+                200,
+                "text/plain; version=0.0.4; charset=utf-8",
+                app.metrics.render(),
+            )
+        }
         ("POST", "/admin/reload") => {
             if let Err(resp) = authorize(&app, &req) {
                 return *resp;

@@ -25,6 +25,8 @@ pub struct Metrics {
     pub jwks_fetches: IntCounterVec,
     pub logins: IntCounterVec,
     pub sessions_active: IntGauge,
+    pub session_cache: IntCounterVec,
+    pub jwks_cache: IntCounterVec,
     /// Every series name this process can export (histograms with suffixes).
     names: Vec<String>,
 }
@@ -34,7 +36,7 @@ const METHODS: [&str; 8] = [
 ];
 const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
-fn must<T>(r: Result<T, prometheus::Error>) -> T {
+pub(crate) fn must<T>(r: Result<T, prometheus::Error>) -> T {
     // Metric definitions are static; a failure here is a programming error
     // caught by the unit test below, never by input.
     #[allow(clippy::expect_used)]
@@ -121,7 +123,21 @@ impl Metrics {
         ));
         let sessions_active = must(IntGauge::new(
             "omnigate_sessions_active",
-            "Sessions created minus sessions ended on this node since start",
+            "Unexpired sessions in the session store (shared by all nodes on Redis), read at scrape",
+        ));
+        let session_cache = must(IntCounterVec::new(
+            Opts::new(
+                "omnigate_session_cache_total",
+                "Session lookups answered by this node's cache (hit) or the store (miss)",
+            ),
+            &["result"],
+        ));
+        let jwks_cache = must(IntCounterVec::new(
+            Opts::new(
+                "omnigate_jwks_cache_total",
+                "Token key lookups: the cached key set had the kid (hit) or a refresh was needed (miss)",
+            ),
+            &["provider", "result"],
         ));
         let build = must(IntGaugeVec::new(
             Opts::new("omnigate_build_info", "Build information"),
@@ -142,6 +158,8 @@ impl Metrics {
             Box::new(jwks_fetches.clone()),
             Box::new(logins.clone()),
             Box::new(sessions_active.clone()),
+            Box::new(session_cache.clone()),
+            Box::new(jwks_cache.clone()),
             Box::new(build),
         ] {
             for d in c.desc() {
@@ -159,6 +177,9 @@ impl Metrics {
         for r in ["success", "failure"] {
             config_reloads.with_label_values(&[r]);
         }
+        for r in ["hit", "miss"] {
+            session_cache.with_label_values(&[r]);
+        }
         Metrics {
             registry,
             requests_total,
@@ -173,6 +194,8 @@ impl Metrics {
             jwks_fetches,
             logins,
             sessions_active,
+            session_cache,
+            jwks_cache,
             names,
         }
     }

@@ -77,7 +77,6 @@ pub struct App {
     pub assertions: moka::sync::Cache<([u8; 32], String), Arc<str>>,
     pub sessions: Arc<dyn crate::session::SessionStore>,
     /// Logins waiting for their provider callback, by `state` (single use).
-    pub pending_logins: moka::future::Cache<String, Arc<crate::login::Pending>>,
     pub pages: crate::pages::Pages,
     /// `jti`s of accepted logout tokens, so none is replayed.
     pub seen_logout_tokens: moka::future::Cache<String, ()>,
@@ -115,14 +114,18 @@ impl App {
             .await
             .map_err(|e| format!("customers: {e}"))?;
         let http = HttpClient::new(std::time::Duration::from_secs(5))?;
+        let stats = crate::session::CacheStats::new(&metrics.session_cache);
         let sessions: Arc<dyn crate::session::SessionStore> = match &config.sessions.store {
             crate::config::model::SessionStoreKind::Embedded => Arc::new(
-                crate::session::EmbeddedStore::open(&config.server.state_dir.join("sessions.db"))
-                    .await
-                    .map_err(|e| format!("sessions: {e}"))?,
+                crate::session::EmbeddedStore::open(
+                    &config.server.state_dir.join("sessions.db"),
+                    stats,
+                )
+                .await
+                .map_err(|e| format!("sessions: {e}"))?,
             ),
             crate::config::model::SessionStoreKind::Redis { url, key_prefix } => {
-                crate::session::RedisStore::open(url, key_prefix)
+                crate::session::RedisStore::open(url, key_prefix, stats)
                     .await
                     .map_err(|e| format!("sessions: {e}"))?
             }
@@ -149,10 +152,6 @@ impl App {
                 .time_to_live(ttl / 2)
                 .build(),
             sessions,
-            pending_logins: moka::future::Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(std::time::Duration::from_secs(600))
-                .build(),
             pages,
             seen_logout_tokens: moka::future::Cache::builder()
                 .max_capacity(100_000)

@@ -55,10 +55,31 @@ const provider = new Provider(issuer, {
   claims: { openid: ['sub'], email: ['email', 'email_verified'], profile: ['name'] },
   scopes: ['openid', 'email', 'profile', 'offline_access', 'orders:read', 'orders:write'],
   pkce: { required: () => true },
+  // Outgoing calls (back-channel logout) go to the gateway on 127.0.0.1,
+  // which the provider's SSRF guard refuses; tests run on loopback only.
+  fetch: (url, options) => {
+    delete options.dispatcher;
+    return globalThis.fetch(url, options);
+  },
   interactions: { url: (ctx, interaction) => `/interaction/${interaction.uid}` },
   features: {
     devInteractions: { enabled: false },
-    rpInitiatedLogout: { enabled: true },
+    rpInitiatedLogout: {
+      enabled: true,
+      // Plain pages: the defaults load web fonts, and tests have no Internet.
+      async logoutSource(ctx, form) {
+        ctx.body = `<!doctype html><html lang="en"><head><title>Test IdP sign-out</title></head><body>
+<h1>Sign out of Test IdP?</h1>${form}
+<button type="submit" form="op.logoutForm" value="yes" name="logout">Yes, sign me out</button>
+<button type="submit" form="op.logoutForm">No, stay signed in</button></body></html>`;
+      },
+      async postLogoutSuccessSource(ctx) {
+        ctx.body = '<!doctype html><html lang="en"><head><title>Signed out</title></head><body><h1>Signed out of Test IdP</h1></body></html>';
+      },
+    },
+    // Logout tokens to clients that register a backchannel_logout_uri; with
+    // backchannel_logout_session_required, ID tokens carry `sid`.
+    backchannelLogout: { enabled: true },
     clientCredentials: { enabled: true },
     resourceIndicators: {
       enabled: true,
@@ -82,6 +103,10 @@ const provider = new Provider(issuer, {
   },
 });
 provider.proxy = false;
+// Back-channel deliveries show in the provider log the tests print on failure.
+provider.on('backchannel.success', (ctx, client) => console.error(`backchannel logout delivered to ${client.clientId}`));
+provider.on('backchannel.error', (ctx, err, client) => console.error(`backchannel logout to ${client.clientId} failed: ${err} ${err.cause || ""}`));
+provider.on('end_session.error', (ctx, err) => console.error(`end_session error: ${err}`));
 
 const current = (alg) => keys.find((k) => k.alg === alg);
 

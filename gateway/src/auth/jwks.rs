@@ -174,6 +174,24 @@ impl ProviderKeys {
         self.keys.load_full()
     }
 
+    /// The keys to verify a token signed with `kid`: the cached set when it
+    /// has that key (a hit), else the set after a rate-limited refresh (a
+    /// miss: the provider may have rotated its keys).
+    pub async fn keys_for(&self, kid: Option<&str>) -> Result<Arc<JwkSet>, String> {
+        let cached = self.current();
+        let hit = cached
+            .as_ref()
+            .is_some_and(|k| kid.is_none_or(|id| k.find(id).is_some()));
+        self.metrics
+            .jwks_cache
+            .with_label_values(&[self.config.name.as_str(), if hit { "hit" } else { "miss" }])
+            .inc();
+        match cached {
+            Some(k) if hit => Ok(k),
+            _ => self.refresh().await,
+        }
+    }
+
     /// Fetches discovery (once) and the JWKS, unless fetched within
     /// `min_refresh`. Returns the keys known afterwards.
     pub async fn refresh(&self) -> Result<Arc<JwkSet>, String> {

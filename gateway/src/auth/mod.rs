@@ -183,16 +183,10 @@ impl Authenticator {
             return Err(AuthError::Invalid(TokenError::Issuer));
         };
         let kid = token::key_id(token).map_err(AuthError::Invalid)?;
-        let mut keys = match provider.current() {
-            Some(k) => k,
-            None => provider.refresh().await.map_err(AuthError::Unavailable)?,
-        };
-        let known =
-            |k: &jsonwebtoken::jwk::JwkSet| kid.as_deref().is_none_or(|id| k.find(id).is_some());
-        if !known(&keys) {
-            // Maybe the provider rotated its keys: look again (rate-limited).
-            keys = provider.refresh().await.map_err(AuthError::Unavailable)?;
-        }
+        let keys = provider
+            .keys_for(kid.as_deref())
+            .await
+            .map_err(AuthError::Unavailable)?;
         let verified = token::validate(token, &keys, policy).map_err(AuthError::Invalid)?;
         let customer = self
             .directory

@@ -56,6 +56,9 @@ pub struct Verified {
     pub name: Option<String>,
     /// The `nonce` of an ID token.
     pub nonce: Option<String>,
+    /// The provider's session id (`sid`) of an ID token.
+    pub sid: Option<String>,
+    pub issued_at: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -75,6 +78,10 @@ struct Claims {
     name: Option<String>,
     #[serde(default)]
     nonce: Option<String>,
+    #[serde(default)]
+    sid: Option<String>,
+    #[serde(default)]
+    iat: Option<u64>,
 }
 
 /// The `kid` of a token, to find (or fetch) the key before validating.
@@ -149,6 +156,8 @@ pub fn validate(token: &str, keys: &JwkSet, policy: &BearerPolicy) -> Result<Ver
         email_verified: c.email_verified.unwrap_or(false),
         name: c.name,
         nonce: c.nonce,
+        sid: c.sid,
+        issued_at: c.iat,
     })
 }
 

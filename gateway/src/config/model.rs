@@ -44,6 +44,8 @@ pub struct Login {
     pub client_secret: String,
     pub scopes: Vec<String>,
     pub display_name: String,
+    /// Sign-out also ends the provider's session (RP-initiated logout).
+    pub logout_at_provider: bool,
 }
 
 /// Browser sessions: where they live and how long.
@@ -52,6 +54,24 @@ pub struct Sessions {
     pub store: SessionStoreKind,
     pub idle_timeout: Duration,
     pub absolute_timeout: Duration,
+    /// Hosts under one of these share one session cookie (`Domain=`).
+    pub cookie_domains: Vec<String>,
+    /// The host every sign-in happens on; hosts in other cookie domains get
+    /// their session through a single-use code from it.
+    pub auth_host: Option<String>,
+}
+
+impl Sessions {
+    /// Whether `host` (no port) may be sent to after sign-in: a host some
+    /// route names (exactly or by wildcard), one under a cookie domain, or
+    /// the auth host. A route without hosts makes no host trusted.
+    pub fn trusted_host(&self, host: &str, routes: &[Route]) -> bool {
+        self.auth_host.as_deref() == Some(host)
+            || crate::session::cookie_domain(host, &self.cookie_domains).is_some()
+            || routes
+                .iter()
+                .any(|r| !r.hosts.is_empty() && crate::edge::route::host_matches(&r.hosts, host))
+    }
 }
 
 /// The session store engine.

@@ -53,6 +53,7 @@ pub struct RawLogin {
     #[serde(default)]
     pub scopes: Vec<String>,
     pub display_name: Option<String>,
+    pub logout_at_provider: Option<bool>,
 }
 
 /// Browser sessions.
@@ -64,6 +65,9 @@ pub struct RawSessions {
     pub key_prefix: Option<String>,
     pub idle_timeout: Option<String>,
     pub absolute_timeout: Option<String>,
+    #[serde(default)]
+    pub cookie_domains: Vec<String>,
+    pub auth_host: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

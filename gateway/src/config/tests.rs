@@ -82,3 +82,41 @@ fn the_shipped_config_is_valid() {
     assert_eq!(c.listeners.len(), 2);
     assert!(c.demo.is_some());
 }
+
+#[test]
+fn cookie_domains_and_auth_host_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "{BASE}sessions:\n  cookie_domains: [shop.example, www.shop.example, \"*.x.example\", localhost]\n  auth_host: \"login shop\"\n"
+    );
+    let p = write(dir.path(), "c.yaml", &text);
+    let errs = load(&p).unwrap_err().0;
+    let fields: Vec<&str> = errs.iter().map(|d| d.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        [
+            "sessions.cookie_domains[2]",
+            "sessions.cookie_domains[3]",
+            "sessions.cookie_domains[1]",
+            "sessions.auth_host"
+        ],
+        "{errs:?}"
+    );
+    assert!(
+        errs[2].message.contains("overlaps `shop.example`"),
+        "{}",
+        errs[2]
+    );
+    assert!(errs.iter().all(|d| d.line > 0), "{errs:?}");
+
+    let ok = format!(
+        "{BASE}sessions:\n  cookie_domains: [shop.example, brand.example]\n  auth_host: login.shop.example\n"
+    );
+    let cfg = load(&write(dir.path(), "ok.yaml", &ok)).unwrap();
+    assert_eq!(
+        cfg.sessions.cookie_domains,
+        ["shop.example", "brand.example"]
+    );
+    assert!(cfg.sessions.trusted_host("crm.brand.example", &cfg.routes));
+    assert!(!cfg.sessions.trusted_host("evil.example", &cfg.routes));
+}

@@ -214,10 +214,56 @@ fn sessions(raw: Option<&RawSessions>, r: &mut Report<'_>) -> Sessions {
             SessionStoreKind::Embedded
         }
     };
+    let mut cookie_domains = Vec::new();
+    for (i, d) in raw
+        .map(|s| s.cookie_domains.as_slice())
+        .unwrap_or(&[])
+        .iter()
+        .enumerate()
+    {
+        match host_name(d) {
+            Some(h) if !h.starts_with("*.") && h.contains('.') => cookie_domains.push(h),
+            _ => r.error(
+                0,
+                &index("sessions.cookie_domains", i),
+                format!("`{d}` is not a domain a cookie can be shared under"),
+                Some("write the parent domain, e.g. `shop.example` for www.shop.example and account.shop.example".into()),
+            ),
+        }
+    }
+    for (i, d) in cookie_domains.iter().enumerate() {
+        if let Some(parent) = cookie_domains[..i].iter().find(|o| {
+            crate::session::cookie_domain(d, std::slice::from_ref(o)).is_some()
+                || crate::session::cookie_domain(o, std::slice::from_ref(d)).is_some()
+        }) {
+            r.error(
+                0,
+                &index("sessions.cookie_domains", i),
+                format!("`{d}` overlaps `{parent}`: a host would belong to both"),
+                Some("keep only the parent domain".into()),
+            );
+        }
+    }
+    let auth_host = raw
+        .and_then(|s| s.auth_host.as_deref())
+        .and_then(|h| match host_name(h) {
+            Some(h) if !h.starts_with("*.") => Some(h),
+            _ => {
+                r.error(
+                    0,
+                    "sessions.auth_host",
+                    format!("`{h}` is not a host name"),
+                    Some("the one host sign-in happens on, e.g. `login.shop.example`".into()),
+                );
+                None
+            }
+        });
     Sessions {
         store,
         idle_timeout: idle,
         absolute_timeout: absolute,
+        cookie_domains,
+        auth_host,
     }
 }
 
@@ -320,6 +366,7 @@ fn providers(raw: &[RawProvider], r: &mut Report<'_>) -> Vec<Provider> {
                 client_secret: l.client_secret.clone(),
                 scopes,
                 display_name: l.display_name.clone().unwrap_or_else(|| p.name.clone()),
+                logout_at_provider: l.logout_at_provider.unwrap_or(false),
             }
         });
         if !p

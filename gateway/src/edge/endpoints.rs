@@ -1,6 +1,12 @@
 //! Endpoints the gateway hosts itself under `/_auth/` on every customer host:
-//! sign-in (chooser, per provider), the provider callback, sign-out (a page
-//! and a CSRF-checked POST). Writes complete responses; never proxies.
+//! sign-in (chooser, per provider), the provider callback, the cross-domain
+//! hop, sign-out (a page and a CSRF-checked POST, optionally at the provider
+//! too) and OIDC back-channel logout. Writes complete responses; never proxies.
+//!
+//! With `sessions.auth_host`, every sign-in happens on that host. A host in
+//! its cookie domain is sent back directly (the domain cookie is shared);
+//! a host in another domain receives a single-use code, valid 30 s and only
+//! for that host, and redeems it at `/_auth/hop` for a session of its own.
 
 use std::sync::Arc;
 
@@ -12,7 +18,8 @@ use pingora_proxy::Session;
 use super::{Ctx, Gateway};
 use crate::config::model::Provider;
 use crate::login::{self, LoginError, Pending};
-use crate::session::{self as sess, Session as Browser, COOKIE, LOGIN_COOKIE};
+use crate::session::{self as sess, Grant, Group, Session as Browser, LOGIN_COOKIE};
+use crate::state::Snapshot;
 
 const TRY_LATER: &str = "Please try again in a moment.";
 
@@ -23,11 +30,25 @@ fn query(q: Option<&str>, key: &str) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
-pub(super) fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+use crate::session::unix_now as now;
+
+/// The `:port` part of a Host header value (empty without one).
+fn port_part(raw_host: &str) -> &str {
+    let host_end = if raw_host.starts_with('[') {
+        raw_host.find(']').map_or(raw_host.len(), |i| i + 1)
+    } else {
+        raw_host.find(':').unwrap_or(raw_host.len())
+    };
+    let rest = &raw_host[host_end..];
+    match rest.strip_prefix(':') {
+        Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => rest,
+        _ => "",
+    }
+}
+
+/// Store key of a pending sign-in (by its state) or a hop code.
+fn once_key(kind: &str, secret: &str) -> String {
+    format!("{kind}:{}", sess::hash_id(secret))
 }
 
 /// Every `Cookie` header joined (HTTP/2 may split them).
@@ -96,6 +117,23 @@ impl Gateway {
         self.page(session, ctx, 503, html).await
     }
 
+    /// A store or the directory failed mid sign-in: logged, counted as
+    /// `unavailable`, and a 503 page with a way to retry.
+    #[allow(clippy::too_many_arguments)]
+    async fn dependency_down(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        provider: &str,
+        what: &str,
+        error: &(dyn std::fmt::Display + Sync),
+        retry: (&str, &str),
+    ) -> Result<()> {
+        tracing::error!(error = %error, "{what}");
+        self.sign_in_unavailable(session, ctx, provider, "unavailable", TRY_LATER, retry)
+            .await
+    }
+
     async fn page(
         &self,
         session: &mut Session,
@@ -135,53 +173,35 @@ impl Gateway {
         let path = req.uri.path().to_string();
         let q = req.uri.query().map(str::to_string);
         let method = req.method.clone();
-        let raw_host = Self::raw_host(req).unwrap_or(host).to_string();
-        let providers: Vec<&Provider> = snap.config.login_providers().collect();
+        let raw_host = Self::raw_host(req).unwrap_or(host).to_ascii_lowercase();
         let get = method == http::Method::GET || method == http::Method::HEAD;
-        match (get, path.as_str()) {
-            (true, "/_auth/login") => {
-                let return_to = login::safe_return_to(query(q.as_deref(), "return_to").as_deref());
-                match providers.as_slice() {
-                    [] => {
-                        let html = self.app.pages.message(
-                            "Sign-in is not available",
-                            "No sign-in method is configured for this site.",
-                            None,
-                        );
-                        self.page(session, ctx, 404, html).await
-                    }
-                    [one] => {
-                        let to = format!("/_auth/login/{}?return_to={}", one.name, enc(&return_to));
-                        self.redirect(session, ctx, &to, &[]).await
-                    }
-                    many => {
-                        let list: Vec<_> = many
-                            .iter()
-                            .map(|p| {
-                                minijinja::context! { name => p.name, display_name => p.login.as_ref().map(|l| l.display_name.clone()) }
-                            })
-                            .collect();
-                        let html = self.app.pages.render(
-                            "chooser.html",
-                            minijinja::context! { providers => list, return_to },
-                        );
-                        self.page(session, ctx, 200, html).await
-                    }
-                }
+        let post = method == http::Method::POST;
+        let return_to = || self.return_to(&snap, query(q.as_deref(), "return_to").as_deref());
+        match path.as_str() {
+            "/_auth/login" if get => {
+                self.login_entry(session, ctx, &snap, host, &raw_host, return_to())
+                    .await
             }
-            (true, p) if p.starts_with("/_auth/login/") => {
+            p if get && p.starts_with("/_auth/login/") => {
                 let name = &p["/_auth/login/".len()..];
-                let return_to = login::safe_return_to(query(q.as_deref(), "return_to").as_deref());
-                self.start_login(session, ctx, &snap, name, &raw_host, return_to)
+                if let Some(to) = self.auth_host_url(&snap, host, &raw_host, p, &return_to()) {
+                    return self.redirect(session, ctx, &to, &[]).await;
+                }
+                self.start_login(session, ctx, &snap, name, &raw_host, return_to())
                     .await
             }
-            (true, p) if p.starts_with("/_auth/callback/") => {
+            p if get && p.starts_with("/_auth/callback/") => {
                 let name = p["/_auth/callback/".len()..].to_string();
-                self.finish_login(session, ctx, &snap, &name, &raw_host, q.as_deref())
+                self.finish_login(session, ctx, &snap, &name, host, &raw_host, q.as_deref())
                     .await
             }
-            (true, "/_auth/logout") => {
-                let current = self.current_session(session).await;
+            "/_auth/hop" if get => {
+                let code = query(q.as_deref(), "code").unwrap_or_default();
+                self.redeem_hop(session, ctx, &snap, host, &raw_host, &code)
+                    .await
+            }
+            "/_auth/logout" if get => {
+                let current = self.current_session(session, &snap, host).await;
                 let html = match current {
                     Some(s) => self.app.pages.render(
                         "logout.html",
@@ -195,16 +215,12 @@ impl Gateway {
                 };
                 self.page(session, ctx, 200, html).await
             }
-            (false, "/_auth/logout") if method == http::Method::POST => {
-                self.logout(session, ctx).await
-            }
-            (false, p)
-                if method == http::Method::POST && p.starts_with("/_auth/backchannel-logout/") =>
-            {
+            "/_auth/logout" if post => self.logout(session, ctx, &snap, host, &raw_host).await,
+            p if post && p.starts_with("/_auth/backchannel-logout/") => {
                 let name = p["/_auth/backchannel-logout/".len()..].to_string();
                 self.backchannel_logout(session, ctx, &snap, &name).await
             }
-            (true, "/_auth/signed-out") => {
+            "/_auth/signed-out" if get => {
                 let html = self.app.pages.message(
                     "You are signed out",
                     "You have been signed out.",
@@ -223,12 +239,256 @@ impl Gateway {
         }
     }
 
-    /// The live session of this browser, if any.
-    pub(super) async fn current_session(&self, session: &Session) -> Option<Arc<Browser>> {
+    fn scheme(&self) -> &'static str {
+        if self.listener.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
+    /// The checked `return_to` of a sign-in: a path, or a URL on a configured host.
+    fn return_to(&self, snap: &Snapshot, raw: Option<&str>) -> String {
+        let sessions = &snap.config.sessions;
+        login::safe_return_to(raw, |h| sessions.trusted_host(h, &snap.config.routes))
+    }
+
+    /// With an auth host configured and this not being it: the same sign-in
+    /// URL on the auth host, returning to this host.
+    fn auth_host_url(
+        &self,
+        snap: &Snapshot,
+        host: &str,
+        raw_host: &str,
+        path: &str,
+        return_to: &str,
+    ) -> Option<String> {
+        let auth = snap.config.sessions.auth_host.as_deref()?;
+        if auth == host {
+            return None;
+        }
+        let back = if return_to.starts_with('/') {
+            format!("{}://{raw_host}{return_to}", self.scheme())
+        } else {
+            return_to.to_string()
+        };
+        Some(format!(
+            "{}://{auth}{}{path}?return_to={}",
+            self.scheme(),
+            port_part(raw_host),
+            enc(&back)
+        ))
+    }
+
+    /// `/_auth/login`: to the auth host if there is one; straight on when
+    /// already signed in here; else the provider (or a chooser).
+    async fn login_entry(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        snap: &Snapshot,
+        host: &str,
+        raw_host: &str,
+        return_to: String,
+    ) -> Result<()> {
+        if let Some(to) = self.auth_host_url(snap, host, raw_host, "/_auth/login", &return_to) {
+            return self.redirect(session, ctx, &to, &[]).await;
+        }
+        if let Some(s) = self.current_session(session, snap, host).await {
+            return self
+                .continue_to(session, ctx, snap, host, &s, &return_to, Vec::new())
+                .await;
+        }
+        let providers: Vec<&Provider> = snap.config.login_providers().collect();
+        match providers.as_slice() {
+            [] => {
+                let html = self.app.pages.message(
+                    "Sign-in is not available",
+                    "No sign-in method is configured for this site.",
+                    None,
+                );
+                self.page(session, ctx, 404, html).await
+            }
+            [one] => {
+                let to = format!("/_auth/login/{}?return_to={}", one.name, enc(&return_to));
+                self.redirect(session, ctx, &to, &[]).await
+            }
+            many => {
+                let list: Vec<_> = many
+                    .iter()
+                    .map(|p| {
+                        minijinja::context! { name => p.name, display_name => p.login.as_ref().map(|l| l.display_name.clone()) }
+                    })
+                    .collect();
+                let html = self.app.pages.render(
+                    "chooser.html",
+                    minijinja::context! { providers => list, return_to },
+                );
+                self.page(session, ctx, 200, html).await
+            }
+        }
+    }
+
+    /// After sign-in (or when already signed in): to `return_to`. A URL on a
+    /// host outside this host's cookie scope gets a single-use code for it.
+    #[allow(clippy::too_many_arguments)]
+    async fn continue_to(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        snap: &Snapshot,
+        host: &str,
+        signed_in: &Browser,
+        return_to: &str,
+        cookies: Vec<String>,
+    ) -> Result<()> {
+        let target = url::Url::parse(return_to).ok();
+        let Some((target, target_host)) = target.as_ref().and_then(|u| {
+            let h = u.host_str()?.to_ascii_lowercase();
+            Some((u, h))
+        }) else {
+            // A path on this host.
+            return self.redirect(session, ctx, return_to, &cookies).await;
+        };
+        let domains = &snap.config.sessions.cookie_domains;
+        let here = sess::cookie_domain(host, domains);
+        let shared = target_host == host
+            || (here.is_some() && sess::cookie_domain(&target_host, domains) == here);
+        if shared {
+            return self.redirect(session, ctx, return_to, &cookies).await;
+        }
+        let authority = match target.port() {
+            Some(p) => format!("{target_host}:{p}"),
+            None => target_host.clone(),
+        };
+        let mut path = target.path().to_string();
+        if let Some(q) = target.query() {
+            path.push('?');
+            path.push_str(q);
+        }
+        let grant = Grant {
+            host: authority.clone(),
+            return_to: path,
+            source: signed_in.id_hash.clone(),
+            expires_at: now() + sess::GRANT_TTL,
+        };
+        let code = sess::new_token();
+        let stored = match serde_json::to_string(&grant) {
+            Ok(json) => {
+                self.app
+                    .sessions
+                    .put_once(&once_key("hop", &code), &json, grant.expires_at)
+                    .await
+            }
+            Err(e) => Err(sess::StoreError::Unavailable(e.to_string())),
+        };
+        if let Err(e) = stored {
+            return self
+                .dependency_down(
+                    session,
+                    ctx,
+                    &signed_in.provider,
+                    "session store unavailable for a cross-domain sign-in",
+                    &e,
+                    (return_to, "Try again"),
+                )
+                .await;
+        }
+        let to = format!("{}://{authority}/_auth/hop?code={code}", target.scheme());
+        self.redirect(session, ctx, &to, &cookies).await
+    }
+
+    /// `/_auth/hop?code=…`: a single-use code from the auth host becomes a
+    /// session of the same sign-in on this host.
+    async fn redeem_hop(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        snap: &Snapshot,
+        host: &str,
+        raw_host: &str,
+        code: &str,
+    ) -> Result<()> {
+        let taken = if code.is_empty() || code.len() > 64 {
+            Ok(None)
+        } else {
+            self.app.sessions.take_once(&once_key("hop", code)).await
+        };
+        let grant = match taken {
+            Ok(g) => g.and_then(|json| serde_json::from_str::<Grant>(&json).ok()),
+            Err(e) => {
+                return self
+                    .dependency_down(
+                        session,
+                        ctx,
+                        "-",
+                        "session store unavailable during a cross-domain sign-in",
+                        &e,
+                        ("/", "Home"),
+                    )
+                    .await;
+            }
+        };
+        let idle = snap.config.sessions.idle_timeout.as_secs() as i64;
+        let t = now();
+        let mut source = None;
+        if let Some(g) = grant
+            .as_ref()
+            .filter(|g| g.host == raw_host && g.expires_at >= t)
+        {
+            source = match self.app.sessions.get(&g.source).await {
+                Ok(s) => s.filter(|s| s.live(t, idle)),
+                Err(_) => None,
+            };
+        }
+        let (Some(grant), Some(source)) = (grant, source) else {
+            self.app
+                .metrics
+                .logins
+                .with_label_values(&["-", "hop_refused"])
+                .inc();
+            let html = self.app.pages.message(
+                "Sign-in did not complete",
+                &LoginError::Expired.to_string(),
+                Some(("/_auth/login", "Sign in again")),
+            );
+            return self.page(session, ctx, 400, html).await;
+        };
+        let (id, record) = new_session(&source, t, source.expires_at);
+        if let Err(e) = self.app.sessions.create(&record).await {
+            return self
+                .dependency_down(
+                    session,
+                    ctx,
+                    &source.provider,
+                    "session store unavailable during a cross-domain sign-in",
+                    &e,
+                    ("/", "Home"),
+                )
+                .await;
+        }
+        self.app
+            .metrics
+            .logins
+            .with_label_values(&[source.provider.as_str(), "hop_success"])
+            .inc();
+        let domain = sess::cookie_domain(host, &snap.config.sessions.cookie_domains);
+        let cookie = sess::set_session_cookie(domain, &id, record.expires_at - t);
+        self.redirect(session, ctx, &grant.return_to, &[cookie])
+            .await
+    }
+
+    /// The live session of this browser on this host, if any.
+    pub(super) async fn current_session(
+        &self,
+        session: &Session,
+        snap: &Snapshot,
+        host: &str,
+    ) -> Option<Arc<Browser>> {
         let header = cookie_header(session)?;
-        let id = sess::cookie(Some(&header), COOKIE)?;
+        let domain = sess::cookie_domain(host, &snap.config.sessions.cookie_domains);
+        let id = sess::cookie(Some(&header), sess::cookie_name(domain))?;
         let s = self.app.sessions.get(&sess::hash_id(id)).await.ok()??;
-        let snap = self.app.snapshot();
         s.live(now(), snap.config.sessions.idle_timeout.as_secs() as i64)
             .then_some(s)
     }
@@ -237,7 +497,7 @@ impl Gateway {
         &self,
         session: &mut Session,
         ctx: &mut Ctx,
-        snap: &crate::state::Snapshot,
+        snap: &Snapshot,
         name: &str,
         raw_host: &str,
         return_to: String,
@@ -246,16 +506,14 @@ impl Gateway {
             .providers
             .iter()
             .find(|p| p.config.name == name && p.config.login.is_some());
-        let (Some(provider), true) = (found, true) else {
+        let Some((provider, login)) = found.and_then(|p| Some((p, p.config.login.as_ref()?)))
+        else {
             let html = self.app.pages.message(
                 "Unknown sign-in method",
                 "This sign-in method does not exist.",
                 Some(("/_auth/login", "Choose another")),
             );
             return self.page(session, ctx, 404, html).await;
-        };
-        let Some(login) = &provider.config.login else {
-            return Ok(());
         };
         let endpoint = match provider.discovery().await {
             Ok(d) => d.authorization_endpoint.clone(),
@@ -264,8 +522,8 @@ impl Gateway {
                 None
             }
         };
+        let retry = format!("/_auth/login/{name}?return_to={}", enc(&return_to));
         let Some(endpoint) = endpoint else {
-            let retry = format!("/_auth/login/{name}?return_to={}", enc(&return_to));
             let message = LoginError::ProviderDown(String::new()).to_string();
             return self
                 .sign_in_unavailable(
@@ -293,34 +551,49 @@ impl Gateway {
             &pending.nonce,
             &login::pkce_challenge(&pending.verifier),
         );
-        self.app
-            .pending_logins
-            .insert(state.clone(), Arc::new(pending))
-            .await;
+        // Kept in the session store, so the callback may reach any node.
+        let stored = match serde_json::to_string(&pending) {
+            Ok(json) => {
+                self.app
+                    .sessions
+                    .put_once(&once_key("login", &state), &json, now() + LOGIN_TTL)
+                    .await
+            }
+            Err(e) => Err(sess::StoreError::Unavailable(e.to_string())),
+        };
+        if let Err(e) = stored {
+            return self
+                .dependency_down(
+                    session,
+                    ctx,
+                    name,
+                    "session store unavailable when starting a sign-in",
+                    &e,
+                    (&retry, "Try again"),
+                )
+                .await;
+        }
         self.redirect(
             session,
             ctx,
             &url,
-            &[sess::set_cookie(LOGIN_COOKIE, &state, 600)],
+            &[sess::set_cookie(LOGIN_COOKIE, &state, LOGIN_TTL)],
         )
         .await
     }
 
     fn callback_uri(&self, raw_host: &str, provider: &str) -> String {
-        let scheme = if self.listener.tls.is_some() {
-            "https"
-        } else {
-            "http"
-        };
-        format!("{scheme}://{raw_host}/_auth/callback/{provider}")
+        format!("{}://{raw_host}/_auth/callback/{provider}", self.scheme())
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn finish_login(
         &self,
         session: &mut Session,
         ctx: &mut Ctx,
-        snap: &crate::state::Snapshot,
+        snap: &Snapshot,
         name: &str,
+        host: &str,
         raw_host: &str,
         q: Option<&str>,
     ) -> Result<()> {
@@ -331,8 +604,27 @@ impl Gateway {
             .and_then(|h| sess::cookie(Some(h), LOGIN_COOKIE).map(str::to_string))
             .is_some_and(|c| sess::same_token(&c, &state));
         // Single use: taken out whatever happens next.
-        let pending = if bound && !state.is_empty() {
-            self.app.pending_logins.remove(&state).await
+        let pending = if bound && !state.is_empty() && state.len() <= 64 {
+            match self
+                .app
+                .sessions
+                .take_once(&once_key("login", &state))
+                .await
+            {
+                Ok(p) => p.and_then(|json| serde_json::from_str::<Pending>(&json).ok()),
+                Err(e) => {
+                    return self
+                        .dependency_down(
+                            session,
+                            ctx,
+                            name,
+                            "session store unavailable during login",
+                            &e,
+                            ("/", "Home"),
+                        )
+                        .await;
+                }
+            }
         } else {
             None
         };
@@ -418,42 +710,49 @@ impl Gateway {
         {
             Ok(c) => c,
             Err(e) => {
-                tracing::error!(error = %e, "customer directory unavailable during login");
                 return self
-                    .sign_in_unavailable(
+                    .dependency_down(
                         session,
                         ctx,
                         name,
-                        "unavailable",
-                        TRY_LATER,
+                        "customer directory unavailable during login",
+                        &e,
                         ("/", "Home"),
                     )
                     .await;
             }
         };
         // A new session id at every login: an old cookie (fixation) is dropped.
-        if let Some(old) = self.current_session(session).await {
+        if let Some(old) = self.current_session(session, snap, host).await {
             let _ = self.app.sessions.delete(&old.id_hash).await;
         }
-        let id = sess::new_token();
         let t = now();
         let absolute = snap.config.sessions.absolute_timeout.as_secs() as i64;
-        let record = Browser {
-            id_hash: sess::hash_id(&id),
+        let first = Browser {
+            id_hash: String::new(),
             customer_id: customer.id,
             email: customer.email,
             email_verified: customer.email_verified,
             name: customer.name,
             provider: name.to_string(),
-            csrf: sess::new_token(),
+            csrf: String::new(),
             created_at: t,
             last_seen: t,
             expires_at: t + absolute,
+            login_id: sess::new_token(),
+            provider_sid: verified.sid.clone(),
         };
+        let (id, record) = new_session(&first, t, t + absolute);
         if let Err(e) = self.app.sessions.create(&record).await {
-            tracing::error!(error = %e, "session store unavailable during login");
             return self
-                .sign_in_unavailable(session, ctx, name, "unavailable", TRY_LATER, ("/", "Home"))
+                .dependency_down(
+                    session,
+                    ctx,
+                    name,
+                    "session store unavailable during login",
+                    &e,
+                    ("/", "Home"),
+                )
                 .await;
         }
         self.app
@@ -461,19 +760,28 @@ impl Gateway {
             .logins
             .with_label_values(&[name, "success"])
             .inc();
-        self.app.metrics.sessions_active.inc();
-        let cookies = [sess::set_cookie(COOKIE, &id, absolute), clear_login];
-        self.redirect(session, ctx, &pending.return_to, &cookies)
-            .await
+        let domain = sess::cookie_domain(host, &snap.config.sessions.cookie_domains);
+        let cookies = vec![sess::set_session_cookie(domain, &id, absolute), clear_login];
+        self.continue_to(
+            session,
+            ctx,
+            snap,
+            host,
+            &record,
+            &pending.return_to,
+            cookies,
+        )
+        .await
     }
 
-    /// OIDC Back-Channel Logout: a provider's signed logout token ends the
-    /// customer's sessions on every node. Answers 200, or 400 with JSON.
+    /// OIDC Back-Channel Logout: a provider's signed logout token ends, on
+    /// every node, the sessions of the provider session it names (`sid`), or
+    /// else every session of the customer (`sub`). Answers 200, or 400 with JSON.
     async fn backchannel_logout(
         &self,
         session: &mut Session,
         ctx: &mut Ctx,
-        snap: &crate::state::Snapshot,
+        snap: &Snapshot,
         name: &str,
     ) -> Result<()> {
         let form = read_form(session).await?;
@@ -495,13 +803,7 @@ impl Gateway {
                 .ok_or("provider has no login")?;
             let token = token.ok_or("missing logout_token")?;
             let kid = crate::auth::token::key_id(&token).map_err(|e| e.to_string())?;
-            let mut keys = match provider.current() {
-                Some(k) => k,
-                None => provider.refresh().await?,
-            };
-            if kid.as_deref().is_some_and(|k| keys.find(k).is_none()) {
-                keys = provider.refresh().await?;
-            }
+            let keys = provider.keys_for(kid.as_deref()).await?;
             let req = login::verify_logout_token(
                 &token,
                 &keys,
@@ -516,9 +818,20 @@ impl Gateway {
                 .seen_logout_tokens
                 .insert(req.jti.clone(), ())
                 .await;
-            let subject = req
-                .subject
-                .ok_or("logout tokens naming only a sid are not supported; send sub")?;
+            if let Some(sid) = &req.sid {
+                return self
+                    .app
+                    .sessions
+                    .end(Group::ProviderSession {
+                        provider: name,
+                        sid,
+                    })
+                    .await
+                    .map_err(|e| e.to_string());
+            }
+            let Some(subject) = req.subject else {
+                return Err("logout token names no sid and no sub".to_string());
+            };
             let customer = self
                 .app
                 .auth
@@ -530,11 +843,10 @@ impl Gateway {
                 .await
                 .map_err(|e| e.to_string())?;
             match customer {
-                // Every session of the customer ends: more logout, never less.
                 Some(c) => self
                     .app
                     .sessions
-                    .delete_customer(&c.id)
+                    .end(Group::Customer(&c.id))
                     .await
                     .map_err(|e| e.to_string()),
                 None => Ok(0),
@@ -543,7 +855,6 @@ impl Gateway {
         .await;
         match outcome {
             Ok(ended) => {
-                self.app.metrics.sessions_active.sub(ended as i64);
                 tracing::info!(provider = name, ended, "back-channel logout");
                 self.write(session, ctx, 200, "application/json", "{}".into(), &[])
                     .await
@@ -559,11 +870,22 @@ impl Gateway {
         }
     }
 
-    async fn logout(&self, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
-        let current = self.current_session(session).await;
+    /// `POST /_auth/logout`: ends this sign-in on every host it reached (or,
+    /// with `scope=everywhere`, every session of the customer), clears the
+    /// cookie, and, if configured, signs out at the provider too.
+    async fn logout(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        snap: &Snapshot,
+        host: &str,
+        raw_host: &str,
+    ) -> Result<()> {
+        let current = self.current_session(session, snap, host).await;
         let form = read_form(session).await?;
         let field = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
-        let clear = sess::set_cookie(COOKIE, "", 0);
+        let domain = sess::cookie_domain(host, &snap.config.sessions.cookie_domains);
+        let clear = sess::set_session_cookie(domain, "", 0);
         let Some(s) = current else {
             return self
                 .redirect(session, ctx, "/_auth/signed-out", &[clear])
@@ -577,24 +899,74 @@ impl Gateway {
             );
             return self.page(session, ctx, 403, html).await;
         }
-        let ended = if field("scope") == Some("everywhere") {
-            self.app
-                .sessions
-                .delete_customer(&s.customer_id)
-                .await
-                .unwrap_or(0)
+        let group = if field("scope") == Some("everywhere") {
+            Group::Customer(&s.customer_id)
         } else {
-            self.app
-                .sessions
-                .delete(&s.id_hash)
-                .await
-                .map(|_| 1)
-                .unwrap_or(0)
+            Group::Login(&s.login_id)
         };
-        self.app.metrics.sessions_active.sub(ended as i64);
-        self.redirect(session, ctx, "/_auth/signed-out", &[clear])
+        if let Err(e) = self.app.sessions.end(group).await {
+            tracing::error!(error = %e, "session store unavailable during sign-out");
+            let html = self.app.pages.message(
+                "Sign-out did not complete",
+                "Your session could not be ended just now. Please try again in a moment.",
+                Some(("/_auth/logout", "Sign out")),
+            );
+            return self.page(session, ctx, 503, html).await;
+        }
+        let to = self
+            .provider_logout_url(snap, &s.provider, raw_host)
             .await
+            .unwrap_or_else(|| "/_auth/signed-out".to_string());
+        self.redirect(session, ctx, &to, &[clear]).await
     }
+
+    /// RP-initiated logout: the provider's `end_session_endpoint`, coming back
+    /// to the signed-out page (on the auth host, if there is one).
+    async fn provider_logout_url(
+        &self,
+        snap: &Snapshot,
+        provider: &str,
+        raw_host: &str,
+    ) -> Option<String> {
+        let p = snap.providers.iter().find(|p| p.config.name == provider)?;
+        let login = p.config.login.as_ref().filter(|l| l.logout_at_provider)?;
+        let endpoint = match p.discovery().await {
+            Ok(d) => d.end_session_endpoint.clone()?,
+            Err(e) => {
+                // The local sign-out is done; the provider's can wait.
+                tracing::warn!(provider, error = %e, "provider unreachable for sign-out");
+                return None;
+            }
+        };
+        let back_host = match &snap.config.sessions.auth_host {
+            Some(a) => format!("{a}{}", port_part(raw_host)),
+            None => raw_host.to_string(),
+        };
+        let back = format!("{}://{back_host}/_auth/signed-out", self.scheme());
+        let mut url = url::Url::parse(&endpoint).ok()?;
+        url.query_pairs_mut()
+            .append_pair("client_id", &login.client_id)
+            .append_pair("post_logout_redirect_uri", &back);
+        Some(url.to_string())
+    }
+}
+
+/// How long a started sign-in waits for the provider's callback.
+const LOGIN_TTL: i64 = 600;
+
+/// A new session id and its record: `like`'s customer and sign-in, a fresh
+/// CSRF token, created `t`, ending at `expires_at`.
+fn new_session(like: &Browser, t: i64, expires_at: i64) -> (String, Browser) {
+    let id = sess::new_token();
+    let record = Browser {
+        id_hash: sess::hash_id(&id),
+        csrf: sess::new_token(),
+        created_at: t,
+        last_seen: t,
+        expires_at,
+        ..like.clone()
+    };
+    (id, record)
 }
 
 /// Reads an `application/x-www-form-urlencoded` body (at most 16 KiB).
@@ -611,4 +983,19 @@ async fn read_form(session: &mut Session) -> Result<Vec<(String, String)>> {
 
 fn enc(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::port_part;
+
+    #[test]
+    fn the_port_of_a_host_header() {
+        assert_eq!(port_part("shop.test:8443"), ":8443");
+        assert_eq!(port_part("shop.test"), "");
+        assert_eq!(port_part("[::1]:8443"), ":8443");
+        assert_eq!(port_part("[::1]"), "");
+        assert_eq!(port_part("shop.test:"), "");
+        assert_eq!(port_part("shop.test:x"), "");
+    }
 }

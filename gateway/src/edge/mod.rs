@@ -136,6 +136,7 @@ impl Gateway {
         ctx: &mut Ctx,
         snap: &Snapshot,
         i: usize,
+        host: &str,
     ) -> Result<bool> {
         use crate::auth::{self, Decision};
         let r = &snap.config.routes[i];
@@ -153,7 +154,7 @@ impl Gateway {
         let found = match token {
             Some(t) => Some(self.app.auth.bearer(&t, &snap.providers).await),
             None => self
-                .current_session(session)
+                .current_session(session, snap, host)
                 .await
                 .map(|s| Ok(self.session_principal(&s, snap))),
         };
@@ -255,7 +256,7 @@ impl Gateway {
         s: &crate::session::Session,
         snap: &Snapshot,
     ) -> Arc<crate::auth::Principal> {
-        let now = endpoints::now();
+        let now = crate::session::unix_now();
         if now - s.last_seen >= 60 {
             let (store, id) = (self.app.sessions.clone(), s.id_hash.clone());
             tokio::spawn(async move {
@@ -510,7 +511,7 @@ impl ProxyHttp for Gateway {
             }
         }
         if let Some(i) = ctx.route {
-            if self.authorize(session, ctx, &snap, i).await? {
+            if self.authorize(session, ctx, &snap, i, &host).await? {
                 return Ok(true);
             }
         }

@@ -2,7 +2,8 @@
 //! code flow with PKCE (S256), `state` bound to the browser by a cookie, and
 //! `nonce`. The ID token is verified like a bearer token (keys by `kid`, alg
 //! allow-list bound to the key type, iss, aud = client_id, exp) plus the nonce.
-//! Never puts a token or session id in a URL; return URLs are same-host paths.
+//! Never puts a token or session id in a URL; return URLs are same-host paths
+//! or URLs on hosts the configuration names.
 
 use std::sync::Arc;
 
@@ -15,7 +16,7 @@ use crate::auth::token::{self, BearerPolicy, Verified};
 use crate::config::model::Login;
 
 /// A login started in this browser, waiting for the provider's callback.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Pending {
     pub provider: String,
     pub nonce: String,
@@ -52,18 +53,27 @@ pub fn pkce_challenge(verifier: &str) -> String {
     B64.encode(Sha256::digest(verifier.as_bytes()))
 }
 
-/// A same-host path to return to after login; anything else becomes `/`.
-/// Refuses absolute and protocol-relative URLs, backslashes and control characters.
-pub fn safe_return_to(raw: Option<&str>) -> String {
-    match raw {
-        Some(p)
-            if p.starts_with('/')
-                && !p.starts_with("//")
-                && !p.contains('\\')
-                && !p.chars().any(|c| c.is_control())
-                && p.len() <= 2048 =>
+/// Where to go after sign-in: a same-host path, or an absolute http(s) URL
+/// whose host `trusted` accepts; anything else becomes `/`. Refuses
+/// protocol-relative URLs, backslashes, credentials and control characters.
+pub fn safe_return_to(raw: Option<&str>, trusted: impl Fn(&str) -> bool) -> String {
+    let Some(p) =
+        raw.filter(|p| !p.contains('\\') && !p.chars().any(|c| c.is_control()) && p.len() <= 2048)
+    else {
+        return "/".to_string();
+    };
+    if p.starts_with('/') && !p.starts_with("//") {
+        return p.to_string();
+    }
+    match url::Url::parse(p) {
+        Ok(u)
+            if matches!(u.scheme(), "https" | "http")
+                && u.username().is_empty()
+                && u.password().is_none()
+                && u.host_str()
+                    .is_some_and(|h| trusted(&h.to_ascii_lowercase())) =>
         {
-            p.to_string()
+            u.to_string()
         }
         _ => "/".to_string(),
     }
@@ -154,13 +164,10 @@ pub async fn complete(
         leeway: 30,
     };
     let kid = token::key_id(&id_token).map_err(|e| LoginError::Invalid(e.to_string()))?;
-    let mut keys = match provider.current() {
-        Some(k) => k,
-        None => provider.refresh().await.map_err(LoginError::ProviderDown)?,
-    };
-    if kid.as_deref().is_some_and(|k| keys.find(k).is_none()) {
-        keys = provider.refresh().await.map_err(LoginError::ProviderDown)?;
-    }
+    let keys = provider
+        .keys_for(kid.as_deref())
+        .await
+        .map_err(LoginError::ProviderDown)?;
     let mut verified = token::validate(&id_token, &keys, &policy)
         .map_err(|e| LoginError::Invalid(e.to_string()))?;
     let nonce_ok = verified
@@ -169,6 +176,9 @@ pub async fn complete(
         .is_some_and(|n| crate::session::same_token(n, &pending.nonce));
     if !nonce_ok {
         return Err(LoginError::Invalid("nonce mismatch".into()));
+    }
+    if verified.issued_at.is_none() {
+        return Err(LoginError::Invalid("ID token without iat".into()));
     }
     if verified.email.is_none() || verified.name.is_none() {
         if let (Some(url), Some(at)) = (&d.userinfo_endpoint, &tokens.access_token) {
@@ -193,21 +203,32 @@ mod tests {
 
     #[test]
     fn return_urls_stay_on_this_host() {
+        let trusted = |h: &str| h == "crm.brand.test";
         assert_eq!(
-            safe_return_to(Some("/checkout/payment?step=2")),
+            safe_return_to(Some("/checkout/payment?step=2"), trusted),
             "/checkout/payment?step=2"
+        );
+        assert_eq!(
+            safe_return_to(Some("https://CRM.brand.test:8443/c?x=1"), trusted),
+            "https://crm.brand.test:8443/c?x=1"
         );
         for bad in [
             "https://evil.test/",
+            "https://crm.brand.test.evil.test/",
+            "https://crm.brand.test@evil.test/",
+            "https://user@crm.brand.test/",
+            "ftp://crm.brand.test/",
             "//evil.test/x",
+            "//crm.brand.test/x",
             "/\\evil.test",
+            "https:\\\\evil.test",
             "javascript:alert(1)",
             "/a\nb",
             "",
         ] {
-            assert_eq!(safe_return_to(Some(bad)), "/", "{bad:?}");
+            assert_eq!(safe_return_to(Some(bad), trusted), "/", "{bad:?}");
         }
-        assert_eq!(safe_return_to(None), "/");
+        assert_eq!(safe_return_to(None, trusted), "/");
     }
 
     #[test]
@@ -225,6 +246,7 @@ mod tests {
             client_secret: "s".into(),
             scopes: vec!["openid".into(), "email".into()],
             display_name: "IdP".into(),
+            logout_at_provider: false,
         };
         let u = authorize_url(
             "https://idp.test/auth",
@@ -271,6 +293,8 @@ pub enum LogoutTokenError {
 pub struct LogoutRequest {
     pub issuer: String,
     pub subject: Option<String>,
+    /// The provider session that ended (when the token names one).
+    pub sid: Option<String>,
     pub jti: String,
 }
 
@@ -336,6 +360,7 @@ pub fn verify_logout_token(
     Ok(LogoutRequest {
         issuer: issuer.to_string(),
         subject: c.sub,
+        sid: c.sid,
         jti,
     })
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sqlx::Row;
 
-use super::{Session, SessionStore, StoreError};
+use super::{CacheStats, Group, Session, SessionStore, StoreError};
 
 fn unavailable(e: sqlx::Error) -> StoreError {
     StoreError::Unavailable(e.to_string())
@@ -18,10 +18,11 @@ fn unavailable(e: sqlx::Error) -> StoreError {
 pub struct EmbeddedStore {
     pool: sqlx::SqlitePool,
     cache: moka::future::Cache<String, Arc<Session>>,
+    stats: CacheStats,
 }
 
 impl EmbeddedStore {
-    pub async fn open(path: &Path) -> Result<EmbeddedStore, StoreError> {
+    pub async fn open(path: &Path, stats: CacheStats) -> Result<EmbeddedStore, StoreError> {
         let pool = crate::store::sqlite_pool(path)
             .await
             .map_err(StoreError::Unavailable)?;
@@ -35,7 +36,23 @@ impl EmbeddedStore {
                 .max_capacity(100_000)
                 .time_to_idle(Duration::from_secs(600))
                 .build(),
+            stats,
         })
+    }
+
+    /// Ends the sessions selected by `filter`, a WHERE clause on `$1…` = `binds`.
+    async fn end_where(&self, filter: &str, binds: &[&str]) -> Result<u64, StoreError> {
+        let sql = format!("DELETE FROM sessions WHERE {filter} RETURNING id_hash");
+        let mut q = sqlx::query(&sql);
+        for b in binds {
+            q = q.bind(*b);
+        }
+        let rows = q.fetch_all(&self.pool).await.map_err(unavailable)?;
+        for r in &rows {
+            let h: String = r.try_get("id_hash").map_err(unavailable)?;
+            self.cache.invalidate(&h).await;
+        }
+        Ok(rows.len() as u64)
     }
 }
 
@@ -43,8 +60,8 @@ impl EmbeddedStore {
 impl SessionStore for EmbeddedStore {
     async fn create(&self, s: &Session) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO sessions (id_hash, customer_id, email, email_verified, name, provider, csrf, created_at, last_seen, expires_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            "INSERT INTO sessions (id_hash, customer_id, email, email_verified, name, provider, csrf, created_at, last_seen, expires_at, login_id, provider_sid)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
         .bind(&s.id_hash)
         .bind(&s.customer_id)
@@ -56,9 +73,18 @@ impl SessionStore for EmbeddedStore {
         .bind(s.created_at)
         .bind(s.last_seen)
         .bind(s.expires_at)
+        .bind(&s.login_id)
+        .bind(&s.provider_sid)
         .execute(&self.pool)
         .await
         .map_err(unavailable)?;
+        // Expired rows go now and then, so the file does not grow forever.
+        if rand::random::<u8>() < 3 {
+            let _ = sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
+                .bind(s.created_at)
+                .execute(&self.pool)
+                .await;
+        }
         self.cache
             .insert(s.id_hash.clone(), Arc::new(s.clone()))
             .await;
@@ -67,8 +93,10 @@ impl SessionStore for EmbeddedStore {
 
     async fn get(&self, id_hash: &str) -> Result<Option<Arc<Session>>, StoreError> {
         if let Some(s) = self.cache.get(id_hash).await {
+            self.stats.hit();
             return Ok(Some(s));
         }
+        self.stats.miss();
         let row = sqlx::query("SELECT * FROM sessions WHERE id_hash = $1")
             .bind(id_hash)
             .fetch_optional(&self.pool)
@@ -86,6 +114,8 @@ impl SessionStore for EmbeddedStore {
             created_at: r.try_get("created_at").map_err(unavailable)?,
             last_seen: r.try_get("last_seen").map_err(unavailable)?,
             expires_at: r.try_get("expires_at").map_err(unavailable)?,
+            login_id: r.try_get("login_id").map_err(unavailable)?,
+            provider_sid: r.try_get("provider_sid").map_err(unavailable)?,
         });
         self.cache.insert(id_hash.to_string(), s.clone()).await;
         Ok(Some(s))
@@ -116,22 +146,53 @@ impl SessionStore for EmbeddedStore {
         Ok(())
     }
 
-    async fn delete_customer(&self, customer_id: &str) -> Result<u64, StoreError> {
-        let rows = sqlx::query("SELECT id_hash FROM sessions WHERE customer_id = $1")
-            .bind(customer_id)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(unavailable)?;
-        for r in &rows {
-            let h: String = r.try_get("id_hash").map_err(unavailable)?;
-            self.cache.invalidate(&h).await;
+    async fn end(&self, group: Group<'_>) -> Result<u64, StoreError> {
+        match group {
+            Group::Customer(c) => self.end_where("customer_id = $1", &[c]).await,
+            Group::Login(l) => self.end_where("login_id = $1", &[l]).await,
+            Group::ProviderSession { provider, sid } => {
+                self.end_where("provider = $1 AND provider_sid = $2", &[provider, sid])
+                    .await
+            }
         }
-        let n = sqlx::query("DELETE FROM sessions WHERE customer_id = $1")
-            .bind(customer_id)
+    }
+
+    async fn put_once(&self, key: &str, value: &str, expires_at: i64) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM single_use WHERE expires_at < $1")
+            .bind(super::unix_now())
             .execute(&self.pool)
             .await
-            .map_err(unavailable)?
-            .rows_affected();
-        Ok(n)
+            .map_err(unavailable)?;
+        sqlx::query("INSERT INTO single_use (key, value, expires_at) VALUES ($1, $2, $3)")
+            .bind(key)
+            .bind(value)
+            .bind(expires_at)
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn take_once(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("DELETE FROM single_use WHERE key = $1 RETURNING value, expires_at")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        let Some(r) = row else { return Ok(None) };
+        let expires_at: i64 = r.try_get("expires_at").map_err(unavailable)?;
+        if expires_at < super::unix_now() {
+            return Ok(None);
+        }
+        r.try_get("value").map(Some).map_err(unavailable)
+    }
+
+    async fn active(&self, now: i64) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sessions WHERE expires_at > $1")
+            .bind(now)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(n.max(0) as u64)
     }
 }

@@ -1,8 +1,12 @@
-//! Browser sessions: an opaque 256-bit id in a `__Host-` cookie (Secure,
-//! HttpOnly, SameSite=Lax), a new id at every login, idle and absolute
-//! timeouts, and a per-session CSRF token for the gateway's own forms. The
-//! store keeps only the SHA-256 of the id. Never forwards the session cookie
-//! to a backend.
+//! Browser sessions: an opaque 256-bit id in a cookie (`__Host-` when
+//! host-only, `__Secure-` with `Domain=` under a configured cookie domain;
+//! always Secure, HttpOnly, SameSite=Lax), a new id at every login, idle and
+//! absolute timeouts, and a per-session CSRF token for the gateway's own
+//! forms. The store keeps only the SHA-256 of the id. Never forwards the
+//! session cookie to a backend.
+//!
+//! One login can hold several sessions, one per cookie scope (a domain it
+//! hopped to); they share a `login_id`, so signing out ends all of them.
 
 mod embedded;
 mod redis;
@@ -17,8 +21,50 @@ use sha2::{Digest, Sha256};
 pub use embedded::EmbeddedStore;
 pub use redis::RedisStore;
 
-/// The session cookie (host-only, so `__Host-` applies).
+/// The session cookie on a host outside every cookie domain (host-only, so `__Host-` applies).
 pub const COOKIE: &str = "__Host-omnigate";
+/// The session cookie shared by the hosts of a configured cookie domain.
+pub const DOMAIN_COOKIE: &str = "__Secure-omnigate";
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// The configured cookie domain `host` (lower-case, no port) belongs to, if any.
+pub fn cookie_domain<'d>(host: &str, domains: &'d [String]) -> Option<&'d str> {
+    domains
+        .iter()
+        .find(|d| {
+            host == d.as_str()
+                || host
+                    .strip_suffix(d.as_str())
+                    .is_some_and(|sub| sub.ends_with('.'))
+        })
+        .map(String::as_str)
+}
+
+/// The session cookie's name for a host in `domain` (None: host-only).
+pub fn cookie_name(domain: Option<&str>) -> &'static str {
+    if domain.is_some() {
+        DOMAIN_COOKIE
+    } else {
+        COOKIE
+    }
+}
+
+/// `Set-Cookie` for the session cookie of a host in `domain`; `max_age` 0 clears it.
+pub fn set_session_cookie(domain: Option<&str>, value: &str, max_age: i64) -> String {
+    match domain {
+        Some(d) => format!(
+            "{DOMAIN_COOKIE}={value}; Domain={d}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age={max_age}"
+        ),
+        None => set_cookie(COOKIE, value, max_age),
+    }
+}
 /// A guest's stable id on `access: guest` routes (not a secret: a cart key).
 pub const GUEST_COOKIE: &str = "__Host-omnigate-guest";
 /// How long a guest id lives without a visit.
@@ -54,6 +100,71 @@ pub struct Session {
     pub created_at: i64,
     pub last_seen: i64,
     pub expires_at: i64,
+    /// Shared by every session one sign-in created (one per cookie scope).
+    #[serde(default)]
+    pub login_id: String,
+    /// The provider's session id (`sid` of the ID token), for back-channel logout.
+    #[serde(default)]
+    pub provider_sid: Option<String>,
+}
+
+/// Which sessions to end together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Group<'a> {
+    /// Every session of the customer ("log out everywhere").
+    Customer(&'a str),
+    /// Every session of one sign-in, across the domains it reached.
+    Login(&'a str),
+    /// The sessions a provider session (`sid`) started.
+    ProviderSession { provider: &'a str, sid: &'a str },
+}
+
+/// A single-use permission for one host to open a session of an existing
+/// sign-in; kept under the hash of its code for at most [`GRANT_TTL`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Grant {
+    /// The host (with port, lower-case) that may redeem it.
+    pub host: String,
+    /// The path to continue to on that host.
+    pub return_to: String,
+    /// The session (id hash) it extends.
+    pub source: String,
+    pub expires_at: i64,
+}
+
+/// How long a cross-domain sign-in code is valid.
+pub const GRANT_TTL: i64 = 30;
+
+/// Session cache lookups, counted by the store that owns the cache.
+#[derive(Clone)]
+pub struct CacheStats {
+    hit: prometheus::IntCounter,
+    miss: prometheus::IntCounter,
+}
+
+impl CacheStats {
+    pub fn new(counters: &prometheus::IntCounterVec) -> CacheStats {
+        CacheStats {
+            hit: counters.with_label_values(&["hit"]),
+            miss: counters.with_label_values(&["miss"]),
+        }
+    }
+
+    /// Counters registered nowhere (tests, tools).
+    pub fn detached() -> CacheStats {
+        CacheStats::new(&crate::metrics::must(prometheus::IntCounterVec::new(
+            prometheus::Opts::new("detached", "-"),
+            &["result"],
+        )))
+    }
+
+    pub fn hit(&self) {
+        self.hit.inc();
+    }
+
+    pub fn miss(&self) {
+        self.miss.inc();
+    }
 }
 
 impl Session {
@@ -79,8 +190,14 @@ pub trait SessionStore: Send + Sync {
     /// Records activity (callers throttle this; it is not per request).
     async fn touch(&self, id_hash: &str, now: i64) -> Result<(), StoreError>;
     async fn delete(&self, id_hash: &str) -> Result<(), StoreError>;
-    /// Ends every session of a customer ("log out everywhere"); returns how many.
-    async fn delete_customer(&self, customer_id: &str) -> Result<u64, StoreError>;
+    /// Ends every session of a group on every node; returns how many.
+    async fn end(&self, group: Group<'_>) -> Result<u64, StoreError>;
+    /// Keeps a short-lived record until `expires_at`, visible to every node.
+    async fn put_once(&self, key: &str, value: &str, expires_at: i64) -> Result<(), StoreError>;
+    /// Takes a record out: of concurrent takes, exactly one gets it.
+    async fn take_once(&self, key: &str) -> Result<Option<String>, StoreError>;
+    /// How many sessions have not reached their absolute expiry.
+    async fn active(&self, now: i64) -> Result<u64, StoreError>;
 }
 
 /// A new random token: 256 bits, base64url.
@@ -106,7 +223,7 @@ pub fn without_own_cookies(header: &str) -> Option<String> {
     let kept: Vec<&str> = header
         .split(';')
         .map(str::trim)
-        .filter(|kv| !kv.is_empty() && !kv.starts_with(COOKIE))
+        .filter(|kv| !kv.is_empty() && !kv.starts_with(COOKIE) && !kv.starts_with(DOMAIN_COOKIE))
         .collect();
     (!kept.is_empty()).then(|| kept.join("; "))
 }
@@ -128,7 +245,7 @@ mod unit {
 
     #[test]
     fn cookies_are_found_and_own_cookies_never_forwarded() {
-        let h = "theme=dark; __Host-omnigate=abc; cart=7; __Host-omnigate-login=xyz";
+        let h = "theme=dark; __Host-omnigate=abc; cart=7; __Host-omnigate-login=xyz; __Secure-omnigate=d";
         assert_eq!(cookie(Some(h), COOKIE), Some("abc"));
         assert_eq!(cookie(Some(h), LOGIN_COOKIE), Some("xyz"));
         assert_eq!(cookie(Some(h), "missing"), None);
@@ -137,6 +254,26 @@ mod unit {
             Some("theme=dark; cart=7")
         );
         assert_eq!(without_own_cookies("__Host-omnigate=abc"), None);
+    }
+
+    #[test]
+    fn hosts_under_a_cookie_domain_share_its_cookie() {
+        let domains = vec!["shop.test".to_string(), "brand.test".to_string()];
+        assert_eq!(cookie_domain("shop.test", &domains), Some("shop.test"));
+        assert_eq!(cookie_domain("www.shop.test", &domains), Some("shop.test"));
+        assert_eq!(
+            cookie_domain("a.b.brand.test", &domains),
+            Some("brand.test")
+        );
+        // A name that merely ends with the domain's letters is another domain.
+        assert_eq!(cookie_domain("evilshop.test", &domains), None);
+        assert_eq!(cookie_domain("other.test", &domains), None);
+        assert_eq!(cookie_name(None), COOKIE);
+        assert_eq!(
+            set_session_cookie(Some("shop.test"), "v", 60),
+            "__Secure-omnigate=v; Domain=shop.test; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=60"
+        );
+        assert!(set_session_cookie(None, "v", 60).starts_with("__Host-omnigate=v; Path=/; Secure"));
     }
 
     #[test]
@@ -167,6 +304,8 @@ mod unit {
             created_at: 0,
             last_seen: 100,
             expires_at: 1000,
+            login_id: "l".into(),
+            provider_sid: None,
         };
         assert!(s.live(150, 60));
         assert!(!s.live(161, 60), "idle");

@@ -1,8 +1,11 @@
 //! The Redis session store, shared by every gateway node: sessions as JSON
-//! under `{prefix}session:{id_hash}` with the absolute lifetime as TTL, an
-//! index of each customer's sessions, and a local moka cache in front. Every
+//! under `{prefix}session:{id_hash}` with the absolute lifetime as TTL, set
+//! indexes per customer, per sign-in and per provider session, a sorted set by
+//! expiry (to count live sessions), and a local moka cache in front. Every
 //! deletion is published on `{prefix}session-invalidate`; each node drops its
 //! cached copy when the message arrives (well under a second on a LAN).
+//! Single-use records (pending sign-ins, cross-domain codes) live under
+//! `{prefix}once:{key}` and are taken with GETDEL, so only one take succeeds.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +14,7 @@ use async_trait::async_trait;
 use futures_util::StreamExt;
 use redis::AsyncCommands;
 
-use super::{Session, SessionStore, StoreError};
+use super::{CacheStats, Group, Session, SessionStore, StoreError};
 
 fn unavailable(e: redis::RedisError) -> StoreError {
     StoreError::Unavailable(e.to_string())
@@ -22,11 +25,16 @@ pub struct RedisStore {
     conn: redis::aio::ConnectionManager,
     prefix: String,
     cache: moka::future::Cache<String, Arc<Session>>,
+    stats: CacheStats,
 }
 
 impl RedisStore {
     /// Connects and starts listening for invalidations (reconnecting if Redis restarts).
-    pub async fn open(url: &str, prefix: &str) -> Result<Arc<RedisStore>, StoreError> {
+    pub async fn open(
+        url: &str,
+        prefix: &str,
+        stats: CacheStats,
+    ) -> Result<Arc<RedisStore>, StoreError> {
         let client = redis::Client::open(url).map_err(unavailable)?;
         let conn = redis::aio::ConnectionManager::new(client.clone())
             .await
@@ -39,6 +47,7 @@ impl RedisStore {
                 .max_capacity(100_000)
                 .time_to_live(Duration::from_secs(30))
                 .build(),
+            stats,
         });
         let weak = Arc::downgrade(&store);
         let channel = store.channel();
@@ -77,8 +86,35 @@ impl RedisStore {
         format!("{}session:{id_hash}", self.prefix)
     }
 
-    fn index(&self, customer_id: &str) -> String {
-        format!("{}customer-sessions:{customer_id}", self.prefix)
+    /// The set of session ids a group holds.
+    fn index(&self, group: Group<'_>) -> String {
+        match group {
+            Group::Customer(c) => format!("{}customer-sessions:{c}", self.prefix),
+            Group::Login(l) => format!("{}login-sessions:{l}", self.prefix),
+            Group::ProviderSession { provider, sid } => {
+                format!("{}sid-sessions:{provider}:{sid}", self.prefix)
+            }
+        }
+    }
+
+    /// Every group a session belongs to.
+    fn groups<'s>(s: &'s Session) -> Vec<Group<'s>> {
+        let mut g = vec![Group::Customer(&s.customer_id), Group::Login(&s.login_id)];
+        if let Some(sid) = &s.provider_sid {
+            g.push(Group::ProviderSession {
+                provider: &s.provider,
+                sid,
+            });
+        }
+        g
+    }
+
+    fn expiry(&self) -> String {
+        format!("{}session-expiry", self.prefix)
+    }
+
+    fn once(&self, key: &str) -> String {
+        format!("{}once:{key}", self.prefix)
     }
 
     fn channel(&self) -> String {
@@ -94,26 +130,39 @@ impl RedisStore {
 }
 
 fn ttl(s: &Session) -> u64 {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    (s.expires_at - now).max(1) as u64
+    (s.expires_at - super::unix_now()).max(1) as u64
+}
+
+fn malformed(e: serde_json::Error) -> StoreError {
+    StoreError::Unavailable(e.to_string())
 }
 
 #[async_trait]
 impl SessionStore for RedisStore {
     async fn create(&self, s: &Session) -> Result<(), StoreError> {
-        let json = serde_json::to_string(s).map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let json = serde_json::to_string(s).map_err(malformed)?;
         let mut c = self.conn.clone();
-        redis::pipe()
-            .atomic()
-            .set_ex(self.key(&s.id_hash), json, ttl(s))
-            .sadd(self.index(&s.customer_id), &s.id_hash)
-            .expire(self.index(&s.customer_id), ttl(s) as i64)
-            .query_async::<()>(&mut c)
-            .await
-            .map_err(unavailable)?;
+        let mut p = redis::pipe();
+        p.atomic().set_ex(self.key(&s.id_hash), json, ttl(s)).zadd(
+            self.expiry(),
+            &s.id_hash,
+            s.expires_at,
+        );
+        for g in Self::groups(s) {
+            // An index lives as long as its newest session.
+            p.sadd(self.index(g), &s.id_hash)
+                .cmd("EXPIRE")
+                .arg(self.index(g))
+                .arg(ttl(s))
+                .arg("GT")
+                .ignore()
+                .cmd("EXPIRE")
+                .arg(self.index(g))
+                .arg(ttl(s))
+                .arg("NX")
+                .ignore();
+        }
+        p.query_async::<()>(&mut c).await.map_err(unavailable)?;
         self.cache
             .insert(s.id_hash.clone(), Arc::new(s.clone()))
             .await;
@@ -122,13 +171,18 @@ impl SessionStore for RedisStore {
 
     async fn get(&self, id_hash: &str) -> Result<Option<Arc<Session>>, StoreError> {
         if let Some(s) = self.cache.get(id_hash).await {
+            self.stats.hit();
             return Ok(Some(s));
         }
+        self.stats.miss();
         let mut c = self.conn.clone();
         let json: Option<String> = c.get(self.key(id_hash)).await.map_err(unavailable)?;
         let Some(json) = json else { return Ok(None) };
-        let s: Session =
-            serde_json::from_str(&json).map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let mut s: Session = serde_json::from_str(&json).map_err(malformed)?;
+        if s.login_id.is_empty() {
+            // Written before sign-ins had ids: it stands alone.
+            s.login_id = s.id_hash.clone();
+        }
         let s = Arc::new(s);
         self.cache.insert(id_hash.to_string(), s.clone()).await;
         Ok(Some(s))
@@ -140,7 +194,7 @@ impl SessionStore for RedisStore {
         };
         let mut t = (*s).clone();
         t.last_seen = now;
-        let json = serde_json::to_string(&t).map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let json = serde_json::to_string(&t).map_err(malformed)?;
         let mut c = self.conn.clone();
         // Only if it still exists: a concurrent logout must win.
         redis::cmd("SET")
@@ -157,29 +211,64 @@ impl SessionStore for RedisStore {
 
     async fn delete(&self, id_hash: &str) -> Result<(), StoreError> {
         let mut c = self.conn.clone();
-        c.del::<_, ()>(self.key(id_hash))
+        redis::pipe()
+            .del(self.key(id_hash))
+            .zrem(self.expiry(), id_hash)
+            .query_async::<()>(&mut c)
             .await
             .map_err(unavailable)?;
         self.cache.invalidate(id_hash).await;
         self.publish_invalidation(id_hash).await
     }
 
-    async fn delete_customer(&self, customer_id: &str) -> Result<u64, StoreError> {
+    async fn end(&self, group: Group<'_>) -> Result<u64, StoreError> {
         let mut c = self.conn.clone();
-        let ids: Vec<String> = c
-            .smembers(self.index(customer_id))
-            .await
-            .map_err(unavailable)?;
+        let ids: Vec<String> = c.smembers(self.index(group)).await.map_err(unavailable)?;
         let mut ended = 0;
         for id in &ids {
-            let n: u64 = c.del(self.key(id)).await.map_err(unavailable)?;
+            let (n,): (u64,) = redis::pipe()
+                .del(self.key(id))
+                .zrem(self.expiry(), id)
+                .ignore()
+                .query_async(&mut c)
+                .await
+                .map_err(unavailable)?;
             ended += n;
             self.cache.invalidate(id).await;
             self.publish_invalidation(id).await?;
         }
-        c.del::<_, ()>(self.index(customer_id))
+        c.del::<_, ()>(self.index(group))
             .await
             .map_err(unavailable)?;
         Ok(ended)
+    }
+
+    async fn put_once(&self, key: &str, value: &str, expires_at: i64) -> Result<(), StoreError> {
+        let ttl = expires_at - super::unix_now();
+        if ttl <= 0 {
+            // Already over: nothing could take it.
+            return Ok(());
+        }
+        let mut c = self.conn.clone();
+        c.set_ex::<_, _, ()>(self.once(key), value, ttl as u64)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn take_once(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let mut c = self.conn.clone();
+        c.get_del(self.once(key)).await.map_err(unavailable)
+    }
+
+    async fn active(&self, now: i64) -> Result<u64, StoreError> {
+        let mut c = self.conn.clone();
+        let (n,): (u64,) = redis::pipe()
+            .zrembyscore(self.expiry(), "-inf", now)
+            .ignore()
+            .zcard(self.expiry())
+            .query_async(&mut c)
+            .await
+            .map_err(unavailable)?;
+        Ok(n)
     }
 }
