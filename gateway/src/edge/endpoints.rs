@@ -51,16 +51,27 @@ fn once_key(kind: &str, secret: &str) -> String {
     format!("{kind}:{}", sess::hash_id(secret))
 }
 
-/// Every `Cookie` header joined (HTTP/2 may split them).
-pub(super) fn cookie_header(session: &Session) -> Option<String> {
-    let all: Vec<&str> = session
+/// Every `Cookie` header joined (HTTP/2 may split them); borrowed when
+/// there is one, as from HTTP/1.1 clients.
+pub(super) fn cookie_header(session: &Session) -> Option<std::borrow::Cow<'_, str>> {
+    let mut all = session
         .req_header()
         .headers
         .get_all(http::header::COOKIE)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .collect();
-    (!all.is_empty()).then(|| all.join("; "))
+        .filter_map(|v| v.to_str().ok());
+    let first = all.next()?;
+    match all.next() {
+        None => Some(std::borrow::Cow::Borrowed(first)),
+        Some(second) => {
+            let mut joined = format!("{first}; {second}");
+            for more in all {
+                joined.push_str("; ");
+                joined.push_str(more);
+            }
+            Some(std::borrow::Cow::Owned(joined))
+        }
+    }
 }
 
 impl Gateway {

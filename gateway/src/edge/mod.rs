@@ -264,9 +264,12 @@ impl Gateway {
             });
         }
         let idle_end = now + snap.config.sessions.idle_timeout.as_secs() as i64;
+        // The id hash is 64 hex digits by construction; should one not be,
+        // it still gets a key of its own (the assertion cache is keyed by it).
         let mut credential = [0u8; 32];
-        if let Ok(bytes) = hex::decode(&s.id_hash) {
-            credential.copy_from_slice(&bytes[..32.min(bytes.len())]);
+        if hex::decode_to_slice(&s.id_hash, &mut credential).is_err() {
+            use sha2::Digest;
+            credential = sha2::Sha256::digest(s.id_hash.as_bytes()).into();
         }
         Arc::new(crate::auth::Principal {
             customer_id: s.customer_id.clone(),
