@@ -8,6 +8,7 @@ mod check;
 mod deploy;
 mod domains;
 mod errors;
+mod events;
 mod health;
 mod login;
 mod pages;

@@ -37,6 +37,12 @@ async fn handle(app: Arc<App>, req: Request<Incoming>) -> Resp {
             {
                 app.metrics.sessions_active.set(n as i64);
             }
+            if let Ok(Ok(n)) =
+                tokio::time::timeout(Duration::from_secs(1), app.auth.directory().outbox_depth())
+                    .await
+            {
+                app.metrics.outbox_depth.set(n as i64);
+            }
             respond(
                 200,
                 "text/plain; version=0.0.4; charset=utf-8",

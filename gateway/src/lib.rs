@@ -9,6 +9,7 @@ pub mod config;
 pub mod customers;
 pub mod demo;
 pub mod edge;
+pub mod events;
 pub mod httpd;
 pub mod identity;
 pub mod login;

@@ -27,6 +27,9 @@ pub struct Metrics {
     pub sessions_active: IntGauge,
     pub session_cache: IntCounterVec,
     pub jwks_cache: IntCounterVec,
+    pub outbox_depth: IntGauge,
+    pub webhook_deliveries: IntCounterVec,
+    pub webhook_given_up: IntCounter,
     /// Every series name this process can export (histograms with suffixes).
     names: Vec<String>,
 }
@@ -139,6 +142,21 @@ impl Metrics {
             ),
             &["provider", "result"],
         ));
+        let outbox_depth = must(IntGauge::new(
+            "omnigate_outbox_depth",
+            "Events not yet delivered to every subscribed webhook, read at scrape",
+        ));
+        let webhook_deliveries = must(IntCounterVec::new(
+            Opts::new(
+                "omnigate_webhook_deliveries_total",
+                "Webhook delivery attempts, by webhook and result (delivered, failed)",
+            ),
+            &["webhook", "result"],
+        ));
+        let webhook_given_up = must(IntCounter::new(
+            "omnigate_webhook_events_given_up_total",
+            "Events dropped after events.max_attempts failed attempts",
+        ));
         let build = must(IntGaugeVec::new(
             Opts::new("omnigate_build_info", "Build information"),
             &["version"],
@@ -160,6 +178,9 @@ impl Metrics {
             Box::new(sessions_active.clone()),
             Box::new(session_cache.clone()),
             Box::new(jwks_cache.clone()),
+            Box::new(outbox_depth.clone()),
+            Box::new(webhook_deliveries.clone()),
+            Box::new(webhook_given_up.clone()),
             Box::new(build),
         ] {
             for d in c.desc() {
@@ -196,6 +217,9 @@ impl Metrics {
             sessions_active,
             session_cache,
             jwks_cache,
+            outbox_depth,
+            webhook_deliveries,
+            webhook_given_up,
             names,
         }
     }

@@ -77,6 +77,57 @@ impl HttpClient {
             .await
     }
 
+    /// POSTs a JSON body with extra headers; any 2xx is success.
+    pub async fn post_json(
+        &self,
+        url: &str,
+        body: &str,
+        headers: &[(&str, String)],
+    ) -> Result<(), String> {
+        let mut req = http::Request::builder()
+            .method("POST")
+            .uri(url)
+            .header(http::header::CONTENT_TYPE, "application/json");
+        for (k, v) in headers {
+            req = req.header(*k, v.as_str());
+        }
+        let req = req
+            .body(Full::new(Bytes::from(body.to_string())))
+            .map_err(|_| format!("bad URL {url}"))?;
+        let (status, _) = self.exchange(req, 64 * 1024).await?;
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(format!("POST {url}: HTTP {status}"))
+        }
+    }
+
+    /// Sends `req` and reads the answer (at most `limit` bytes) within the timeout.
+    async fn exchange(
+        &self,
+        req: http::Request<Full<Bytes>>,
+        limit: usize,
+    ) -> Result<(http::StatusCode, Bytes), String> {
+        let what = format!("{} {}", req.method(), req.uri());
+        let fut = async {
+            let resp = self
+                .inner
+                .request(req)
+                .await
+                .map_err(|e| format!("{what}: {e}"))?;
+            let status = resp.status();
+            let body = http_body_util::Limited::new(resp.into_body(), limit)
+                .collect()
+                .await
+                .map_err(|e| format!("{what}: {e}"))?
+                .to_bytes();
+            Ok((status, body))
+        };
+        tokio::time::timeout(self.timeout, fut)
+            .await
+            .map_err(|_| format!("{what}: no answer within {:?}", self.timeout))?
+    }
+
     async fn send_json<T: serde::de::DeserializeOwned>(
         &self,
         method: &str,
@@ -100,26 +151,12 @@ impl HttpClient {
         let req = req
             .body(Full::new(Bytes::from(form.unwrap_or_default())))
             .map_err(|_| format!("bad URL {url}"))?;
-        let fut = async {
-            let resp = self
-                .inner
-                .request(req)
-                .await
-                .map_err(|e| format!("{method} {url}: {e}"))?;
-            if !resp.status().is_success() {
-                return Err(format!("{method} {url}: HTTP {}", resp.status()));
-            }
-            let body = http_body_util::Limited::new(resp.into_body(), 1 << 20)
-                .collect()
-                .await
-                .map_err(|e| format!("{method} {url}: {e}"))?
-                .to_bytes();
-            serde_json::from_slice(&body)
-                .map_err(|e| format!("{method} {url}: not the expected JSON: {e}"))
-        };
-        tokio::time::timeout(self.timeout, fut)
-            .await
-            .map_err(|_| format!("{method} {url}: no answer within {:?}", self.timeout))?
+        let (status, body) = self.exchange(req, 1 << 20).await?;
+        if !status.is_success() {
+            return Err(format!("{method} {url}: HTTP {status}"));
+        }
+        serde_json::from_slice(&body)
+            .map_err(|e| format!("{method} {url}: not the expected JSON: {e}"))
     }
 }
 

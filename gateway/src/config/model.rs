@@ -22,6 +22,31 @@ pub struct Config {
     pub identity: Identity,
     pub customers: CustomerStore,
     pub sessions: Sessions,
+    pub events: Events,
+}
+
+/// Where events go.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Events {
+    pub webhooks: Vec<Webhook>,
+    /// Attempts per event before it is given up (logged and counted).
+    pub max_attempts: u32,
+}
+
+/// A receiver of events, signed with its own secret.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Webhook {
+    pub name: String,
+    pub url: String,
+    pub secret: String,
+    /// Event types it takes; empty: all.
+    pub events: Vec<String>,
+}
+
+impl Webhook {
+    pub fn wants(&self, kind: &str) -> bool {
+        self.events.is_empty() || self.events.iter().any(|e| e == kind)
+    }
 }
 
 /// An identity provider known by its issuer URL.

@@ -30,6 +30,26 @@ pub struct RawConfig {
     pub identity: Option<RawIdentity>,
     pub customers: Option<RawCustomers>,
     pub sessions: Option<RawSessions>,
+    pub events: Option<RawEvents>,
+}
+
+/// Webhooks that receive identity and session events.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEvents {
+    #[serde(default)]
+    pub webhooks: Vec<RawWebhook>,
+    pub max_attempts: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWebhook {
+    pub name: String,
+    pub url: String,
+    pub secret: String,
+    #[serde(default)]
+    pub events: Vec<String>,
 }
 
 /// An identity provider: its tokens are accepted as bearer credentials.

@@ -113,6 +113,7 @@ pub(super) fn validate(
     let identity = identity(main.identity.as_ref(), base, &mut r);
     let customers = customers(main.customers.as_ref(), &server, &mut r);
     let sessions = sessions(main.sessions.as_ref(), &mut r);
+    let events = events(main.events.as_ref(), &mut r);
     if providers
         .iter()
         .all(|p| p.bearer.is_none() && p.login.is_none())
@@ -149,7 +150,75 @@ pub(super) fn validate(
         identity,
         customers,
         sessions,
+        events,
     })
+}
+
+fn events(raw: Option<&RawEvents>, r: &mut Report<'_>) -> Events {
+    let mut webhooks: Vec<Webhook> = Vec::new();
+    for (i, w) in raw
+        .map(|e| e.webhooks.as_slice())
+        .unwrap_or(&[])
+        .iter()
+        .enumerate()
+    {
+        let at = index("events.webhooks", i);
+        if webhooks.iter().any(|o| o.name == w.name) || w.name.is_empty() {
+            r.error(
+                0,
+                &join(&at, "name"),
+                format!("webhook name `{}` is empty or used twice", w.name),
+                None,
+            );
+        }
+        let url_ok = url::Url::parse(&w.url)
+            .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some());
+        if !url_ok {
+            r.error(
+                0,
+                &join(&at, "url"),
+                format!("`{}` is not an http(s) URL", w.url),
+                None,
+            );
+        }
+        if w.secret.len() < 16 {
+            r.error(
+                0,
+                &join(&at, "secret"),
+                "the signing secret is missing or shorter than 16 characters".into(),
+                Some("take it from the environment: `secret: ${OMNIGATE_WEBHOOK_SECRET}`".into()),
+            );
+        }
+        for (j, e) in w.events.iter().enumerate() {
+            if !crate::events::KINDS.contains(&e.as_str()) {
+                r.error(
+                    0,
+                    &index(&join(&at, "events"), j),
+                    format!("unknown event type `{e}`"),
+                    Some(format!("one of {}", crate::events::KINDS.join(", "))),
+                );
+            }
+        }
+        webhooks.push(Webhook {
+            name: w.name.clone(),
+            url: w.url.clone(),
+            secret: w.secret.clone(),
+            events: w.events.clone(),
+        });
+    }
+    let max_attempts = raw.and_then(|e| e.max_attempts).unwrap_or(15);
+    if max_attempts == 0 {
+        r.error(
+            0,
+            "events.max_attempts",
+            "at least one attempt is needed".into(),
+            None,
+        );
+    }
+    Events {
+        webhooks,
+        max_attempts,
+    }
 }
 
 fn sessions(raw: Option<&RawSessions>, r: &mut Report<'_>) -> Sessions {

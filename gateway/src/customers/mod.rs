@@ -78,6 +78,74 @@ pub trait Directory: Send + Sync {
     async fn lookup(&self, id: &ExternalId) -> Result<Option<Customer>, DirectoryError>;
     /// The identities linked to a customer.
     async fn identities(&self, customer_id: &str) -> Result<Vec<ExternalId>, DirectoryError>;
+
+    /// Puts an event in the outbox (changes that emit one do it in their own
+    /// transaction instead).
+    async fn enqueue(&self, event: &Event) -> Result<(), DirectoryError>;
+    /// Takes up to `limit` due events, hiding them from other takers until
+    /// `lease_until`; each with the webhooks that already have it.
+    async fn claim_due(
+        &self,
+        now: i64,
+        lease_until: i64,
+        limit: i64,
+    ) -> Result<Vec<Queued>, DirectoryError>;
+    /// Records that `webhook` has the event.
+    async fn mark_delivered(&self, event_id: &str, webhook: &str) -> Result<(), DirectoryError>;
+    /// Ends an event's delivery: every webhook has it, or attempts ran out
+    /// (`error` says why).
+    async fn finish(
+        &self,
+        event_id: &str,
+        now: i64,
+        error: Option<&str>,
+    ) -> Result<(), DirectoryError>;
+    /// Schedules another attempt.
+    async fn retry(
+        &self,
+        event_id: &str,
+        attempts: i64,
+        next_attempt_at: i64,
+        error: &str,
+    ) -> Result<(), DirectoryError>;
+    /// Events not yet delivered everywhere.
+    async fn outbox_depth(&self) -> Result<u64, DirectoryError>;
+}
+
+/// Something that happened, for the webhooks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// `evt_` and 128 random bits; receivers de-duplicate by it.
+    pub id: String,
+    pub kind: String,
+    pub created_at: i64,
+    /// The JSON body sent to receivers: `{id, type, created_at, data}`.
+    pub payload: String,
+}
+
+impl Event {
+    pub fn new(kind: &str, data: serde_json::Value) -> Event {
+        let id = format!("evt_{}", hex::encode(rand::random::<[u8; 16]>()));
+        let created_at = now();
+        let payload = serde_json::json!({
+            "id": id, "type": kind, "created_at": created_at, "data": data,
+        })
+        .to_string();
+        Event {
+            id,
+            kind: kind.to_string(),
+            created_at,
+            payload,
+        }
+    }
+}
+
+/// An event waiting in the outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Queued {
+    pub event: Event,
+    pub attempts: i64,
+    pub delivered_to: Vec<String>,
 }
 
 /// Opens (and migrates) the configured directory.

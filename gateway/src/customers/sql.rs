@@ -24,12 +24,31 @@ const INSERT_IDENTITY: &str =
 const IDENTITIES: &str =
     "SELECT issuer, subject FROM identities WHERE customer_id = $1 ORDER BY created_at, issuer";
 
+const ENQUEUE: &str = "INSERT INTO outbox (event_id, type, payload, created_at, next_attempt_at)
+    VALUES ($1, $2, $3, $4, $4)";
+const DELIVERED: &str = "SELECT webhook FROM outbox_delivered WHERE event_id = $1";
+const MARK_DELIVERED: &str = "INSERT INTO outbox_delivered (event_id, webhook, delivered_at)
+    VALUES ($1, $2, $3) ON CONFLICT (event_id, webhook) DO NOTHING";
+const FINISH: &str = "UPDATE outbox SET done_at = $2, last_error = $3 WHERE event_id = $1";
+const RETRY: &str =
+    "UPDATE outbox SET attempts = $2, next_attempt_at = $3, last_error = $4 WHERE event_id = $1";
+const DEPTH: &str = "SELECT COUNT(*) FROM outbox WHERE done_at IS NULL";
+/// Due events, leased so no other node takes them meanwhile. PostgreSQL
+/// skips rows another node is claiming; SQLite has one writer anyway.
+const CLAIM_SQLITE: &str = "UPDATE outbox SET next_attempt_at = $1 WHERE id IN (
+    SELECT id FROM outbox WHERE done_at IS NULL AND next_attempt_at <= $2 ORDER BY id LIMIT $3)
+    RETURNING event_id, type, payload, created_at, attempts";
+const CLAIM_POSTGRES: &str = "UPDATE outbox SET next_attempt_at = $1 WHERE id IN (
+    SELECT id FROM outbox WHERE done_at IS NULL AND next_attempt_at <= $2 ORDER BY id LIMIT $3
+    FOR UPDATE SKIP LOCKED)
+    RETURNING event_id, type, payload, created_at, attempts";
+
 fn unavailable(e: sqlx::Error) -> DirectoryError {
     DirectoryError::Unavailable(e.to_string())
 }
 
 macro_rules! sql_directory {
-    ($name:ident, $db:ty, $pool:ty) => {
+    ($name:ident, $db:ty, $pool:ty, $claim:expr) => {
         /// The directory on this engine.
         pub struct $name {
             pool: $pool,
@@ -89,6 +108,28 @@ macro_rules! sql_directory {
                     .await
                     .map_err(unavailable)?
                     .rows_affected();
+                if linked == 1 {
+                    // Reported in the same transaction: no customer without its event.
+                    let event = Event::new(
+                        "identity.registered",
+                        serde_json::json!({
+                            "customer_id": customer_id,
+                            "issuer": id.issuer,
+                            "method": kind.as_str(),
+                            "email": profile.email,
+                            "email_verified": profile.email_verified,
+                            "name": profile.name,
+                        }),
+                    );
+                    sqlx::query(ENQUEUE)
+                        .bind(&event.id)
+                        .bind(&event.kind)
+                        .bind(&event.payload)
+                        .bind(event.created_at)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(unavailable)?;
+                }
                 if linked == 0 {
                     // A concurrent first sight won: use its customer, drop ours.
                     tx.rollback().await.map_err(unavailable)?;
@@ -137,12 +178,123 @@ macro_rules! sql_directory {
                     })
                     .collect()
             }
+
+            async fn enqueue(&self, event: &Event) -> Result<(), DirectoryError> {
+                sqlx::query(ENQUEUE)
+                    .bind(&event.id)
+                    .bind(&event.kind)
+                    .bind(&event.payload)
+                    .bind(event.created_at)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(unavailable)?;
+                Ok(())
+            }
+
+            async fn claim_due(
+                &self,
+                now: i64,
+                lease_until: i64,
+                limit: i64,
+            ) -> Result<Vec<Queued>, DirectoryError> {
+                let rows = sqlx::query($claim)
+                    .bind(lease_until)
+                    .bind(now)
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(unavailable)?;
+                let mut out = Vec::with_capacity(rows.len());
+                for r in &rows {
+                    let event = Event {
+                        id: r.try_get("event_id").map_err(unavailable)?,
+                        kind: r.try_get("type").map_err(unavailable)?,
+                        payload: r.try_get("payload").map_err(unavailable)?,
+                        created_at: r.try_get("created_at").map_err(unavailable)?,
+                    };
+                    let delivered_to = sqlx::query_scalar(DELIVERED)
+                        .bind(&event.id)
+                        .fetch_all(&self.pool)
+                        .await
+                        .map_err(unavailable)?;
+                    out.push(Queued {
+                        attempts: r.try_get("attempts").map_err(unavailable)?,
+                        event,
+                        delivered_to,
+                    });
+                }
+                // RETURNING gives no order; deliver oldest first.
+                out.sort_by_key(|q| (q.event.created_at, q.event.id.clone()));
+                Ok(out)
+            }
+
+            async fn mark_delivered(
+                &self,
+                event_id: &str,
+                webhook: &str,
+            ) -> Result<(), DirectoryError> {
+                sqlx::query(MARK_DELIVERED)
+                    .bind(event_id)
+                    .bind(webhook)
+                    .bind(now())
+                    .execute(&self.pool)
+                    .await
+                    .map_err(unavailable)?;
+                Ok(())
+            }
+
+            async fn finish(
+                &self,
+                event_id: &str,
+                now: i64,
+                error: Option<&str>,
+            ) -> Result<(), DirectoryError> {
+                sqlx::query(FINISH)
+                    .bind(event_id)
+                    .bind(now)
+                    .bind(error)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(unavailable)?;
+                Ok(())
+            }
+
+            async fn retry(
+                &self,
+                event_id: &str,
+                attempts: i64,
+                next_attempt_at: i64,
+                error: &str,
+            ) -> Result<(), DirectoryError> {
+                sqlx::query(RETRY)
+                    .bind(event_id)
+                    .bind(attempts)
+                    .bind(next_attempt_at)
+                    .bind(error)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(unavailable)?;
+                Ok(())
+            }
+
+            async fn outbox_depth(&self) -> Result<u64, DirectoryError> {
+                let n: i64 = sqlx::query_scalar(DEPTH)
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(unavailable)?;
+                Ok(n.max(0) as u64)
+            }
         }
     };
 }
 
-sql_directory!(SqliteDirectory, sqlx::Sqlite, sqlx::SqlitePool);
-sql_directory!(PgDirectory, sqlx::Postgres, sqlx::PgPool);
+sql_directory!(
+    SqliteDirectory,
+    sqlx::Sqlite,
+    sqlx::SqlitePool,
+    CLAIM_SQLITE
+);
+sql_directory!(PgDirectory, sqlx::Postgres, sqlx::PgPool, CLAIM_POSTGRES);
 
 impl SqliteDirectory {
     /// Opens the file (created if missing), WAL mode, and migrates it.

@@ -97,3 +97,74 @@ async fn concurrent_first_sights_agree_on_one_customer() {
         assert_eq!(ids.len(), 1, "{engine}: {ids:?}");
     }
 }
+
+#[tokio::test]
+async fn the_outbox_holds_events_until_delivered() {
+    for (engine, d, _keep) in engines().await {
+        // A new customer is reported once, however many first sights race.
+        let mut tasks = Vec::new();
+        for _ in 0..6 {
+            let d = d.clone();
+            tasks.push(tokio::spawn(async move {
+                d.resolve(&id("eve"), IdentityKind::Oidc, &Profile::default())
+                    .await
+                    .unwrap()
+            }));
+        }
+        let mut customer = None;
+        for t in tasks {
+            customer = Some(t.await.unwrap());
+        }
+        let customer = customer.unwrap();
+        assert_eq!(d.outbox_depth().await.unwrap(), 1, "{engine}");
+        let t = now();
+        let due = d.claim_due(t, t + 60, 10).await.unwrap();
+        assert_eq!(due.len(), 1, "{engine}");
+        let q = &due[0];
+        assert_eq!(q.event.kind, "identity.registered", "{engine}");
+        let body: serde_json::Value = serde_json::from_str(&q.event.payload).unwrap();
+        assert_eq!(
+            body["data"]["customer_id"],
+            customer.id.as_str(),
+            "{engine}"
+        );
+        assert_eq!(body["id"], q.event.id.as_str(), "{engine}");
+        assert_eq!((q.attempts, q.delivered_to.len()), (0, 0), "{engine}");
+        // Leased: another taker sees nothing until the lease ends.
+        assert!(
+            d.claim_due(t, t + 60, 10).await.unwrap().is_empty(),
+            "{engine}"
+        );
+
+        // One receiver got it, another did not: retried later, the first skipped.
+        d.mark_delivered(&q.event.id, "crm").await.unwrap();
+        d.mark_delivered(&q.event.id, "crm").await.unwrap();
+        d.retry(&q.event.id, 1, t + 5, "loyalty: HTTP 503")
+            .await
+            .unwrap();
+        assert!(
+            d.claim_due(t + 4, t + 64, 10).await.unwrap().is_empty(),
+            "{engine}"
+        );
+        let again = d.claim_due(t + 5, t + 65, 10).await.unwrap();
+        assert_eq!(again.len(), 1, "{engine}");
+        assert_eq!(again[0].attempts, 1, "{engine}");
+        assert_eq!(again[0].delivered_to, vec!["crm".to_string()], "{engine}");
+        d.finish(&q.event.id, t + 5, None).await.unwrap();
+        assert_eq!(d.outbox_depth().await.unwrap(), 0, "{engine}");
+        assert!(
+            d.claim_due(t + 999, t + 1059, 10).await.unwrap().is_empty(),
+            "{engine}"
+        );
+
+        // Events enqueued on their own keep their order.
+        let first = Event::new("session.ended", serde_json::json!({"n": 1}));
+        let second = Event::new("session.ended", serde_json::json!({"n": 2}));
+        d.enqueue(&first).await.unwrap();
+        d.enqueue(&second).await.unwrap();
+        let due = d.claim_due(now() + 1, now() + 61, 10).await.unwrap();
+        let ids: Vec<&str> = due.iter().map(|q| q.event.id.as_str()).collect();
+        assert_eq!(ids.len(), 2, "{engine}");
+        assert!(ids.contains(&first.id.as_str()) && ids.contains(&second.id.as_str()));
+    }
+}

@@ -830,7 +830,7 @@ impl Gateway {
                 .insert(req.jti.clone(), ())
                 .await;
             if let Some(sid) = &req.sid {
-                return self
+                let ended = self
                     .app
                     .sessions
                     .end(Group::ProviderSession {
@@ -838,7 +838,9 @@ impl Gateway {
                         sid,
                     })
                     .await
-                    .map_err(|e| e.to_string());
+                    .map_err(|e| e.to_string())?;
+                self.session_ended(None, "provider_logout", ended).await;
+                return Ok(ended);
             }
             let Some(subject) = req.subject else {
                 return Err("logout token names no sid and no sub".to_string());
@@ -854,12 +856,17 @@ impl Gateway {
                 .await
                 .map_err(|e| e.to_string())?;
             match customer {
-                Some(c) => self
-                    .app
-                    .sessions
-                    .end(Group::Customer(&c.id))
-                    .await
-                    .map_err(|e| e.to_string()),
+                Some(c) => {
+                    let ended = self
+                        .app
+                        .sessions
+                        .end(Group::Customer(&c.id))
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    self.session_ended(Some(&c.id), "provider_logout", ended)
+                        .await;
+                    Ok(ended)
+                }
                 None => Ok(0),
             }
         }
@@ -910,12 +917,16 @@ impl Gateway {
             );
             return self.page(session, ctx, 403, html).await;
         }
-        let group = if field("scope") == Some("everywhere") {
-            Group::Customer(&s.customer_id)
+        let (group, reason) = if field("scope") == Some("everywhere") {
+            (Group::Customer(&s.customer_id), "logout_everywhere")
         } else {
-            Group::Login(&s.login_id)
+            (Group::Login(&s.login_id), "logout")
         };
-        if let Err(e) = self.app.sessions.end(group).await {
+        let ended = self.app.sessions.end(group).await;
+        if let Ok(n) = &ended {
+            self.session_ended(Some(&s.customer_id), reason, *n).await;
+        }
+        if let Err(e) = ended {
             tracing::error!(error = %e, "session store unavailable during sign-out");
             let html = self.app.pages.message(
                 "Sign-out did not complete",
@@ -929,6 +940,21 @@ impl Gateway {
             .await
             .unwrap_or_else(|| "/_auth/signed-out".to_string());
         self.redirect(session, ctx, &to, &[clear]).await
+    }
+
+    /// Emits `session.ended` (when any ended). The sessions are already gone;
+    /// should the outbox be unreachable, the event is logged as lost.
+    async fn session_ended(&self, customer_id: Option<&str>, reason: &str, ended: u64) {
+        if ended == 0 {
+            return;
+        }
+        let event = crate::customers::Event::new(
+            "session.ended",
+            serde_json::json!({ "customer_id": customer_id, "reason": reason, "sessions": ended }),
+        );
+        if let Err(e) = self.app.auth.directory().enqueue(&event).await {
+            tracing::error!(error = %e, event = %event.id, reason, "session.ended event lost: outbox unavailable");
+        }
     }
 
     /// RP-initiated logout: the provider's `end_session_endpoint`, coming back
