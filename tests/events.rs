@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use http_body_util::BodyExt;
 
 use crate::support::*;
@@ -116,38 +115,20 @@ async fn outbox_survives_failures_and_restarts(postgres: bool) {
     } else {
         String::new()
     };
-    let cfg = config_with(&format!(
-        "{HTTP_LISTENER}{customers}providers:
-  - name: idp
-    issuer: {}
-    bearer: {{ audiences: [\"{IDP_AUDIENCE}\"] }}
-upstreams:
-  api: {{ addresses: [\"{}\"] }}
-routes:
-  - {{ name: me, path_prefix: /api/me, upstream: api, kind: api, access: required }}
-events:
+    let extra = format!(
+        "{customers}events:
   webhooks:
     - {{ name: crm, url: \"http://{}/hooks/omnigate\", secret: {SECRET}, events: [identity.registered] }}
 ",
-        idp.issuer, api.addr, hook.up.addr
-    ));
+        hook.up.addr
+    );
+    let cfg = bearer_me_config(&idp, &api, &extra);
     let mut gw = Gateway::start(&cfg, &[]).await;
     let c = Client::plain(gw.addr("http"));
     let first_call = |user: &'static str| {
         let (c, idp) = (c.clone(), &idp);
         async move {
-            let token = idp.sign(idp.user_claims(user, "", 300), "RS256").await;
-            let auth = format!("Bearer {token}");
-            let r = c
-                .send(request(
-                    "GET",
-                    "api.test",
-                    "/api/me",
-                    &[("authorization", &auth)],
-                    Bytes::new(),
-                ))
-                .await
-                .unwrap();
+            let r = get_me(&c, idp, user).await;
             assert_eq!(r.status, 200, "{}", r.text());
             r.json()["headers"]["x-customer-id"]
                 .as_str()

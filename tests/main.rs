@@ -3,6 +3,7 @@
 
 mod support;
 
+mod admin;
 mod bearer;
 mod check;
 mod deploy;

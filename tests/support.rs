@@ -742,6 +742,38 @@ pub fn login_config(idp: &Idp, listeners: &str, login: &str, rest: &str) -> Stri
     ))
 }
 
+/// A config with the HTTP listener, `extra` top-level settings, the provider
+/// `idp` accepting bearer tokens, and `/api/me` (required) to `api`.
+pub fn bearer_me_config(idp: &Idp, api: &Upstream, extra: &str) -> String {
+    config_with(&format!(
+        "{HTTP_LISTENER}{extra}providers:
+  - name: idp
+    issuer: {}
+    bearer: {{ audiences: [\"{IDP_AUDIENCE}\"] }}
+upstreams:
+  api: {{ addresses: [\"{}\"] }}
+routes:
+  - {{ name: me, path_prefix: /api/me, upstream: api, kind: api, access: required }}
+",
+        idp.issuer, api.addr
+    ))
+}
+
+/// `GET /api/me` through `c` with a fresh RS256 token of `user` from `idp`.
+pub async fn get_me(c: &Client, idp: &Idp, user: &str) -> Resp {
+    let token = idp.sign(idp.user_claims(user, "", 300), "RS256").await;
+    let auth = format!("Bearer {token}");
+    c.send(request(
+        "GET",
+        "api.test",
+        "/api/me",
+        &[("authorization", &auth)],
+        Bytes::new(),
+    ))
+    .await
+    .unwrap()
+}
+
 /// The `X-Customer-Id` an echo upstream reports on a page the browser shows.
 pub fn customer_id_in(page_text: &str) -> String {
     let start = page_text.find('{').expect("echo JSON on the page");

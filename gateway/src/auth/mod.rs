@@ -204,6 +204,9 @@ impl Authenticator {
             )
             .await
             .map_err(|e| AuthError::Unavailable(e.to_string()))?;
+        if customer.status != crate::customers::ACTIVE {
+            return Err(AuthError::Invalid(TokenError::Disabled));
+        }
         let principal = Arc::new(Principal {
             customer_id: customer.id,
             email: customer.email,

@@ -42,6 +42,8 @@ pub enum TokenError {
     Issuer,
     #[error("the token has no subject")]
     NoSubject,
+    #[error("the account is disabled")]
+    Disabled,
 }
 
 /// The verified claims the gateway uses.

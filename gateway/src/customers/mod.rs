@@ -26,6 +26,11 @@ pub struct Profile {
     pub name: Option<String>,
 }
 
+/// The status of a customer who may sign in; anything else may not.
+pub const ACTIVE: &str = "active";
+/// The status an operator sets to lock a customer out.
+pub const DISABLED: &str = "disabled";
+
 /// A customer as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Customer {
@@ -78,6 +83,17 @@ pub trait Directory: Send + Sync {
     async fn lookup(&self, id: &ExternalId) -> Result<Option<Customer>, DirectoryError>;
     /// The identities linked to a customer.
     async fn identities(&self, customer_id: &str) -> Result<Vec<ExternalId>, DirectoryError>;
+
+    /// Customers whose id is `query`, or whose email or name contains it
+    /// (case-insensitive; empty: all), ordered by id, after the id `after`.
+    async fn search(
+        &self,
+        query: &str,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<Customer>, DirectoryError>;
+    /// Sets a customer's status; the customer after the change, if it exists.
+    async fn set_status(&self, id: &str, status: &str) -> Result<Option<Customer>, DirectoryError>;
 
     /// Puts an event in the outbox (changes that emit one do it in their own
     /// transaction instead).

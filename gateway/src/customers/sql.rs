@@ -24,6 +24,12 @@ const INSERT_IDENTITY: &str =
 const IDENTITIES: &str =
     "SELECT issuer, subject FROM identities WHERE customer_id = $1 ORDER BY created_at, issuer";
 
+const SEARCH: &str = "SELECT id, email, email_verified, name, status FROM customers
+    WHERE (id = $1 OR LOWER(COALESCE(email, '')) LIKE $2 ESCAPE '\\'
+           OR LOWER(COALESCE(name, '')) LIKE $2 ESCAPE '\\')
+      AND id > $3
+    ORDER BY id LIMIT $4";
+const SET_STATUS: &str = "UPDATE customers SET status = $2 WHERE id = $1";
 const ENQUEUE: &str = "INSERT INTO outbox (event_id, type, payload, created_at, next_attempt_at)
     VALUES ($1, $2, $3, $4, $4)";
 const DELIVERED: &str = "SELECT webhook FROM outbox_delivered WHERE event_id = $1";
@@ -42,6 +48,20 @@ const CLAIM_POSTGRES: &str = "UPDATE outbox SET next_attempt_at = $1 WHERE id IN
     SELECT id FROM outbox WHERE done_at IS NULL AND next_attempt_at <= $2 ORDER BY id LIMIT $3
     FOR UPDATE SKIP LOCKED)
     RETURNING event_id, type, payload, created_at, attempts";
+
+/// `%query%` for LIKE, lower-cased, with LIKE's own characters escaped.
+fn like_pattern(query: &str) -> String {
+    let mut p = String::with_capacity(query.len() + 2);
+    p.push('%');
+    for c in query.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            p.push('\\');
+        }
+        p.push(c);
+    }
+    p.push('%');
+    p
+}
 
 fn unavailable(e: sqlx::Error) -> DirectoryError {
     DirectoryError::Unavailable(e.to_string())
@@ -177,6 +197,37 @@ macro_rules! sql_directory {
                         })
                     })
                     .collect()
+            }
+
+            async fn search(
+                &self,
+                query: &str,
+                after: Option<&str>,
+                limit: i64,
+            ) -> Result<Vec<Customer>, DirectoryError> {
+                let rows = sqlx::query(SEARCH)
+                    .bind(query)
+                    .bind(like_pattern(query))
+                    .bind(after.unwrap_or(""))
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(unavailable)?;
+                rows.iter().map(Self::row).collect()
+            }
+
+            async fn set_status(
+                &self,
+                id: &str,
+                status: &str,
+            ) -> Result<Option<Customer>, DirectoryError> {
+                sqlx::query(SET_STATUS)
+                    .bind(id)
+                    .bind(status)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(unavailable)?;
+                self.customer(id).await
             }
 
             async fn enqueue(&self, event: &Event) -> Result<(), DirectoryError> {

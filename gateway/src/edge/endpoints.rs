@@ -733,6 +733,28 @@ impl Gateway {
                     .await;
             }
         };
+        if customer.status != crate::customers::ACTIVE {
+            self.app
+                .metrics
+                .logins
+                .with_label_values(&[name, "disabled"])
+                .inc();
+            let html = self.app.pages.message(
+                "This account is disabled",
+                "Signing in to this account is not possible. Please contact customer service.",
+                Some(("/", "Home")),
+            );
+            return self
+                .write(
+                    session,
+                    ctx,
+                    403,
+                    "text/html; charset=utf-8",
+                    html,
+                    &[("set-cookie", clear_login)],
+                )
+                .await;
+        }
         // A new session id at every login: an old cookie (fixation) is dropped.
         if let Some(old) = self.current_session(session, snap, host).await {
             let _ = self.app.sessions.delete(&old.id_hash).await;

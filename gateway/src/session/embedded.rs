@@ -14,6 +14,23 @@ fn unavailable(e: sqlx::Error) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
 
+fn from_row(r: &sqlx::sqlite::SqliteRow) -> Result<Session, StoreError> {
+    Ok(Session {
+        id_hash: r.try_get("id_hash").map_err(unavailable)?,
+        customer_id: r.try_get("customer_id").map_err(unavailable)?,
+        email: r.try_get("email").map_err(unavailable)?,
+        email_verified: r.try_get("email_verified").map_err(unavailable)?,
+        name: r.try_get("name").map_err(unavailable)?,
+        provider: r.try_get("provider").map_err(unavailable)?,
+        csrf: r.try_get("csrf").map_err(unavailable)?,
+        created_at: r.try_get("created_at").map_err(unavailable)?,
+        last_seen: r.try_get("last_seen").map_err(unavailable)?,
+        expires_at: r.try_get("expires_at").map_err(unavailable)?,
+        login_id: r.try_get("login_id").map_err(unavailable)?,
+        provider_sid: r.try_get("provider_sid").map_err(unavailable)?,
+    })
+}
+
 /// Sessions on this node.
 pub struct EmbeddedStore {
     pool: sqlx::SqlitePool,
@@ -103,20 +120,7 @@ impl SessionStore for EmbeddedStore {
             .await
             .map_err(unavailable)?;
         let Some(r) = row else { return Ok(None) };
-        let s = Arc::new(Session {
-            id_hash: r.try_get("id_hash").map_err(unavailable)?,
-            customer_id: r.try_get("customer_id").map_err(unavailable)?,
-            email: r.try_get("email").map_err(unavailable)?,
-            email_verified: r.try_get("email_verified").map_err(unavailable)?,
-            name: r.try_get("name").map_err(unavailable)?,
-            provider: r.try_get("provider").map_err(unavailable)?,
-            csrf: r.try_get("csrf").map_err(unavailable)?,
-            created_at: r.try_get("created_at").map_err(unavailable)?,
-            last_seen: r.try_get("last_seen").map_err(unavailable)?,
-            expires_at: r.try_get("expires_at").map_err(unavailable)?,
-            login_id: r.try_get("login_id").map_err(unavailable)?,
-            provider_sid: r.try_get("provider_sid").map_err(unavailable)?,
-        });
+        let s = Arc::new(from_row(&r)?);
         self.cache.insert(id_hash.to_string(), s.clone()).await;
         Ok(Some(s))
     }
@@ -185,6 +189,18 @@ impl SessionStore for EmbeddedStore {
             return Ok(None);
         }
         r.try_get("value").map(Some).map_err(unavailable)
+    }
+
+    async fn list(&self, customer_id: &str, now: i64) -> Result<Vec<Session>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM sessions WHERE customer_id = $1 AND expires_at > $2 ORDER BY created_at",
+        )
+        .bind(customer_id)
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        rows.iter().map(from_row).collect()
     }
 
     async fn active(&self, now: i64) -> Result<u64, StoreError> {

@@ -196,6 +196,8 @@ pub trait SessionStore: Send + Sync {
     async fn put_once(&self, key: &str, value: &str, expires_at: i64) -> Result<(), StoreError>;
     /// Takes a record out: of concurrent takes, exactly one gets it.
     async fn take_once(&self, key: &str) -> Result<Option<String>, StoreError>;
+    /// A customer's sessions that have not reached their absolute expiry.
+    async fn list(&self, customer_id: &str, now: i64) -> Result<Vec<Session>, StoreError>;
     /// How many sessions have not reached their absolute expiry.
     async fn active(&self, now: i64) -> Result<u64, StoreError>;
 }

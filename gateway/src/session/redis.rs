@@ -260,6 +260,32 @@ impl SessionStore for RedisStore {
         c.get_del(self.once(key)).await.map_err(unavailable)
     }
 
+    async fn list(&self, customer_id: &str, now: i64) -> Result<Vec<Session>, StoreError> {
+        let mut c = self.conn.clone();
+        let ids: Vec<String> = c
+            .smembers(self.index(Group::Customer(customer_id)))
+            .await
+            .map_err(unavailable)?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> = ids.iter().map(|id| self.key(id)).collect();
+        let found: Vec<Option<String>> = redis::cmd("MGET")
+            .arg(&keys)
+            .query_async(&mut c)
+            .await
+            .map_err(unavailable)?;
+        let mut out = Vec::new();
+        for json in found.into_iter().flatten() {
+            let s: Session = serde_json::from_str(&json).map_err(malformed)?;
+            if s.expires_at > now {
+                out.push(s);
+            }
+        }
+        out.sort_by_key(|s| s.created_at);
+        Ok(out)
+    }
+
     async fn active(&self, now: i64) -> Result<u64, StoreError> {
         let mut c = self.conn.clone();
         let (n,): (u64,) = redis::pipe()

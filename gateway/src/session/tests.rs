@@ -81,6 +81,17 @@ async fn groups_single_use_and_counts(store: &dyn SessionStore) {
         store.create(s).await.unwrap();
     }
     assert_eq!(store.active(unix_now()).await.unwrap(), before + 4);
+    let listed: Vec<String> = store
+        .list("cus_g", unix_now())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.id_hash)
+        .collect();
+    assert_eq!(listed.len(), 3);
+    for s in [&first, &hopped, &other] {
+        assert!(listed.contains(&s.id_hash));
+    }
     assert_eq!(store.end(Group::Login(&first.login_id)).await.unwrap(), 2);
     assert!(store.get(&hopped.id_hash).await.unwrap().is_none());
     assert!(

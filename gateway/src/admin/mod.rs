@@ -11,7 +11,12 @@ use hyper::body::Incoming;
 use hyper::Request;
 use subtle::ConstantTimeEq;
 
+mod customers;
+
 use crate::httpd::{problem, respond, serve, Resp};
+
+/// The admin API's OpenAPI 3.1 description, kept in the repository.
+pub const OPENAPI: &str = include_str!("../../openapi/admin.json");
 use crate::state::{App, ReloadError};
 
 /// Starts the admin listener on the current runtime.
@@ -55,21 +60,25 @@ async fn handle(app: Arc<App>, req: Request<Incoming>) -> Resp {
             }
             reload(&app).await
         }
-        (_, "/healthz" | "/readyz" | "/metrics" | "/admin/reload") => {
-            let mut r = problem(
-                405,
-                "method-not-allowed",
-                "Method not allowed",
-                "See the Allow header.",
-            );
-            let allow = if path == "/admin/reload" {
-                "POST"
-            } else {
-                "GET, HEAD"
-            };
-            r.headers_mut()
-                .insert(http::header::ALLOW, http::HeaderValue::from_static(allow));
-            r
+        ("GET" | "HEAD", "/admin/openapi.json") => respond(200, "application/json", OPENAPI),
+        (_, "/healthz" | "/readyz" | "/metrics" | "/admin/openapi.json") => {
+            method_not_allowed("GET, HEAD")
+        }
+        (_, "/admin/reload") => method_not_allowed("POST"),
+        (m, p) if p.starts_with("/admin/customers") => {
+            if let Err(resp) = authorize(&app, &req) {
+                return *resp;
+            }
+            match customers::route(m, p) {
+                Ok(call) => customers::handle(&app, call, req.uri().query()).await,
+                Err(customers::Miss::Method(allow)) => method_not_allowed(allow),
+                Err(customers::Miss::NotFound) => problem(
+                    404,
+                    "not-found",
+                    "Not found",
+                    "No admin endpoint at this path.",
+                ),
+            }
         }
         _ => problem(
             404,
@@ -78,6 +87,18 @@ async fn handle(app: Arc<App>, req: Request<Incoming>) -> Resp {
             "No admin endpoint at this path.",
         ),
     }
+}
+
+fn method_not_allowed(allow: &'static str) -> Resp {
+    let mut r = problem(
+        405,
+        "method-not-allowed",
+        "Method not allowed",
+        "See the Allow header.",
+    );
+    r.headers_mut()
+        .insert(http::header::ALLOW, http::HeaderValue::from_static(allow));
+    r
 }
 
 /// Checks `Authorization: Bearer <admin token>` in constant time.

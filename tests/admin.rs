@@ -1,0 +1,151 @@
+//! The admin API over HTTP: authentication, search, one customer, disable
+//! and enable (enforced on the customer's next request), ending sessions,
+//! problem JSON for every error, and the OpenAPI document it serves.
+
+use bytes::Bytes;
+
+use crate::support::*;
+
+async fn admin(gw: &Gateway, method: &str, path: &str, token: Option<&str>) -> Resp {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("authorization", a.as_str())).collect();
+    Client::plain(gw.addr("admin"))
+        .send(request(method, "admin", path, &headers, Bytes::new()))
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn operators_find_disable_and_enable_customers() {
+    let idp = Idp::start().await;
+    let api = Upstream::echo("api").await;
+    let gw = Gateway::start(&bearer_me_config(&idp, &api, ""), &[]).await;
+    let c = Client::plain(gw.addr("http"));
+    let me = |user: &'static str| get_me(&c, &idp, user);
+    let kim = me("kim").await.json()["headers"]["x-customer-id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    me("lee").await;
+
+    // No token, a wrong token: 401 problem JSON, nothing listed.
+    for token in [None, Some("wrong-token-wrong-token")] {
+        let r = admin(&gw, "GET", "/admin/customers", token).await;
+        assert_eq!(r.status, 401);
+        assert_eq!(r.header("content-type"), Some("application/problem+json"));
+        assert_eq!(r.json()["status"], 401);
+    }
+    let t = Some(ADMIN_TOKEN);
+    let all = admin(&gw, "GET", "/admin/customers", t).await.json();
+    assert_eq!(all["customers"].as_array().unwrap().len(), 2, "{all}");
+    let found = admin(&gw, "GET", "/admin/customers?q=KIM%40example", t)
+        .await
+        .json();
+    let found = found["customers"].as_array().unwrap();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0]["id"], kim.as_str());
+    let page = admin(&gw, "GET", "/admin/customers?limit=1", t)
+        .await
+        .json();
+    let after = page["next"].as_str().expect("a next page").to_string();
+    let rest = admin(
+        &gw,
+        "GET",
+        &format!("/admin/customers?limit=1&after={after}"),
+        t,
+    )
+    .await
+    .json();
+    assert_eq!(rest["customers"].as_array().unwrap().len(), 1);
+    assert_ne!(rest["customers"][0]["id"], page["customers"][0]["id"]);
+    // A LIKE wildcard in the query matches only itself.
+    let none = admin(&gw, "GET", "/admin/customers?q=%25", t).await.json();
+    assert!(none["customers"].as_array().unwrap().is_empty(), "{none}");
+
+    let one = admin(&gw, "GET", &format!("/admin/customers/{kim}"), t).await;
+    assert_eq!(one.status, 200, "{}", one.text());
+    let one = one.json();
+    assert_eq!(one["customer"]["status"], "active");
+    assert_eq!(one["identities"][0]["subject"], "kim");
+    assert!(one["sessions"].as_array().unwrap().is_empty());
+
+    // Disabled: the next request with a valid token is refused.
+    let r = admin(&gw, "POST", &format!("/admin/customers/{kim}/disable"), t).await;
+    assert_eq!(r.json()["status"], "disabled");
+    let refused = me("kim").await;
+    assert_eq!(refused.status, 401, "{}", refused.text());
+    assert!(refused.text().contains("disabled"), "{}", refused.text());
+    assert_eq!(me("lee").await.status, 200, "others are untouched");
+    admin(&gw, "POST", &format!("/admin/customers/{kim}/enable"), t).await;
+    assert_eq!(me("kim").await.status, 200);
+
+    let ended = admin(
+        &gw,
+        "DELETE",
+        &format!("/admin/customers/{kim}/sessions"),
+        t,
+    )
+    .await;
+    assert_eq!(ended.json()["ended"], 0);
+
+    // Errors are problem JSON with the right status.
+    for (method, path, status) in [
+        (
+            "GET",
+            "/admin/customers/cus_00000000000000000000000000000000".to_string(),
+            404,
+        ),
+        ("GET", "/admin/customers/not-an-id".to_string(), 404),
+        ("GET", format!("/admin/customers/{kim}/disable"), 405),
+        ("GET", "/admin/customers?limit=0".to_string(), 400),
+        (
+            "DELETE",
+            format!("/admin/customers/{kim}/sessions/{}", "0".repeat(64)),
+            404,
+        ),
+    ] {
+        let r = admin(&gw, method, &path, t).await;
+        assert_eq!(r.status, status, "{method} {path}: {}", r.text());
+        assert_eq!(
+            r.header("content-type"),
+            Some("application/problem+json"),
+            "{path}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_served_openapi_document_is_the_repository_file_and_covers_the_api() {
+    let gw = Gateway::start(&config_with(HTTP_LISTENER), &[]).await;
+    let served = admin(&gw, "GET", "/admin/openapi.json", None).await;
+    assert_eq!(served.status, 200);
+    let file = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("openapi/admin.json"),
+    )
+    .unwrap();
+    assert_eq!(served.text(), file);
+    let doc = served.json();
+    assert_eq!(doc["openapi"], "3.1.0");
+    // Every documented operation is answered (not 404) on the admin listener.
+    let id = "cus_00000000000000000000000000000000";
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        let concrete = path
+            .replace("{id}", id)
+            .replace("{session}", &"0".repeat(64));
+        for method in ops.as_object().unwrap().keys() {
+            let m = method.to_uppercase();
+            let r = admin(&gw, &m, &concrete, Some(ADMIN_TOKEN)).await;
+            let missing_customer = concrete.contains(id)
+                && r.status == 404
+                && r.json()["detail"]
+                    .as_str()
+                    .is_some_and(|d| d.contains("customer") || d.contains("session"));
+            assert!(
+                r.status != 404 || missing_customer,
+                "{m} {path} is documented but not served: {}",
+                r.text()
+            );
+            assert_ne!(r.status, 405, "{m} {path}");
+        }
+    }
+}
