@@ -149,3 +149,56 @@ async fn the_served_openapi_document_is_the_repository_file_and_covers_the_api()
         }
     }
 }
+
+#[tokio::test]
+async fn repeated_failures_are_slowed_down_with_429() {
+    let cfg = config_with(&format!(
+        "{HTTP_LISTENER}abuse: {{ free_failures: 2, max_backoff: 30s }}\n"
+    ));
+    let gw = Gateway::start(&cfg, &[]).await;
+    let c = Client::plain(gw.addr("http"));
+    // Guessing cross-domain sign-in codes: two free failures, then blocks.
+    for i in 1..=3 {
+        let r = c
+            .get("crm.test", &format!("/_auth/hop?code=guess{i}"))
+            .await;
+        assert_eq!(r.status, 400, "attempt {i}: {}", r.text());
+    }
+    let r = c.get("crm.test", "/_auth/hop?code=guess4").await;
+    assert_eq!(r.status, 429, "{}", r.text());
+    let wait: i64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=30).contains(&wait), "{wait}");
+    assert!(r.text().contains("Too many attempts"));
+
+    // Guessing the admin token: the same, as problem JSON.
+    for _ in 0..3 {
+        assert_eq!(
+            admin(&gw, "GET", "/admin/customers", Some("guess-guess-guess"))
+                .await
+                .status,
+            401
+        );
+    }
+    let r = admin(&gw, "GET", "/admin/customers", Some(ADMIN_TOKEN)).await;
+    assert_eq!(
+        r.status,
+        429,
+        "blocked even with the right token: {}",
+        r.text()
+    );
+    assert_eq!(r.header("content-type"), Some("application/problem+json"));
+    assert!(r.header("retry-after").is_some());
+    assert!(gw
+        .metric("omnigate_throttled_total{endpoint=\"hop\"}")
+        .await
+        .is_some_and(|n| n >= 1.0));
+    // Blocks end: after the wait the right token works again.
+    let wait: u64 = r.header("retry-after").unwrap().parse().unwrap();
+    tokio::time::sleep(std::time::Duration::from_secs(wait + 1)).await;
+    assert_eq!(
+        admin(&gw, "GET", "/admin/customers", Some(ADMIN_TOKEN))
+            .await
+            .status,
+        200
+    );
+}

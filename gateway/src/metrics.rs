@@ -30,6 +30,7 @@ pub struct Metrics {
     pub outbox_depth: IntGauge,
     pub webhook_deliveries: IntCounterVec,
     pub webhook_given_up: IntCounter,
+    pub throttled: IntCounterVec,
     /// Every series name this process can export (histograms with suffixes).
     names: Vec<String>,
 }
@@ -157,6 +158,13 @@ impl Metrics {
             "omnigate_webhook_events_given_up_total",
             "Events dropped after events.max_attempts failed attempts",
         ));
+        let throttled = must(IntCounterVec::new(
+            Opts::new(
+                "omnigate_throttled_total",
+                "Requests refused with 429 after repeated failures, by endpoint",
+            ),
+            &["endpoint"],
+        ));
         let build = must(IntGaugeVec::new(
             Opts::new("omnigate_build_info", "Build information"),
             &["version"],
@@ -181,6 +189,7 @@ impl Metrics {
             Box::new(outbox_depth.clone()),
             Box::new(webhook_deliveries.clone()),
             Box::new(webhook_given_up.clone()),
+            Box::new(throttled.clone()),
             Box::new(build),
         ] {
             for d in c.desc() {
@@ -220,6 +229,7 @@ impl Metrics {
             outbox_depth,
             webhook_deliveries,
             webhook_given_up,
+            throttled,
             names,
         }
     }

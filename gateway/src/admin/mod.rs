@@ -21,10 +21,10 @@ use crate::state::{App, ReloadError};
 
 /// Starts the admin listener on the current runtime.
 pub async fn start(app: Arc<App>, addr: SocketAddr) -> std::io::Result<()> {
-    serve(addr, move |req, _peer| handle(app.clone(), req)).await
+    serve(addr, move |req, peer| handle(app.clone(), req, peer)).await
 }
 
-async fn handle(app: Arc<App>, req: Request<Incoming>) -> Resp {
+async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Resp {
     let path = req.uri().path().to_string();
     let method = req.method().clone();
     match (method.as_str(), path.as_str()) {
@@ -55,7 +55,7 @@ async fn handle(app: Arc<App>, req: Request<Incoming>) -> Resp {
             )
         }
         ("POST", "/admin/reload") => {
-            if let Err(resp) = authorize(&app, &req) {
+            if let Err(resp) = authorize(&app, &req, peer).await {
                 return *resp;
             }
             reload(&app).await
@@ -66,7 +66,7 @@ async fn handle(app: Arc<App>, req: Request<Incoming>) -> Resp {
         }
         (_, "/admin/reload") => method_not_allowed("POST"),
         (m, p) if p.starts_with("/admin/customers") => {
-            if let Err(resp) = authorize(&app, &req) {
+            if let Err(resp) = authorize(&app, &req, peer).await {
                 return *resp;
             }
             match customers::route(m, p) {
@@ -101,9 +101,24 @@ fn method_not_allowed(allow: &'static str) -> Resp {
     r
 }
 
-/// Checks `Authorization: Bearer <admin token>` in constant time.
-fn authorize(app: &App, req: &Request<Incoming>) -> Result<(), Box<Resp>> {
+/// Checks `Authorization: Bearer <admin token>` in constant time; a client
+/// that keeps failing is slowed down (429 with `Retry-After`).
+async fn authorize(app: &App, req: &Request<Incoming>, peer: SocketAddr) -> Result<(), Box<Resp>> {
     let snap = app.snapshot();
+    let client = Some(peer.ip());
+    if let Some(secs) = crate::throttle::retry_after(&*app.sessions, "admin", client).await {
+        app.metrics.throttled.with_label_values(&["admin"]).inc();
+        let mut r = problem(
+            429,
+            "too-many-requests",
+            "Too many failed attempts",
+            &format!("Retry in {secs} seconds."),
+        );
+        if let Ok(v) = http::HeaderValue::from_str(&secs.to_string()) {
+            r.headers_mut().insert(http::header::RETRY_AFTER, v);
+        }
+        return Err(Box::new(r));
+    }
     let Some(expected) = snap.config.admin.as_ref().and_then(|a| a.token.clone()) else {
         return Err(Box::new(problem(
             403,
@@ -121,6 +136,7 @@ fn authorize(app: &App, req: &Request<Incoming>) -> Result<(), Box<Resp>> {
     if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
         Ok(())
     } else {
+        crate::throttle::failed(&*app.sessions, "admin", client, &snap.config.abuse).await;
         let mut r = problem(
             401,
             "unauthorized",

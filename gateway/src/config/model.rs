@@ -23,6 +23,16 @@ pub struct Config {
     pub customers: CustomerStore,
     pub sessions: Sessions,
     pub events: Events,
+    pub abuse: Abuse,
+}
+
+/// How repeated failures from one client address are slowed down.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Abuse {
+    /// Failures allowed in a window before backoff starts.
+    pub free_failures: u64,
+    pub window: Duration,
+    pub max_backoff: Duration,
 }
 
 /// Where events go.

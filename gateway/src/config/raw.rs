@@ -31,6 +31,16 @@ pub struct RawConfig {
     pub customers: Option<RawCustomers>,
     pub sessions: Option<RawSessions>,
     pub events: Option<RawEvents>,
+    pub abuse: Option<RawAbuse>,
+}
+
+/// Throttling of endpoints that take guesses.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAbuse {
+    pub free_failures: Option<u64>,
+    pub window: Option<String>,
+    pub max_backoff: Option<String>,
 }
 
 /// Webhooks that receive identity and session events.

@@ -114,6 +114,27 @@ pub(super) fn validate(
     let customers = customers(main.customers.as_ref(), &server, &mut r);
     let sessions = sessions(main.sessions.as_ref(), &mut r);
     let events = events(main.events.as_ref(), &mut r);
+    let abuse = Abuse {
+        free_failures: main
+            .abuse
+            .as_ref()
+            .and_then(|a| a.free_failures)
+            .unwrap_or(5),
+        window: duration(
+            main.abuse.as_ref().and_then(|a| a.window.as_deref()),
+            "15m",
+            1_000,
+            "abuse.window",
+            &mut r,
+        ),
+        max_backoff: duration(
+            main.abuse.as_ref().and_then(|a| a.max_backoff.as_deref()),
+            "15m",
+            1_000,
+            "abuse.max_backoff",
+            &mut r,
+        ),
+    };
     if providers
         .iter()
         .all(|p| p.bearer.is_none() && p.login.is_none())
@@ -151,6 +172,7 @@ pub(super) fn validate(
         customers,
         sessions,
         events,
+        abuse,
     })
 }
 

@@ -128,6 +128,62 @@ impl Gateway {
         self.page(session, ctx, 503, html).await
     }
 
+    /// The address this request comes from (behind trusted proxies, the client's).
+    fn client(&self, session: &Session, snap: &Snapshot) -> Option<std::net::IpAddr> {
+        super::forwarded::client_address(
+            super::client_ip(session),
+            session
+                .req_header()
+                .headers
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok()),
+            &snap.config.trusted_proxies,
+        )
+    }
+
+    /// Answers 429 (a page, or JSON for machine callers) when this client is
+    /// blocked on `scope` after repeated failures. True if it answered.
+    async fn throttled(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        snap: &Snapshot,
+        scope: &str,
+        json: bool,
+    ) -> Result<bool> {
+        let client = self.client(session, snap);
+        let Some(secs) = crate::throttle::retry_after(&*self.app.sessions, scope, client).await
+        else {
+            return Ok(false);
+        };
+        self.app.metrics.throttled.with_label_values(&[scope]).inc();
+        let retry = [("retry-after", secs.to_string())];
+        if json {
+            let body = serde_json::json!({
+                "error": "slow_down",
+                "error_description": format!("too many failed attempts; retry in {secs} s"),
+            })
+            .to_string();
+            self.write(session, ctx, 429, "application/json", body, &retry)
+                .await?;
+        } else {
+            let html = self.app.pages.message(
+                "Too many attempts",
+                &format!("Please wait {secs} seconds before trying again."),
+                Some(("/", "Home")),
+            );
+            self.write(session, ctx, 429, "text/html; charset=utf-8", html, &retry)
+                .await?;
+        }
+        Ok(true)
+    }
+
+    /// Counts a failed attempt on `scope` from this client.
+    async fn count_failure(&self, session: &Session, snap: &Snapshot, scope: &str) {
+        let client = self.client(session, snap);
+        crate::throttle::failed(&*self.app.sessions, scope, client, &snap.config.abuse).await;
+    }
+
     /// A store or the directory failed mid sign-in: logged, counted as
     /// `unavailable`, and a 503 page with a way to retry.
     #[allow(clippy::too_many_arguments)]
@@ -202,11 +258,20 @@ impl Gateway {
                     .await
             }
             p if get && p.starts_with("/_auth/callback/") => {
+                if self
+                    .throttled(session, ctx, &snap, "callback", false)
+                    .await?
+                {
+                    return Ok(());
+                }
                 let name = p["/_auth/callback/".len()..].to_string();
                 self.finish_login(session, ctx, &snap, &name, host, &raw_host, q.as_deref())
                     .await
             }
             "/_auth/hop" if get => {
+                if self.throttled(session, ctx, &snap, "hop", false).await? {
+                    return Ok(());
+                }
                 let code = query(q.as_deref(), "code").unwrap_or_default();
                 self.redeem_hop(session, ctx, &snap, host, &raw_host, &code)
                     .await
@@ -228,6 +293,12 @@ impl Gateway {
             }
             "/_auth/logout" if post => self.logout(session, ctx, &snap, host, &raw_host).await,
             p if post && p.starts_with("/_auth/backchannel-logout/") => {
+                if self
+                    .throttled(session, ctx, &snap, "backchannel", true)
+                    .await?
+                {
+                    return Ok(());
+                }
                 let name = p["/_auth/backchannel-logout/".len()..].to_string();
                 self.backchannel_logout(session, ctx, &snap, &name).await
             }
@@ -453,6 +524,7 @@ impl Gateway {
             };
         }
         let (Some(grant), Some(source)) = (grant, source) else {
+            self.count_failure(session, snap, "hop").await;
             self.app
                 .metrics
                 .logins
@@ -678,6 +750,9 @@ impl Gateway {
                     .with_label_values(&[name, result])
                     .inc();
                 tracing::warn!(provider = name, result, detail = e.detail(), "login failed");
+                if !matches!(e, LoginError::ProviderDown(_)) {
+                    self.count_failure(session, snap, "callback").await;
+                }
                 let again = format!(
                     "/_auth/login?return_to={}",
                     enc(&pending
@@ -901,6 +976,7 @@ impl Gateway {
             }
             Err(why) => {
                 tracing::warn!(provider = name, error = %why, "back-channel logout refused");
+                self.count_failure(session, snap, "backchannel").await;
                 let body =
                     serde_json::json!({"error": "invalid_request", "error_description": why})
                         .to_string();

@@ -28,6 +28,29 @@ pub fn request_id(incoming: Option<&str>, trusted: bool) -> String {
     }
 }
 
+/// The address a request comes from: the peer, or, when the peer is a
+/// trusted proxy, the nearest address in `X-Forwarded-For` that is not one. Pure.
+pub fn client_address(
+    peer: Option<IpAddr>,
+    xff: Option<&str>,
+    trusted: &[ipnet::IpNet],
+) -> Option<IpAddr> {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
+    let peer = peer?;
+    if !is_trusted(&peer) {
+        return Some(peer);
+    }
+    let mut nearest = peer;
+    for hop in xff.unwrap_or("").rsplit(',') {
+        match hop.trim().parse::<IpAddr>() {
+            Ok(ip) if is_trusted(&ip) => nearest = ip,
+            Ok(ip) => return Some(ip),
+            Err(_) => break,
+        }
+    }
+    Some(nearest)
+}
+
 /// Sets the forwarding headers on the request going upstream.
 pub fn apply(
     req: &mut RequestHeader,
@@ -164,5 +187,34 @@ mod tests {
             https_location("shop.test", 8443, None),
             "https://shop.test:8443/"
         );
+    }
+
+    #[test]
+    fn the_client_behind_trusted_proxies() {
+        let trusted: Vec<ipnet::IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let ip = |s: &str| s.parse::<IpAddr>().ok();
+        assert_eq!(
+            client_address(ip("203.0.113.9"), Some("1.2.3.4"), &trusted),
+            ip("203.0.113.9"),
+            "an untrusted peer's header is ignored"
+        );
+        assert_eq!(
+            client_address(ip("10.0.0.2"), Some("1.2.3.4, 10.0.0.7"), &trusted),
+            ip("1.2.3.4")
+        );
+        assert_eq!(
+            client_address(ip("10.0.0.2"), Some("6.6.6.6, 1.2.3.4"), &trusted),
+            ip("1.2.3.4"),
+            "a forged left part is not believed"
+        );
+        assert_eq!(
+            client_address(ip("10.0.0.2"), None, &trusted),
+            ip("10.0.0.2")
+        );
+        assert_eq!(
+            client_address(ip("10.0.0.2"), Some("junk"), &trusted),
+            ip("10.0.0.2")
+        );
+        assert_eq!(client_address(None, Some("1.2.3.4"), &trusted), None);
     }
 }

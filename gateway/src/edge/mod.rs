@@ -346,7 +346,7 @@ impl Gateway {
     }
 }
 
-fn client_ip(session: &Session) -> Option<std::net::IpAddr> {
+pub(super) fn client_ip(session: &Session) -> Option<std::net::IpAddr> {
     session
         .client_addr()
         .and_then(|a| a.as_inet())

@@ -203,6 +203,49 @@ impl SessionStore for EmbeddedStore {
         rows.iter().map(from_row).collect()
     }
 
+    async fn bump(&self, key: &str, window: i64) -> Result<u64, StoreError> {
+        let now = super::unix_now();
+        let n: i64 = sqlx::query_scalar(
+            "INSERT INTO throttle (key, count, expires_at) VALUES ($1, 1, $2)
+             ON CONFLICT (key) DO UPDATE SET
+               count = CASE WHEN throttle.expires_at <= $3 THEN 1 ELSE throttle.count + 1 END,
+               expires_at = CASE WHEN throttle.expires_at <= $3 THEN $2 ELSE throttle.expires_at END
+             RETURNING count",
+        )
+        .bind(key)
+        .bind(now + window)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(n.max(0) as u64)
+    }
+
+    async fn block(&self, key: &str, secs: i64) -> Result<(), StoreError> {
+        let until = super::unix_now() + secs;
+        sqlx::query(
+            "INSERT INTO throttle (key, count, expires_at) VALUES ($1, 0, $2)
+             ON CONFLICT (key) DO UPDATE SET expires_at = MAX(throttle.expires_at, $2)",
+        )
+        .bind(key)
+        .bind(until)
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn blocked(&self, key: &str) -> Result<Option<i64>, StoreError> {
+        let until: Option<i64> =
+            sqlx::query_scalar("SELECT expires_at FROM throttle WHERE key = $1")
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(unavailable)?;
+        let now = super::unix_now();
+        Ok(until.filter(|u| *u > now).map(|u| u - now))
+    }
+
     async fn active(&self, now: i64) -> Result<u64, StoreError> {
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sessions WHERE expires_at > $1")
             .bind(now)

@@ -200,6 +200,14 @@ pub trait SessionStore: Send + Sync {
     async fn list(&self, customer_id: &str, now: i64) -> Result<Vec<Session>, StoreError>;
     /// How many sessions have not reached their absolute expiry.
     async fn active(&self, now: i64) -> Result<u64, StoreError>;
+
+    /// Adds one to the counter `key` (which starts a `window` of seconds at
+    /// its first hit) and returns the new count.
+    async fn bump(&self, key: &str, window: i64) -> Result<u64, StoreError>;
+    /// Marks `key` blocked for `secs` (extending, never shortening, a block).
+    async fn block(&self, key: &str, secs: i64) -> Result<(), StoreError>;
+    /// Seconds left on the block of `key`, if any.
+    async fn blocked(&self, key: &str) -> Result<Option<i64>, StoreError>;
 }
 
 /// A new random token: 256 bits, base64url.

@@ -286,6 +286,54 @@ impl SessionStore for RedisStore {
         Ok(out)
     }
 
+    async fn bump(&self, key: &str, window: i64) -> Result<u64, StoreError> {
+        let mut c = self.conn.clone();
+        let key = format!("{}throttle:{key}", self.prefix);
+        let (n,): (u64,) = redis::pipe()
+            .atomic()
+            .incr(&key, 1)
+            .cmd("EXPIRE")
+            .arg(&key)
+            .arg(window.max(1))
+            .arg("NX")
+            .ignore()
+            .query_async(&mut c)
+            .await
+            .map_err(unavailable)?;
+        Ok(n)
+    }
+
+    async fn block(&self, key: &str, secs: i64) -> Result<(), StoreError> {
+        let mut c = self.conn.clone();
+        let key = format!("{}block:{key}", self.prefix);
+        redis::pipe()
+            .atomic()
+            .set_nx(&key, 1)
+            .ignore()
+            .cmd("EXPIRE")
+            .arg(&key)
+            .arg(secs.max(1))
+            .arg("GT")
+            .ignore()
+            .cmd("EXPIRE")
+            .arg(&key)
+            .arg(secs.max(1))
+            .arg("NX")
+            .ignore()
+            .query_async::<()>(&mut c)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn blocked(&self, key: &str) -> Result<Option<i64>, StoreError> {
+        let mut c = self.conn.clone();
+        let ttl: i64 = c
+            .ttl(format!("{}block:{key}", self.prefix))
+            .await
+            .map_err(unavailable)?;
+        Ok((ttl > 0).then_some(ttl))
+    }
+
     async fn active(&self, now: i64) -> Result<u64, StoreError> {
         let mut c = self.conn.clone();
         let (n,): (u64,) = redis::pipe()

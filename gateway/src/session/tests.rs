@@ -111,6 +111,16 @@ async fn groups_single_use_and_counts(store: &dyn SessionStore) {
     let takes = futures_util::future::join_all((0..4).map(|_| store.take_once(&key))).await;
     let won: Vec<_> = takes.into_iter().filter_map(Result::unwrap).collect();
     assert_eq!(won, vec!["v".to_string()], "exactly one take succeeds");
+    // Throttle counters count within a window; blocks extend, never shorten.
+    let who = new_token();
+    assert_eq!(store.bump(&format!("fail:{who}"), 60).await.unwrap(), 1);
+    assert_eq!(store.bump(&format!("fail:{who}"), 60).await.unwrap(), 2);
+    assert_eq!(store.blocked(&format!("block:{who}")).await.unwrap(), None);
+    store.block(&format!("block:{who}"), 30).await.unwrap();
+    store.block(&format!("block:{who}"), 5).await.unwrap();
+    let left = store.blocked(&format!("block:{who}")).await.unwrap().unwrap();
+    assert!((25..=30).contains(&left), "{left}");
+
     let stale = format!("hop:{}", hash_id(&new_token()));
     store.put_once(&stale, "v", unix_now() - 1).await.unwrap();
     assert_eq!(store.take_once(&stale).await.unwrap(), None, "expired");
