@@ -10,21 +10,21 @@ use http_body_util::BodyExt;
 
 use crate::support::*;
 
-const SECRET: &str = "whsec-test-0123456789";
+pub(crate) const SECRET: &str = "whsec-test-0123456789";
 
 /// What the receiver accepted: (signature header, event id header, body).
-type Accepted = Arc<Mutex<Vec<(String, String, String)>>>;
+pub(crate) type Accepted = Arc<Mutex<Vec<(String, String, String)>>>;
 
-struct Receiver {
-    up: Upstream,
-    accepted: Accepted,
+pub(crate) struct Receiver {
+    pub up: Upstream,
+    pub accepted: Accepted,
     /// Requests refused so far (503).
     refused: Arc<AtomicUsize>,
     /// Refuse everything while set; else refuse the first `refuse_first`.
     down: Arc<AtomicBool>,
 }
 
-async fn receiver(refuse_first: usize) -> Receiver {
+pub(crate) async fn receiver(refuse_first: usize) -> Receiver {
     let accepted: Accepted = Arc::default();
     let refused = Arc::new(AtomicUsize::new(0));
     let down = Arc::new(AtomicBool::new(false));
@@ -73,7 +73,7 @@ fn verify(signature: &str, body: &str) {
 }
 
 /// Waits until the receiver holds an event whose data names `customer`.
-async fn delivered_for(
+pub(crate) async fn delivered_for(
     accepted: &Accepted,
     customer: &str,
     within: Duration,

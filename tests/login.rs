@@ -568,3 +568,73 @@ async fn signing_out_at_the_gateway_signs_out_at_the_provider() {
         again["url"]
     );
 }
+
+#[tokio::test]
+async fn a_guest_who_signs_in_at_checkout_hands_over_the_guest_id() {
+    let ports = reserve_ports();
+    let https = ports["https"];
+    let idp = Idp::start_with_web_client(Some(&format!(
+        "https://shop.test:{https}/_auth/callback/idp"
+    )))
+    .await;
+    let store = Upstream::echo("store").await;
+    let hook = crate::events::receiver(0).await;
+    let cfg = login_config(
+        &idp,
+        "",
+        "",
+        &format!(
+            "upstreams:
+  store: {{ addresses: [\"{}\"] }}
+routes:
+  - {{ name: cart, path_prefix: /cart, upstream: store, kind: web, access: guest }}
+  - {{ name: checkout, path_prefix: /checkout, upstream: store, kind: web, access: required }}
+events:
+  webhooks:
+    - {{ name: store, url: \"http://{}/hooks\", secret: {}, events: [identity.guest_converted] }}
+",
+            store.addr,
+            hook.up.addr,
+            crate::events::SECRET
+        ),
+    );
+    let _gw = Gateway::start_on(ports, &cfg, &[]).await;
+    let base = format!("https://shop.test:{https}");
+    let seen = browse(
+        "guest_checkout",
+        Some("MAP *.test 127.0.0.1"),
+        json!([
+            {"goto": format!("{base}/cart/add?item=42"), "waitText": "x-guest-id"},
+            {"goto": format!("{base}/checkout/payment?order=9"), "waitText": "Test IdP"},
+            {"fill": ["#username", "mia"]},
+            {"click": "button[type=submit]", "waitText": "x-customer-id", "screenshot": "back-at-payment"},
+            {"goto": format!("{base}/checkout/payment?order=9"), "waitText": "x-customer-id"},
+        ]),
+    )
+    .await;
+    let headers = |i: usize| {
+        let text = seen[i]["text"].as_str().unwrap();
+        let v: serde_json::Value = serde_json::from_str(&text[text.find('{').unwrap()..]).unwrap();
+        v["headers"].clone()
+    };
+    let guest = headers(0)["x-guest-id"].as_str().unwrap().to_string();
+    assert!(guest.starts_with("gst_"));
+    assert_eq!(seen[3]["url"], format!("{base}/checkout/payment?order=9"));
+    let first = headers(3);
+    assert_eq!(first["x-previous-guest-id"], guest.as_str(), "{first}");
+    let customer = first["x-customer-id"].as_str().unwrap().to_string();
+    let later = headers(4);
+    assert_eq!(later["x-customer-id"], customer.as_str());
+    assert!(
+        later.get("x-previous-guest-id").is_none(),
+        "told once: {later}"
+    );
+    let events = crate::events::delivered_for(
+        &hook.accepted,
+        &customer,
+        std::time::Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(events[0]["type"], "identity.guest_converted");
+    assert_eq!(events[0]["data"]["guest_id"], guest.as_str());
+}

@@ -537,7 +537,8 @@ impl Gateway {
             );
             return self.page(session, ctx, 400, html).await;
         };
-        let (id, record) = new_session(&source, t, source.expires_at);
+        let (id, mut record) = new_session(&source, t, source.expires_at);
+        record.converted_guest = None;
         if let Err(e) = self.app.sessions.create(&record).await {
             return self
                 .dependency_down(
@@ -836,6 +837,13 @@ impl Gateway {
         }
         let t = now();
         let absolute = snap.config.sessions.absolute_timeout.as_secs() as i64;
+        // A guest who signs in (say, at checkout) hands over the guest id, so
+        // the backend can merge the cart into the customer's.
+        let guest = cookie_header(session)
+            .as_deref()
+            .and_then(|h| sess::cookie(Some(h), sess::GUEST_COOKIE))
+            .filter(|g| sess::is_guest_id(g))
+            .map(str::to_string);
         let first = Browser {
             id_hash: String::new(),
             customer_id: customer.id,
@@ -849,6 +857,7 @@ impl Gateway {
             expires_at: t + absolute,
             login_id: sess::new_token(),
             provider_sid: verified.sid.clone(),
+            converted_guest: guest.clone(),
         };
         let (id, record) = new_session(&first, t, t + absolute);
         if let Err(e) = self.app.sessions.create(&record).await {
@@ -869,7 +878,18 @@ impl Gateway {
             .with_label_values(&[name, "success"])
             .inc();
         let domain = sess::cookie_domain(host, &snap.config.sessions.cookie_domains);
-        let cookies = vec![sess::set_session_cookie(domain, &id, absolute), clear_login];
+        let mut cookies = vec![sess::set_session_cookie(domain, &id, absolute), clear_login];
+        if let Some(g) = &guest {
+            let event = crate::customers::Event::new(
+                "identity.guest_converted",
+                serde_json::json!({ "customer_id": record.customer_id, "guest_id": g }),
+            );
+            if let Err(e) = self.app.auth.directory().enqueue(&event).await {
+                tracing::error!(error = %e, event = %event.id, "identity.guest_converted event lost: outbox unavailable");
+            }
+            // The guest id is spent; signing out later starts a new one.
+            cookies.push(sess::set_cookie(sess::GUEST_COOKIE, "", 0));
+        }
         self.continue_to(
             session,
             ctx,

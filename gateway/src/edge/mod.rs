@@ -71,6 +71,8 @@ pub struct Ctx {
     principal: Option<Arc<crate::auth::Principal>>,
     /// The anonymous visitor's guest id on `guest` routes, and whether it is new.
     guest: Option<(String, bool)>,
+    /// The guest id a new sign-in took over, told to the backend once.
+    previous_guest: Option<String>,
     _in_flight: Option<InFlightGuard>,
 }
 
@@ -153,10 +155,16 @@ impl Gateway {
         .map(str::to_string);
         let found = match token {
             Some(t) => Some(self.app.auth.bearer(&t, &snap.providers).await),
-            None => self
-                .current_session(session, snap, host)
-                .await
-                .map(|s| Ok(self.session_principal(&s, snap))),
+            None => self.current_session(session, snap, host).await.map(|s| {
+                if let Some(g) = &s.converted_guest {
+                    ctx.previous_guest = Some(g.clone());
+                    let (store, id) = (self.app.sessions.clone(), s.id_hash.clone());
+                    tokio::spawn(async move {
+                        let _ = store.clear_converted_guest(&id).await;
+                    });
+                }
+                Ok(self.session_principal(&s, snap))
+            }),
         };
         let decision = auth::decide(r.access, &r.scopes, found.as_ref());
         let result = match &decision {
@@ -413,6 +421,7 @@ impl ProxyHttp for Gateway {
             problem: None,
             principal: None,
             guest: None,
+            previous_guest: None,
             _in_flight: None,
         }
     }
@@ -615,6 +624,9 @@ impl ProxyHttp for Gateway {
         }
         if let Some((guest, _)) = &ctx.guest {
             upstream.insert_header("x-guest-id", guest.as_str())?;
+        }
+        if let (Some(g), Some(_)) = (&ctx.previous_guest, &ctx.principal) {
+            upstream.insert_header("x-previous-guest-id", g.as_str())?;
         }
         // The gateway's own cookies (session, login state) never reach a backend.
         let cookies = endpoints::cookie_header(session);

@@ -28,6 +28,7 @@ fn from_row(r: &sqlx::sqlite::SqliteRow) -> Result<Session, StoreError> {
         expires_at: r.try_get("expires_at").map_err(unavailable)?,
         login_id: r.try_get("login_id").map_err(unavailable)?,
         provider_sid: r.try_get("provider_sid").map_err(unavailable)?,
+        converted_guest: r.try_get("converted_guest").map_err(unavailable)?,
     })
 }
 
@@ -77,8 +78,8 @@ impl EmbeddedStore {
 impl SessionStore for EmbeddedStore {
     async fn create(&self, s: &Session) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO sessions (id_hash, customer_id, email, email_verified, name, provider, csrf, created_at, last_seen, expires_at, login_id, provider_sid)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            "INSERT INTO sessions (id_hash, customer_id, email, email_verified, name, provider, csrf, created_at, last_seen, expires_at, login_id, provider_sid, converted_guest)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         )
         .bind(&s.id_hash)
         .bind(&s.customer_id)
@@ -92,6 +93,7 @@ impl SessionStore for EmbeddedStore {
         .bind(s.expires_at)
         .bind(&s.login_id)
         .bind(&s.provider_sid)
+        .bind(&s.converted_guest)
         .execute(&self.pool)
         .await
         .map_err(unavailable)?;
@@ -123,6 +125,20 @@ impl SessionStore for EmbeddedStore {
         let s = Arc::new(from_row(&r)?);
         self.cache.insert(id_hash.to_string(), s.clone()).await;
         Ok(Some(s))
+    }
+
+    async fn clear_converted_guest(&self, id_hash: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE sessions SET converted_guest = NULL WHERE id_hash = $1")
+            .bind(id_hash)
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        if let Some(s) = self.cache.get(id_hash).await {
+            let mut t = (*s).clone();
+            t.converted_guest = None;
+            self.cache.insert(id_hash.to_string(), Arc::new(t)).await;
+        }
+        Ok(())
     }
 
     async fn touch(&self, id_hash: &str, now: i64) -> Result<(), StoreError> {

@@ -106,6 +106,9 @@ pub struct Session {
     /// The provider's session id (`sid` of the ID token), for back-channel logout.
     #[serde(default)]
     pub provider_sid: Option<String>,
+    /// The guest id this sign-in took over, until the first request tells the backend.
+    #[serde(default)]
+    pub converted_guest: Option<String>,
 }
 
 /// Which sessions to end together.
@@ -187,6 +190,8 @@ pub enum StoreError {
 pub trait SessionStore: Send + Sync {
     async fn create(&self, s: &Session) -> Result<(), StoreError>;
     async fn get(&self, id_hash: &str) -> Result<Option<Arc<Session>>, StoreError>;
+    /// Forgets the converted guest id once the backend has been told.
+    async fn clear_converted_guest(&self, id_hash: &str) -> Result<(), StoreError>;
     /// Records activity (callers throttle this; it is not per request).
     async fn touch(&self, id_hash: &str, now: i64) -> Result<(), StoreError>;
     async fn delete(&self, id_hash: &str) -> Result<(), StoreError>;
@@ -316,6 +321,7 @@ mod unit {
             expires_at: 1000,
             login_id: "l".into(),
             provider_sid: None,
+            converted_guest: None,
         };
         assert!(s.live(150, 60));
         assert!(!s.live(161, 60), "idle");

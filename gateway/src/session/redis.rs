@@ -113,6 +113,32 @@ impl RedisStore {
         format!("{}session-expiry", self.prefix)
     }
 
+    /// Rewrites a session in place (only if it still exists: a concurrent
+    /// logout must win), keeping its expiry.
+    async fn update(
+        &self,
+        id_hash: &str,
+        change: impl FnOnce(&mut Session),
+    ) -> Result<(), StoreError> {
+        let Some(s) = self.get(id_hash).await? else {
+            return Ok(());
+        };
+        let mut t = (*s).clone();
+        change(&mut t);
+        let json = serde_json::to_string(&t).map_err(malformed)?;
+        let mut c = self.conn.clone();
+        redis::cmd("SET")
+            .arg(self.key(id_hash))
+            .arg(json)
+            .arg("XX")
+            .arg("KEEPTTL")
+            .query_async::<()>(&mut c)
+            .await
+            .map_err(unavailable)?;
+        self.cache.insert(id_hash.to_string(), Arc::new(t)).await;
+        Ok(())
+    }
+
     fn once(&self, key: &str) -> String {
         format!("{}once:{key}", self.prefix)
     }
@@ -189,24 +215,13 @@ impl SessionStore for RedisStore {
     }
 
     async fn touch(&self, id_hash: &str, now: i64) -> Result<(), StoreError> {
-        let Some(s) = self.get(id_hash).await? else {
-            return Ok(());
-        };
-        let mut t = (*s).clone();
-        t.last_seen = now;
-        let json = serde_json::to_string(&t).map_err(malformed)?;
-        let mut c = self.conn.clone();
-        // Only if it still exists: a concurrent logout must win.
-        redis::cmd("SET")
-            .arg(self.key(id_hash))
-            .arg(json)
-            .arg("XX")
-            .arg("KEEPTTL")
-            .query_async::<()>(&mut c)
-            .await
-            .map_err(unavailable)?;
-        self.cache.insert(id_hash.to_string(), Arc::new(t)).await;
-        Ok(())
+        self.update(id_hash, |t| t.last_seen = now).await
+    }
+
+    async fn clear_converted_guest(&self, id_hash: &str) -> Result<(), StoreError> {
+        self.update(id_hash, |t| t.converted_guest = None).await?;
+        // Other nodes must not tell the backend a second time.
+        self.publish_invalidation(id_hash).await
     }
 
     async fn delete(&self, id_hash: &str) -> Result<(), StoreError> {

@@ -23,6 +23,7 @@ fn session(customer: &str) -> Session {
         expires_at: now + 3600,
         login_id: new_token(),
         provider_sid: None,
+        converted_guest: Some("gst_00000000000000000000000000000001".into()),
     }
 }
 
@@ -55,6 +56,28 @@ async fn embedded_store_survives_reopen() {
         .await
         .unwrap();
     assert_eq!(reopened.get(&s.id_hash).await.unwrap().as_deref(), Some(&s));
+    reopened.clear_converted_guest(&s.id_hash).await.unwrap();
+    assert_eq!(
+        reopened
+            .get(&s.id_hash)
+            .await
+            .unwrap()
+            .unwrap()
+            .converted_guest,
+        None
+    );
+    let fresh = EmbeddedStore::open(&path, CacheStats::detached())
+        .await
+        .unwrap();
+    assert_eq!(
+        fresh
+            .get(&s.id_hash)
+            .await
+            .unwrap()
+            .unwrap()
+            .converted_guest,
+        None
+    );
     reopened.touch(&s.id_hash, s.last_seen + 5).await.unwrap();
     assert_eq!(
         reopened.get(&s.id_hash).await.unwrap().unwrap().last_seen,
@@ -118,7 +141,11 @@ async fn groups_single_use_and_counts(store: &dyn SessionStore) {
     assert_eq!(store.blocked(&format!("block:{who}")).await.unwrap(), None);
     store.block(&format!("block:{who}"), 30).await.unwrap();
     store.block(&format!("block:{who}"), 5).await.unwrap();
-    let left = store.blocked(&format!("block:{who}")).await.unwrap().unwrap();
+    let left = store
+        .blocked(&format!("block:{who}"))
+        .await
+        .unwrap()
+        .unwrap();
     assert!((25..=30).contains(&left), "{left}");
 
     let stale = format!("hop:{}", hash_id(&new_token()));
