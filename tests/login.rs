@@ -37,6 +37,18 @@ async fn browser_sign_in(test: &str, url: &str, username: &str) -> (Seen, String
     (arrived, cookie)
 }
 
+/// Ports for the gateway, a provider whose browser client returns to
+/// `https://shop.test:<https port>`, and an echo upstream `store`.
+async fn shop_with_idp() -> (HashMap<&'static str, u16>, u16, Idp, Upstream) {
+    let ports = reserve_ports();
+    let https = ports["https"];
+    let idp = Idp::start_with_web_client(Some(&format!(
+        "https://shop.test:{https}/_auth/callback/idp"
+    )))
+    .await;
+    (ports, https, idp, Upstream::echo("store").await)
+}
+
 /// A provider with the browser client registered for the gateway's HTTPS
 /// port, an echo upstream, and a config with that one provider (login), the
 /// HTTPS listener, `extra` top-level settings and `route` as the only route.
@@ -44,13 +56,7 @@ async fn one_provider_setup(
     extra: &str,
     route: &str,
 ) -> (Idp, Upstream, HashMap<&'static str, u16>, String) {
-    let ports = reserve_ports();
-    let https = ports["https"];
-    let idp = Idp::start_with_web_client(Some(&format!(
-        "https://shop.test:{https}/_auth/callback/idp"
-    )))
-    .await;
-    let store = Upstream::echo("store").await;
+    let (ports, _, idp, store) = shop_with_idp().await;
     let cfg = login_config(
         &idp,
         "",
@@ -69,13 +75,7 @@ routes:
 
 #[tokio::test]
 async fn browser_login_bearer_same_customer_and_logout() {
-    let ports = reserve_ports();
-    let https = ports["https"];
-    let idp = Idp::start_with_web_client(Some(&format!(
-        "https://shop.test:{https}/_auth/callback/idp"
-    )))
-    .await;
-    let store = Upstream::echo("store").await;
+    let (ports, https, idp, store) = shop_with_idp().await;
     let cfg = login_config(
         &idp,
         "",
@@ -571,13 +571,7 @@ async fn signing_out_at_the_gateway_signs_out_at_the_provider() {
 
 #[tokio::test]
 async fn a_guest_who_signs_in_at_checkout_hands_over_the_guest_id() {
-    let ports = reserve_ports();
-    let https = ports["https"];
-    let idp = Idp::start_with_web_client(Some(&format!(
-        "https://shop.test:{https}/_auth/callback/idp"
-    )))
-    .await;
-    let store = Upstream::echo("store").await;
+    let (ports, https, idp, store) = shop_with_idp().await;
     let hook = crate::events::receiver(0).await;
     let cfg = login_config(
         &idp,

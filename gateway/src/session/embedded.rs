@@ -58,6 +58,15 @@ impl EmbeddedStore {
         })
     }
 
+    /// Applies a change already written to the file to the cached copy.
+    async fn update_cached(&self, id_hash: &str, change: impl FnOnce(&mut Session)) {
+        if let Some(s) = self.cache.get(id_hash).await {
+            let mut t = (*s).clone();
+            change(&mut t);
+            self.cache.insert(id_hash.to_string(), Arc::new(t)).await;
+        }
+    }
+
     /// Ends the sessions selected by `filter`, a WHERE clause on `$1…` = `binds`.
     async fn end_where(&self, filter: &str, binds: &[&str]) -> Result<u64, StoreError> {
         let sql = format!("DELETE FROM sessions WHERE {filter} RETURNING id_hash");
@@ -133,11 +142,8 @@ impl SessionStore for EmbeddedStore {
             .execute(&self.pool)
             .await
             .map_err(unavailable)?;
-        if let Some(s) = self.cache.get(id_hash).await {
-            let mut t = (*s).clone();
-            t.converted_guest = None;
-            self.cache.insert(id_hash.to_string(), Arc::new(t)).await;
-        }
+        self.update_cached(id_hash, |t| t.converted_guest = None)
+            .await;
         Ok(())
     }
 
@@ -148,11 +154,7 @@ impl SessionStore for EmbeddedStore {
             .execute(&self.pool)
             .await
             .map_err(unavailable)?;
-        if let Some(s) = self.cache.get(id_hash).await {
-            let mut t = (*s).clone();
-            t.last_seen = now;
-            self.cache.insert(id_hash.to_string(), Arc::new(t)).await;
-        }
+        self.update_cached(id_hash, |t| t.last_seen = now).await;
         Ok(())
     }
 
