@@ -476,7 +476,13 @@ impl Gateway {
                 )
                 .await;
         }
-        let to = format!("{}://{authority}/_auth/hop?code={code}", target.scheme());
+        // The code travels over TLS whenever this sign-in did.
+        let scheme = if self.listener.tls.is_some() {
+            "https"
+        } else {
+            target.scheme()
+        };
+        let to = format!("{scheme}://{authority}/_auth/hop?code={code}");
         self.redirect(session, ctx, &to, &cookies).await
     }
 
