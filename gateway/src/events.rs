@@ -53,6 +53,29 @@ pub fn backoff(attempts: i64, jitter: f64) -> i64 {
     capped + (capped as f64 * 0.2 * jitter.clamp(0.0, 1.0)) as i64
 }
 
+/// Puts an event reporting a change already made into the outbox. Should the
+/// outbox be unreachable, the change stands and the event is logged as lost.
+pub async fn emit(directory: &dyn Directory, kind: &str, data: serde_json::Value) {
+    let event = crate::customers::Event::new(kind, data);
+    if let Err(e) = directory.enqueue(&event).await {
+        tracing::error!(error = %e, event = %event.id, kind, "event lost: outbox unavailable");
+    }
+}
+
+/// Emits `session.ended` when any session ended.
+pub async fn session_ended(
+    directory: &dyn Directory,
+    customer_id: Option<&str>,
+    reason: &str,
+    ended: u64,
+) {
+    if ended > 0 {
+        let data =
+            serde_json::json!({ "customer_id": customer_id, "reason": reason, "sessions": ended });
+        emit(directory, "session.ended", data).await;
+    }
+}
+
 /// Delivers due events until the process ends. One per process; several
 /// nodes share the work through leases in the outbox.
 pub async fn run(app: Arc<App>) {

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use crate::customers::{Customer, Event, ACTIVE, DISABLED};
+use crate::customers::{Customer, ACTIVE, DISABLED};
 use crate::httpd::{problem, respond, Resp};
 use crate::session::Group;
 use crate::state::App;
@@ -210,16 +210,7 @@ pub async fn handle(app: &Arc<App>, call: Call<'_>, query: Option<&str>) -> Resp
 }
 
 async fn session_ended(app: &App, customer_id: &str, reason: &str, ended: u64) {
-    if ended == 0 {
-        return;
-    }
-    let event = Event::new(
-        "session.ended",
-        serde_json::json!({ "customer_id": customer_id, "reason": reason, "sessions": ended }),
-    );
-    if let Err(e) = app.auth.directory().enqueue(&event).await {
-        tracing::error!(error = %e, event = %event.id, reason, "session.ended event lost: outbox unavailable");
-    }
+    crate::events::session_ended(&**app.auth.directory(), Some(customer_id), reason, ended).await;
 }
 
 #[cfg(test)]

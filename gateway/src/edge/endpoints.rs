@@ -886,13 +886,13 @@ impl Gateway {
         let domain = sess::cookie_domain(host, &snap.config.sessions.cookie_domains);
         let mut cookies = vec![sess::set_session_cookie(domain, &id, absolute), clear_login];
         if let Some(g) = &guest {
-            let event = crate::customers::Event::new(
+            let data = serde_json::json!({ "customer_id": record.customer_id, "guest_id": g });
+            crate::events::emit(
+                &**self.app.auth.directory(),
                 "identity.guest_converted",
-                serde_json::json!({ "customer_id": record.customer_id, "guest_id": g }),
-            );
-            if let Err(e) = self.app.auth.directory().enqueue(&event).await {
-                tracing::error!(error = %e, event = %event.id, "identity.guest_converted event lost: outbox unavailable");
-            }
+                data,
+            )
+            .await;
             // The guest id is spent; signing out later starts a new one.
             cookies.push(sess::set_cookie(sess::GUEST_COOKIE, "", 0));
         }
@@ -1066,19 +1066,9 @@ impl Gateway {
         self.redirect(session, ctx, &to, &[clear]).await
     }
 
-    /// Emits `session.ended` (when any ended). The sessions are already gone;
-    /// should the outbox be unreachable, the event is logged as lost.
     async fn session_ended(&self, customer_id: Option<&str>, reason: &str, ended: u64) {
-        if ended == 0 {
-            return;
-        }
-        let event = crate::customers::Event::new(
-            "session.ended",
-            serde_json::json!({ "customer_id": customer_id, "reason": reason, "sessions": ended }),
-        );
-        if let Err(e) = self.app.auth.directory().enqueue(&event).await {
-            tracing::error!(error = %e, event = %event.id, reason, "session.ended event lost: outbox unavailable");
-        }
+        crate::events::session_ended(&**self.app.auth.directory(), customer_id, reason, ended)
+            .await;
     }
 
     /// RP-initiated logout: the provider's `end_session_endpoint`, coming back
