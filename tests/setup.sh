@@ -24,6 +24,11 @@ if [ ! -f "$stamp" ] || ! cmp -s tests/node/package-lock.json "$stamp"; then
   cp tests/node/package-lock.json "$stamp"
 fi
 
+# A real SMTP server for mail tests (tests/py/smtp_sink.py).
+if ! python3 -c 'import aiosmtpd' >/dev/null 2>&1; then
+  python3 -m pip install --quiet --disable-pip-version-check aiosmtpd==1.4.6
+fi
+
 # Real PostgreSQL and Redis on 127.0.0.1 (tests use database `test`, a schema
 # and a key prefix of their own). Start them if stopped; install if missing.
 if ! command -v pg_ctlcluster >/dev/null 2>&1; then

@@ -999,3 +999,136 @@ pub fn base64_encode(s: &str) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(s)
 }
+
+/// A real SMTP server (tests/py/smtp_sink.py, Python aiosmtpd) on 127.0.0.1
+/// that keeps every accepted message as a file.
+pub struct MailSink {
+    child: tokio::process::Child,
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+}
+
+impl MailSink {
+    pub async fn start() -> MailSink {
+        MailSink::start_failing_first(0).await
+    }
+
+    /// A sink that refuses the first `n` messages with 451 (try again later).
+    pub async fn start_failing_first(n: u32) -> MailSink {
+        use tokio::io::AsyncBufReadExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/py/smtp_sink.py");
+        let mut child = tokio::process::Command::new("python3")
+            .arg(&script)
+            .arg(dir.path())
+            .env("SMTP_FAIL_FIRST", n.to_string())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("python3 is required for mail tests (tests/run installs aiosmtpd)");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            tokio::io::BufReader::new(stdout).read_line(&mut line),
+        )
+        .await
+        .expect("SMTP sink did not start within 10 s (is aiosmtpd installed? tests/setup.sh installs it)")
+        .expect("read SMTP sink port");
+        let port = line
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("SMTP sink said {line:?}"));
+        MailSink { child, port, dir }
+    }
+
+    /// The folder the browser driver reads mails from.
+    pub fn path(&self) -> String {
+        self.dir.path().display().to_string()
+    }
+
+    /// Every mail received so far to `to`, oldest first (quoted-printable undone).
+    pub fn mails_to(&self, to: &str) -> Vec<String> {
+        let mut files: Vec<(u64, PathBuf)> = std::fs::read_dir(self.dir.path())
+            .map(|r| {
+                r.filter_map(|e| e.ok())
+                    .map(|e| e.path())
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "eml"))
+            .filter_map(|p| Some((p.file_stem()?.to_str()?.parse().ok()?, p)))
+            .collect();
+        files.sort();
+        files
+            .into_iter()
+            .filter_map(|(_, p)| std::fs::read_to_string(p).ok())
+            .map(|m| unquote(&m))
+            .filter(|m| m.starts_with(&format!("X-Envelope-To: {to}\r\n")))
+            .collect()
+    }
+
+    /// Waits for the `n`-th mail (1-based) to `to`.
+    pub async fn wait_mail(&self, to: &str, n: usize, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            let all = self.mails_to(to);
+            if all.len() >= n {
+                return all[n - 1].clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no mail #{n} to {to} within {within:?}; have {}",
+                all.len()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The config lines of this sink as the gateway's mail channel.
+    pub fn accounts_config(&self, public_url: &str, extra: &str) -> String {
+        format!(
+            "accounts:
+  passwords: true
+  public_url: {public_url}
+  argon2: {{ memory_kib: 19456, iterations: 2, parallelism: 1 }}
+  mail:
+    from: \"Shop <no-reply@shop.test>\"
+    smtp: {{ host: 127.0.0.1, port: {}, tls: none }}
+{extra}",
+            self.port
+        )
+    }
+}
+
+/// Quoted-printable soft line breaks and escapes undone.
+pub fn unquote(raw: &str) -> String {
+    let joined = raw.replace("=\r\n", "").replace("=\n", "");
+    let b = joined.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'=' && i + 2 < b.len() {
+            if let Ok(v) =
+                u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16)
+            {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The first link in `mail` whose path starts with `path`.
+pub fn link_in(mail: &str, path: &str) -> String {
+    mail.split(|c: char| c.is_whitespace() || c == '"' || c == '<' || c == '>')
+        .find(|w| w.starts_with("http") && w.contains(path))
+        .unwrap_or_else(|| panic!("no {path} link in mail:\n{mail}"))
+        .to_string()
+}

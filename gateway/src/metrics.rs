@@ -31,6 +31,11 @@ pub struct Metrics {
     pub webhook_deliveries: IntCounterVec,
     pub webhook_given_up: IntCounter,
     pub throttled: IntCounterVec,
+    pub registrations: IntCounterVec,
+    pub verifications: IntCounterVec,
+    pub password_failures: IntCounter,
+    pub mail_failures: IntCounterVec,
+    pub password_resets: IntCounterVec,
     /// Every series name this process can export (histograms with suffixes).
     names: Vec<String>,
 }
@@ -165,6 +170,38 @@ impl Metrics {
             ),
             &["endpoint"],
         ));
+        let registrations = must(IntCounterVec::new(
+            Opts::new(
+                "omnigate_registrations_total",
+                "Self-registrations with email and password, by result (created, taken, invalid)",
+            ),
+            &["result"],
+        ));
+        let verifications = must(IntCounterVec::new(
+            Opts::new(
+                "omnigate_email_verifications_total",
+                "Email verification links followed, by result (verified, invalid)",
+            ),
+            &["result"],
+        ));
+        let password_failures = must(IntCounter::new(
+            "omnigate_password_failures_total",
+            "Password sign-ins refused (wrong password or unknown email)",
+        ));
+        let mail_failures = must(IntCounterVec::new(
+            Opts::new(
+                "omnigate_mail_failures_total",
+                "Mails given up after retries, by kind",
+            ),
+            &["kind"],
+        ));
+        let password_resets = must(IntCounterVec::new(
+            Opts::new(
+                "omnigate_password_resets_total",
+                "Password reset steps, by step (requested, completed, invalid)",
+            ),
+            &["step"],
+        ));
         let build = must(IntGaugeVec::new(
             Opts::new("omnigate_build_info", "Build information"),
             &["version"],
@@ -190,6 +227,11 @@ impl Metrics {
             Box::new(webhook_deliveries.clone()),
             Box::new(webhook_given_up.clone()),
             Box::new(throttled.clone()),
+            Box::new(registrations.clone()),
+            Box::new(verifications.clone()),
+            Box::new(password_failures.clone()),
+            Box::new(mail_failures.clone()),
+            Box::new(password_resets.clone()),
             Box::new(build),
         ] {
             for d in c.desc() {
@@ -230,6 +272,11 @@ impl Metrics {
             webhook_deliveries,
             webhook_given_up,
             throttled,
+            registrations,
+            verifications,
+            password_failures,
+            mail_failures,
+            password_resets,
             names,
         }
     }

@@ -72,12 +72,19 @@ pub struct App {
     pub listeners_up: AtomicBool,
     pub auth: crate::auth::Authenticator,
     pub signer: crate::identity::assertion::Signer,
-    http: crate::auth::jwks::HttpClient,
+    pub http: crate::auth::jwks::HttpClient,
     /// Signed assertions by (credential, upstream), reused for half their life.
     pub assertions: moka::sync::Cache<([u8; 32], String), Arc<str>>,
     pub sessions: Arc<dyn crate::session::SessionStore>,
     /// Logins waiting for their provider callback, by `state` (single use).
     pub pages: crate::pages::Pages,
+    /// The outbound mail channel, if configured.
+    pub mailer: Option<Arc<crate::accounts::mail::Mailer>>,
+    /// Argon2id cost of new password hashes (bound at start).
+    pub argon2: crate::config::model::Argon2Cost,
+    /// A hash of a random password at that cost: unknown emails are checked
+    /// against it, so they take as long as known ones.
+    pub dummy_hash: String,
     /// `jti`s of accepted logout tokens, so none is replayed.
     pub seen_logout_tokens: moka::future::Cache<String, ()>,
 }
@@ -130,7 +137,21 @@ impl App {
                     .map_err(|e| format!("sessions: {e}"))?
             }
         };
-        let pages = crate::pages::Pages::new("Omnigate")?;
+        let pages = crate::pages::Pages::new(&config.pages)?;
+        let mailer = match &config.accounts.mail {
+            Some(m) => Some(Arc::new(crate::accounts::mail::Mailer::new(
+                m,
+                http.clone(),
+            )?)),
+            None => None,
+        };
+        let argon2 = config.accounts.argon2;
+        let dummy_hash = tokio::task::spawn_blocking(move || {
+            crate::accounts::password::hash(&argon2, &crate::session::new_token())
+        })
+        .await
+        .map_err(|e| format!("accounts.argon2: {e}"))?
+        .map_err(|e| format!("accounts.argon2: {e}"))?;
         let config = Arc::new(config);
         let snapshot = build(1, config.clone(), &Previous::default(), &metrics, &http).await?;
         metrics.config_last_success.set(unix_now());
@@ -153,6 +174,9 @@ impl App {
                 .build(),
             sessions,
             pages,
+            mailer,
+            argon2,
+            dummy_hash,
             seen_logout_tokens: moka::future::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(std::time::Duration::from_secs(3600))
@@ -369,6 +393,15 @@ fn restart_only_changes(running: &Config, next: &Config) -> Vec<String> {
     }
     if running.customers != next.customers {
         out.push("customers".to_string());
+    }
+    if running.pages != next.pages {
+        out.push("pages".to_string());
+    }
+    if running.accounts.mail != next.accounts.mail {
+        out.push("accounts.mail".to_string());
+    }
+    if running.accounts.argon2 != next.accounts.argon2 {
+        out.push("accounts.argon2".to_string());
     }
     if running.sessions.store != next.sessions.store {
         out.push("sessions.store".to_string());

@@ -20,33 +20,43 @@ pub fn backoff(failures: u64, policy: &Abuse) -> Option<i64> {
     Some(secs.min(policy.max_backoff.as_secs() as i64).max(1))
 }
 
-fn keys(scope: &str, client: Option<IpAddr>) -> (String, String) {
-    let who = client.map_or_else(|| "-".to_string(), |ip| ip.to_string());
+fn keys(scope: &str, who: &str) -> (String, String) {
     (
         format!("fail:{scope}:{who}"),
         format!("block:{scope}:{who}"),
     )
 }
 
-/// Seconds the client must wait before trying `scope` again, if blocked.
-/// A store that cannot answer blocks no one (the endpoint's own checks stand).
-pub async fn retry_after(
-    store: &dyn SessionStore,
-    scope: &str,
-    client: Option<IpAddr>,
-) -> Option<i64> {
-    let (_, block) = keys(scope, client);
+/// Who a client address is, for the counters.
+pub fn address(client: Option<IpAddr>) -> String {
+    client.map_or_else(|| "-".to_string(), |ip| ip.to_string())
+}
+
+/// Who an account (a lower-case email, known or not) is, for the counters:
+/// a hash, so the store holds no addresses.
+pub fn account(email: &str) -> String {
+    use sha2::Digest;
+    format!(
+        "acct-{}",
+        hex::encode(&sha2::Sha256::digest(email.as_bytes())[..16])
+    )
+}
+
+/// Seconds `who` must wait before trying `scope` again, if blocked. A store
+/// that cannot answer blocks no one (the endpoint's own checks stand).
+pub async fn retry_after(store: &dyn SessionStore, scope: &str, who: &str) -> Option<i64> {
+    let (_, block) = keys(scope, who);
     store.blocked(&block).await.ok().flatten()
 }
 
-/// Counts a failure; returns the block it caused, if any.
+/// Counts a failure of `who`; returns the block it caused, if any.
 pub async fn failed(
     store: &dyn SessionStore,
     scope: &str,
-    client: Option<IpAddr>,
+    who: &str,
     policy: &Abuse,
 ) -> Option<i64> {
-    let (fail, block) = keys(scope, client);
+    let (fail, block) = keys(scope, who);
     let n = store
         .bump(&fail, policy.window.as_secs() as i64)
         .await
@@ -55,7 +65,13 @@ pub async fn failed(
     if let Err(e) = store.block(&block, secs).await {
         tracing::warn!(error = %e, scope, "cannot record a throttle block");
     }
-    tracing::warn!(scope, client = ?client, failures = n, block_secs = secs, "repeated failures: throttled");
+    tracing::warn!(
+        scope,
+        who,
+        failures = n,
+        block_secs = secs,
+        "repeated failures: throttled"
+    );
     Some(secs)
 }
 

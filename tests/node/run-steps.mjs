@@ -4,10 +4,13 @@
 // Plan (JSON on stdin):
 // { "artifacts": "dir for screenshots", "hostRules": "MAP *.test 127.0.0.1",
 //   "steps": [ {"goto": url}, {"fill": [selector, value]}, {"click": selector},
-//              {"waitText": text}, {"screenshot": name}, {"observe": true} ] }
+//              {"waitText": text}, {"screenshot": name}, {"observe": true},
+//              {"mailLink": {"dir": sink dir, "to": address, "path": "/_auth/verify"}} ] }
+// mailLink waits (15 s) for a mail to `to` in the SMTP sink's folder holding
+// a link with that path, and opens the link of the newest such mail.
 // Every step answers { url, status, title, text, lang, headings, screenshot? }.
 import { chromium } from 'playwright-core';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -44,11 +47,34 @@ async function observe(extra = {}) {
   };
 }
 
+// Quoted-printable soft breaks and escapes undone (what mail clients do).
+function unQuote(raw) {
+  return raw.replace(/=\r?\n/g, '').replace(/=([0-9A-F]{2})/g, (_, h) => String.fromCharCode(parseInt(h, 16)));
+}
+
+async function mailLink({ dir, to, path }) {
+  const deadline = Date.now() + 15000;
+  const pattern = new RegExp(`https?://[^\\s"<>]*${path.replace(/[/.?]/g, '\\$&')}[^\\s"<>]*`);
+  while (Date.now() < deadline) {
+    const files = readdirSync(dir).filter((f) => f.endsWith('.eml'))
+      .sort((a, b) => parseInt(b) - parseInt(a));
+    for (const f of files) {
+      const text = unQuote(readFileSync(join(dir, f), 'utf8'));
+      if (!text.startsWith(`X-Envelope-To: ${to}`)) continue;
+      const m = text.match(pattern);
+      if (m) return m[0];
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`no mail to ${to} with a ${path} link within 15 s`);
+}
+
 const results = [];
 let error = null;
 try {
   for (const step of plan.steps) {
     // A step may combine actions; they run in this order.
+    if (step.mailLink) step.goto = await mailLink(step.mailLink);
     if (step.goto) await page.goto(step.goto, { waitUntil: 'load', timeout: 15000 });
     if (step.fill) await page.fill(step.fill[0], step.fill[1], { timeout: 10000 });
     if (step.click) {

@@ -106,7 +106,10 @@ fn method_not_allowed(allow: &'static str) -> Resp {
 async fn authorize(app: &App, req: &Request<Incoming>, peer: SocketAddr) -> Result<(), Box<Resp>> {
     let snap = app.snapshot();
     let client = Some(peer.ip());
-    if let Some(secs) = crate::throttle::retry_after(&*app.sessions, "admin", client).await {
+    if let Some(secs) =
+        crate::throttle::retry_after(&*app.sessions, "admin", &crate::throttle::address(client))
+            .await
+    {
         app.metrics.throttled.with_label_values(&["admin"]).inc();
         let mut r = problem(
             429,
@@ -136,7 +139,13 @@ async fn authorize(app: &App, req: &Request<Incoming>, peer: SocketAddr) -> Resu
     if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
         Ok(())
     } else {
-        crate::throttle::failed(&*app.sessions, "admin", client, &snap.config.abuse).await;
+        crate::throttle::failed(
+            &*app.sessions,
+            "admin",
+            &crate::throttle::address(client),
+            &snap.config.abuse,
+        )
+        .await;
         let mut r = problem(
             401,
             "unauthorized",

@@ -102,6 +102,21 @@ impl HttpClient {
         }
     }
 
+    /// GETs a text document (≤ 1 MiB); any 2xx is success.
+    pub async fn get_text(&self, url: &str) -> Result<String, String> {
+        let req = http::Request::builder()
+            .method("GET")
+            .uri(url)
+            .header(http::header::ACCEPT, "text/plain")
+            .body(Full::new(Bytes::new()))
+            .map_err(|_| format!("bad URL {url}"))?;
+        let (status, body) = self.exchange(req, 1 << 20).await?;
+        if !status.is_success() {
+            return Err(format!("GET {url}: HTTP {status}"));
+        }
+        String::from_utf8(body.to_vec()).map_err(|_| format!("GET {url}: not UTF-8 text"))
+    }
+
     /// Sends `req` and reads the answer (at most `limit` bytes) within the timeout.
     async fn exchange(
         &self,

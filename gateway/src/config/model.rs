@@ -24,6 +24,82 @@ pub struct Config {
     pub sessions: Sessions,
     pub events: Events,
     pub abuse: Abuse,
+    pub accounts: Accounts,
+    pub pages: PagesLook,
+}
+
+/// Email + password accounts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Accounts {
+    /// Registration and sign-in with a password are offered.
+    pub passwords: bool,
+    /// Base of links in mails (`https://shop.example`); never the request's Host.
+    pub public_url: String,
+    pub password_min_length: usize,
+    pub argon2: Argon2Cost,
+    /// k-anonymity range API (`…/range/{first five hex of SHA-1}`), if any.
+    pub breached_password_api: Option<String>,
+    pub verification_ttl: Duration,
+    pub reset_ttl: Duration,
+    pub mail: Option<Mail>,
+}
+
+/// Argon2id cost; the default is OWASP's recommendation (19 MiB, 2 passes, 1 lane).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Argon2Cost {
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+}
+
+impl Default for Argon2Cost {
+    fn default() -> Self {
+        Argon2Cost {
+            memory_kib: 19_456,
+            iterations: 2,
+            parallelism: 1,
+        }
+    }
+}
+
+/// The outbound mail channel.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mail {
+    pub from: String,
+    pub channel: MailChannel,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum MailChannel {
+    Smtp {
+        host: String,
+        port: u16,
+        tls: SmtpTls,
+        username: Option<String>,
+        password: Option<String>,
+    },
+    /// Mails are POSTed as signed JSON for the operator's own sender.
+    Webhook { url: String, secret: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpTls {
+    /// Plain SMTP (only for a relay on the same host).
+    None,
+    StartTls,
+    /// Implicit TLS (port 465).
+    Tls,
+}
+
+/// Brand of the hosted pages.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PagesLook {
+    pub brand: String,
+    pub logo: Option<String>,
+    /// `#rgb` or `#rrggbb`.
+    pub primary_colour: String,
+    /// Folder whose templates replace the built-in ones of the same name.
+    pub templates: Option<PathBuf>,
 }
 
 /// How repeated failures from one client address are slowed down.
@@ -81,6 +157,9 @@ pub struct Login {
     pub display_name: String,
     /// Sign-out also ends the provider's session (RP-initiated logout).
     pub logout_at_provider: bool,
+    /// The provider's `email_verified` is trusted enough to join an existing
+    /// account with that email without asking the customer for proof.
+    pub trusted_email: bool,
 }
 
 /// Browser sessions: where they live and how long.
@@ -276,6 +355,8 @@ pub struct Route {
     pub access: Access,
     /// Scopes a bearer token must carry (all of them).
     pub scopes: Vec<String>,
+    /// A browser that must sign in here sees registration first.
+    pub register_first: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -32,6 +32,66 @@ pub struct RawConfig {
     pub sessions: Option<RawSessions>,
     pub events: Option<RawEvents>,
     pub abuse: Option<RawAbuse>,
+    pub accounts: Option<RawAccounts>,
+    pub pages: Option<RawPages>,
+}
+
+/// Customer accounts with email and password, and the mail they receive.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAccounts {
+    #[serde(default)]
+    pub passwords: bool,
+    pub public_url: Option<String>,
+    pub password_min_length: Option<usize>,
+    pub argon2: Option<RawArgon2>,
+    pub breached_password_api: Option<String>,
+    pub verification_ttl: Option<String>,
+    pub reset_ttl: Option<String>,
+    pub mail: Option<RawMail>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawArgon2 {
+    pub memory_kib: Option<u32>,
+    pub iterations: Option<u32>,
+    pub parallelism: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMail {
+    pub from: String,
+    pub smtp: Option<RawSmtp>,
+    pub webhook: Option<RawMailWebhook>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSmtp {
+    pub host: String,
+    pub port: Option<u16>,
+    pub tls: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMailWebhook {
+    pub url: String,
+    pub secret: String,
+}
+
+/// The look of the hosted pages.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPages {
+    pub brand: Option<String>,
+    pub logo: Option<String>,
+    pub primary_colour: Option<String>,
+    pub templates: Option<String>,
 }
 
 /// Throttling of endpoints that take guesses.
@@ -84,6 +144,7 @@ pub struct RawLogin {
     pub scopes: Vec<String>,
     pub display_name: Option<String>,
     pub logout_at_provider: Option<bool>,
+    pub trusted_email: Option<bool>,
 }
 
 /// Browser sessions.
@@ -253,6 +314,8 @@ pub struct RawRoute {
     pub access: Option<String>,
     #[serde(default)]
     pub scopes: Vec<String>,
+    /// What a browser that must sign in here sees first: `login` or `register`.
+    pub sign_in_page: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

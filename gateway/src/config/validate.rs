@@ -114,6 +114,8 @@ pub(super) fn validate(
     let customers = customers(main.customers.as_ref(), &server, &mut r);
     let sessions = sessions(main.sessions.as_ref(), &mut r);
     let events = events(main.events.as_ref(), &mut r);
+    let accounts = accounts(main.accounts.as_ref(), &mut r);
+    let pages = pages(main.pages.as_ref(), base, &mut r);
     let abuse = Abuse {
         free_failures: main
             .abuse
@@ -135,9 +137,10 @@ pub(super) fn validate(
             &mut r,
         ),
     };
-    if providers
-        .iter()
-        .all(|p| p.bearer.is_none() && p.login.is_none())
+    if !accounts.passwords
+        && providers
+            .iter()
+            .all(|p| p.bearer.is_none() && p.login.is_none())
     {
         for (file, path, raw) in &all_routes {
             if matches!(raw.access.as_deref(), Some("optional" | "required")) {
@@ -173,7 +176,256 @@ pub(super) fn validate(
         sessions,
         events,
         abuse,
+        accounts,
+        pages,
     })
+}
+
+fn accounts(raw: Option<&RawAccounts>, r: &mut Report<'_>) -> Accounts {
+    let passwords = raw.is_some_and(|a| a.passwords);
+    let public_url = raw
+        .and_then(|a| a.public_url.clone())
+        .unwrap_or_default()
+        .trim_end_matches('/')
+        .to_string();
+    if passwords
+        && !url::Url::parse(&public_url).is_ok_and(|u| {
+            matches!(u.scheme(), "http" | "https") && u.host_str().is_some() && u.path() == "/"
+        })
+    {
+        r.error(
+            0,
+            "accounts.public_url",
+            format!("`{public_url}` is not the http(s) origin links in mails should use"),
+            Some("write e.g. `https://shop.example` (links in mails never use a request's Host header)".into()),
+        );
+    }
+    let min = raw.and_then(|a| a.password_min_length).unwrap_or(10);
+    if !(8..=64).contains(&min) {
+        r.error(
+            0,
+            "accounts.password_min_length",
+            format!("{min} is outside 8..=64"),
+            Some("NIST SP 800-63B asks for at least 8; 10 is the default".into()),
+        );
+    }
+    let d = Argon2Cost::default();
+    let a = raw.and_then(|a| a.argon2.as_ref());
+    let argon2 = Argon2Cost {
+        memory_kib: a.and_then(|a| a.memory_kib).unwrap_or(d.memory_kib),
+        iterations: a.and_then(|a| a.iterations).unwrap_or(d.iterations),
+        parallelism: a.and_then(|a| a.parallelism).unwrap_or(d.parallelism),
+    };
+    if crate::accounts::password::hasher(&argon2).is_err()
+        || argon2.memory_kib < 8 * argon2.parallelism
+    {
+        r.error(
+            0,
+            "accounts.argon2",
+            format!(
+                "memory_kib {} / iterations {} / parallelism {} is not a valid Argon2id cost",
+                argon2.memory_kib, argon2.iterations, argon2.parallelism
+            ),
+            Some("OWASP's recommendation, the default: memory_kib 19456, iterations 2, parallelism 1".into()),
+        );
+    }
+    let breached_password_api = raw.and_then(|a| a.breached_password_api.clone());
+    if let Some(u) = &breached_password_api {
+        if !url_ok(u) {
+            r.error(
+                0,
+                "accounts.breached_password_api",
+                format!("`{u}` is not an http(s) URL"),
+                Some("e.g. `https://api.pwnedpasswords.com/range/`".into()),
+            );
+        }
+    }
+    let verification_ttl = duration(
+        raw.and_then(|a| a.verification_ttl.as_deref()),
+        "24h",
+        60_000,
+        "accounts.verification_ttl",
+        r,
+    );
+    let reset_ttl = duration(
+        raw.and_then(|a| a.reset_ttl.as_deref()),
+        "1h",
+        60_000,
+        "accounts.reset_ttl",
+        r,
+    );
+    let mail = raw.and_then(|a| a.mail.as_ref()).and_then(|m| mail(m, r));
+    if passwords && mail.is_none() && raw.is_some_and(|a| a.mail.is_none()) {
+        r.error(
+            0,
+            "accounts.mail",
+            "password accounts need a mail channel for verification and reset links".into(),
+            Some("add `mail: {from: ..., smtp: {host: ..., port: 587, tls: starttls}}` or `mail: {from: ..., webhook: {url: ..., secret: ...}}`".into()),
+        );
+    }
+    Accounts {
+        passwords,
+        public_url,
+        password_min_length: min,
+        argon2,
+        breached_password_api,
+        verification_ttl,
+        reset_ttl,
+        mail,
+    }
+}
+
+fn mail(m: &RawMail, r: &mut Report<'_>) -> Option<Mail> {
+    if m.from.parse::<lettre::message::Mailbox>().is_err() {
+        r.error(
+            0,
+            "accounts.mail.from",
+            format!("`{}` is not a mail address", m.from),
+            Some("write e.g. `Shop <no-reply@shop.example>`".into()),
+        );
+    }
+    let channel = match (&m.smtp, &m.webhook) {
+        (Some(s), None) => {
+            let tls = match s.tls.as_deref().unwrap_or("starttls") {
+                "none" => SmtpTls::None,
+                "starttls" => SmtpTls::StartTls,
+                "tls" => SmtpTls::Tls,
+                other => {
+                    r.error(
+                        0,
+                        "accounts.mail.smtp.tls",
+                        format!("unknown TLS mode `{other}`"),
+                        Some("one of `starttls` (port 587), `tls` (port 465), `none` (a relay on this host only)".into()),
+                    );
+                    SmtpTls::None
+                }
+            };
+            if s.host.is_empty() {
+                r.error(
+                    0,
+                    "accounts.mail.smtp.host",
+                    "the SMTP host is empty".into(),
+                    None,
+                );
+            }
+            if s.username.is_some() != s.password.is_some() {
+                r.error(
+                    0,
+                    "accounts.mail.smtp.password",
+                    "give both username and password, or neither".into(),
+                    Some("take the password from the environment: `password: ${OMNIGATE_SMTP_PASSWORD}`".into()),
+                );
+            }
+            MailChannel::Smtp {
+                host: s.host.clone(),
+                port: s.port.unwrap_or(match tls {
+                    SmtpTls::Tls => 465,
+                    SmtpTls::StartTls => 587,
+                    SmtpTls::None => 25,
+                }),
+                tls,
+                username: s.username.clone(),
+                password: s.password.clone(),
+            }
+        }
+        (None, Some(w)) => {
+            if !url_ok(&w.url) {
+                r.error(
+                    0,
+                    "accounts.mail.webhook.url",
+                    format!("`{}` is not an http(s) URL", w.url),
+                    None,
+                );
+            }
+            if w.secret.len() < 16 {
+                r.error(
+                    0,
+                    "accounts.mail.webhook.secret",
+                    "the signing secret is missing or shorter than 16 characters".into(),
+                    Some("take it from the environment: `secret: ${OMNIGATE_MAIL_SECRET}`".into()),
+                );
+            }
+            MailChannel::Webhook {
+                url: w.url.clone(),
+                secret: w.secret.clone(),
+            }
+        }
+        _ => {
+            r.error(
+                0,
+                "accounts.mail",
+                "name exactly one channel: `smtp` or `webhook`".into(),
+                None,
+            );
+            return None;
+        }
+    };
+    Some(Mail {
+        from: m.from.clone(),
+        channel,
+    })
+}
+
+fn pages(raw: Option<&RawPages>, base: &Path, r: &mut Report<'_>) -> PagesLook {
+    let primary_colour = raw
+        .and_then(|p| p.primary_colour.clone())
+        .unwrap_or_else(|| "#1d4ed8".into());
+    let hex = primary_colour.strip_prefix('#').unwrap_or("");
+    if !(matches!(hex.len(), 3 | 6) && hex.bytes().all(|b| b.is_ascii_hexdigit())) {
+        r.error(
+            0,
+            "pages.primary_colour",
+            format!("`{primary_colour}` is not a colour"),
+            Some(
+                "write `#rrggbb`, e.g. `#1d4ed8`; pick one with 4.5:1 contrast against white"
+                    .into(),
+            ),
+        );
+    }
+    let logo = raw.and_then(|p| p.logo.clone());
+    if let Some(l) = &logo {
+        if !(l.starts_with('/') && !l.starts_with("//") || l.starts_with("https://")) {
+            r.error(
+                0,
+                "pages.logo",
+                format!("`{l}` is not a path or an https URL"),
+                Some("e.g. `/static/logo.svg` served by a route, or `https://cdn.shop.example/logo.svg`".into()),
+            );
+        }
+    }
+    let templates = raw
+        .and_then(|p| p.templates.as_deref())
+        .map(|t| base.join(t));
+    if let Some(t) = &templates {
+        if !t.is_dir() {
+            r.error(
+                0,
+                "pages.templates",
+                format!("`{}` is not a folder", t.display()),
+                Some(
+                    "name a folder of templates that replace the built-in ones of the same name"
+                        .into(),
+                ),
+            );
+        }
+    }
+    let brand = raw
+        .and_then(|p| p.brand.clone())
+        .unwrap_or_else(|| "Omnigate".into());
+    if brand.trim().is_empty() || brand.len() > 80 {
+        r.error(
+            0,
+            "pages.brand",
+            "the brand name is empty or longer than 80 characters".into(),
+            None,
+        );
+    }
+    PagesLook {
+        brand,
+        logo,
+        primary_colour,
+        templates,
+    }
 }
 
 fn events(raw: Option<&RawEvents>, r: &mut Report<'_>) -> Events {
@@ -458,6 +710,7 @@ fn providers(raw: &[RawProvider], r: &mut Report<'_>) -> Vec<Provider> {
                 scopes,
                 display_name: l.display_name.clone().unwrap_or_else(|| p.name.clone()),
                 logout_at_provider: l.logout_at_provider.unwrap_or(false),
+                trusted_email: l.trusted_email.unwrap_or(false),
             }
         });
         if !p
@@ -1107,8 +1360,22 @@ fn route(
     if r.diags.len() > before {
         return None;
     }
+    let register_first = match raw.sign_in_page.as_deref() {
+        None | Some("login") => false,
+        Some("register") => true,
+        Some(other) => {
+            r.error(
+                file,
+                &join(p, "sign_in_page"),
+                format!("unknown sign-in page `{other}`"),
+                Some("`login` (the default) or `register`".into()),
+            );
+            false
+        }
+    };
     Some(Route {
         access,
+        register_first,
         scopes: raw.scopes.clone(),
         name: raw.name.clone(),
         hosts,

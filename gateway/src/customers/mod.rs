@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use crate::accounts::{Purpose, PASSWORD_ISSUER};
 use crate::config::model::CustomerStore;
 
 /// An identity as a provider asserts it.
@@ -56,6 +57,7 @@ pub enum DirectoryError {
 pub enum IdentityKind {
     Bearer,
     Oidc,
+    Password,
 }
 
 impl IdentityKind {
@@ -63,6 +65,7 @@ impl IdentityKind {
         match self {
             IdentityKind::Bearer => "bearer",
             IdentityKind::Oidc => "oidc",
+            IdentityKind::Password => "password",
         }
     }
 }
@@ -95,6 +98,66 @@ pub trait Directory: Send + Sync {
     /// Sets a customer's status; the customer after the change, if it exists.
     async fn set_status(&self, id: &str, status: &str) -> Result<Option<Customer>, DirectoryError>;
 
+    /// A new customer with a password identity for `email` (lower-case) and
+    /// an `identity.registered` event; None if the email is taken.
+    async fn register(
+        &self,
+        email: &str,
+        name: Option<&str>,
+        password_hash: &str,
+    ) -> Result<Option<Customer>, DirectoryError>;
+    /// The customer with a password identity for `email`, and the hash.
+    async fn password(&self, email: &str) -> Result<Option<(Customer, String)>, DirectoryError>;
+    /// Sets a customer's password; adds the password identity for `email`
+    /// (an `identity.linked` event) if they had none. Ends pending resets.
+    async fn set_password(
+        &self,
+        customer_id: &str,
+        email: &str,
+        password_hash: &str,
+    ) -> Result<SetPassword, DirectoryError>;
+    /// Keeps a mailed token (its hash) until `expires_at`.
+    async fn put_token(
+        &self,
+        token_hash: &str,
+        customer_id: &str,
+        purpose: Purpose,
+        email: &str,
+        expires_at: i64,
+    ) -> Result<(), DirectoryError>;
+    /// Takes a token out (single use): its customer id and email, if it
+    /// existed for `purpose` and had not expired at `now`.
+    async fn take_token(
+        &self,
+        token_hash: &str,
+        purpose: Purpose,
+        now: i64,
+    ) -> Result<Option<(String, String)>, DirectoryError>;
+    /// Marks the customer's email verified if it still is `email`; an
+    /// `identity.verified` event when that changed something.
+    async fn mark_verified(
+        &self,
+        customer_id: &str,
+        email: &str,
+    ) -> Result<Option<Customer>, DirectoryError>;
+    /// Links an identity to a customer (`identity.linked`).
+    async fn link(
+        &self,
+        customer_id: &str,
+        id: &ExternalId,
+        kind: IdentityKind,
+    ) -> Result<Link, DirectoryError>;
+    /// Unlinks an identity (`identity.unlinked`), never the last way in.
+    async fn unlink(&self, customer_id: &str, id: &ExternalId) -> Result<Unlink, DirectoryError>;
+    /// A customer whose email is `email` (lower-case), if any.
+    async fn by_email(&self, email: &str) -> Result<Option<Customer>, DirectoryError>;
+    /// Changes the display name.
+    async fn set_name(
+        &self,
+        customer_id: &str,
+        name: Option<&str>,
+    ) -> Result<Option<Customer>, DirectoryError>;
+
     /// Puts an event in the outbox (changes that emit one do it in their own
     /// transaction instead).
     async fn enqueue(&self, event: &Event) -> Result<(), DirectoryError>;
@@ -126,6 +189,35 @@ pub trait Directory: Send + Sync {
     ) -> Result<(), DirectoryError>;
     /// Events not yet delivered everywhere.
     async fn outbox_depth(&self) -> Result<u64, DirectoryError>;
+}
+
+/// What setting a password did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetPassword {
+    /// The customer had a password; it is replaced.
+    Changed,
+    /// The customer had none: the password identity is new.
+    Linked,
+    /// Another customer signs in with a password for this email.
+    EmailTaken,
+}
+
+/// What linking did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Link {
+    Linked,
+    AlreadyYours,
+    /// The identity belongs to another customer (never moved silently).
+    OtherCustomer,
+}
+
+/// What unlinking did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unlink {
+    Unlinked,
+    /// It is the customer's last way in.
+    Last,
+    NotFound,
 }
 
 /// Something that happened, for the webhooks.

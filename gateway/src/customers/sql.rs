@@ -49,6 +49,31 @@ const CLAIM_POSTGRES: &str = "UPDATE outbox SET next_attempt_at = $1 WHERE id IN
     FOR UPDATE SKIP LOCKED)
     RETURNING event_id, type, payload, created_at, attempts";
 
+const PASSWORD: &str = "SELECT c.id, c.email, c.email_verified, c.name, c.status, k.password_hash
+    FROM identities i JOIN customers c ON c.id = i.customer_id
+    JOIN credentials k ON k.customer_id = c.id
+    WHERE i.issuer = $1 AND i.subject = $2";
+const OWNER: &str = "SELECT customer_id FROM identities WHERE issuer = $1 AND subject = $2";
+const UPSERT_CREDENTIAL: &str = "INSERT INTO credentials (customer_id, password_hash, updated_at)
+    VALUES ($1, $2, $3) ON CONFLICT (customer_id)
+    DO UPDATE SET password_hash = excluded.password_hash, updated_at = excluded.updated_at";
+const DROP_RESETS: &str = "DELETE FROM account_tokens WHERE customer_id = $1 AND purpose = 'reset'";
+const PUT_TOKEN: &str =
+    "INSERT INTO account_tokens (token_hash, customer_id, purpose, email, expires_at)
+    VALUES ($1, $2, $3, $4, $5)";
+const TAKE_TOKEN: &str = "DELETE FROM account_tokens WHERE token_hash = $1 AND purpose = $2
+    RETURNING customer_id, email, expires_at";
+const DROP_EXPIRED_TOKENS: &str = "DELETE FROM account_tokens WHERE expires_at < $1";
+const MARK_VERIFIED: &str = "UPDATE customers SET email_verified = TRUE
+    WHERE id = $1 AND LOWER(email) = $2 AND NOT email_verified";
+const COUNT_IDENTITIES: &str = "SELECT COUNT(*) FROM identities WHERE customer_id = $1";
+const DELETE_IDENTITY: &str =
+    "DELETE FROM identities WHERE customer_id = $1 AND issuer = $2 AND subject = $3";
+const DROP_CREDENTIAL: &str = "DELETE FROM credentials WHERE customer_id = $1";
+const BY_EMAIL: &str = "SELECT id, email, email_verified, name, status FROM customers
+    WHERE LOWER(email) = $1 ORDER BY email_verified DESC, created_at LIMIT 1";
+const SET_NAME: &str = "UPDATE customers SET name = $2 WHERE id = $1";
+
 /// `%query%` for LIKE, lower-cased, with LIKE's own characters escaped.
 fn like_pattern(query: &str) -> String {
     let mut p = String::with_capacity(query.len() + 2);
@@ -83,6 +108,69 @@ macro_rules! sql_directory {
                     name: r.try_get("name").map_err(unavailable)?,
                     status: r.try_get("status").map_err(unavailable)?,
                 })
+            }
+
+            async fn enqueue_in(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                event: &Event,
+            ) -> Result<(), DirectoryError> {
+                sqlx::query(ENQUEUE)
+                    .bind(&event.id)
+                    .bind(&event.kind)
+                    .bind(&event.payload)
+                    .bind(event.created_at)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(unavailable)?;
+                Ok(())
+            }
+
+            async fn owner_in(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                id: &ExternalId,
+            ) -> Result<Option<String>, DirectoryError> {
+                sqlx::query_scalar(OWNER)
+                    .bind(&id.issuer)
+                    .bind(&id.subject)
+                    .fetch_optional(&mut **tx)
+                    .await
+                    .map_err(unavailable)
+            }
+
+            async fn link_in(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                customer_id: &str,
+                id: &ExternalId,
+                kind: IdentityKind,
+            ) -> Result<Link, DirectoryError> {
+                match Self::owner_in(tx, id).await? {
+                    Some(o) if o == customer_id => return Ok(Link::AlreadyYours),
+                    Some(_) => return Ok(Link::OtherCustomer),
+                    None => {}
+                }
+                let n = sqlx::query(INSERT_IDENTITY)
+                    .bind(&id.issuer)
+                    .bind(&id.subject)
+                    .bind(customer_id)
+                    .bind(kind.as_str())
+                    .bind(now())
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(unavailable)?
+                    .rows_affected();
+                if n == 0 {
+                    return Ok(Link::OtherCustomer);
+                }
+                let event = Event::new(
+                    "identity.linked",
+                    serde_json::json!({
+                        "customer_id": customer_id,
+                        "issuer": id.issuer,
+                        "method": kind.as_str(),
+                    }),
+                );
+                Self::enqueue_in(tx, &event).await?;
+                Ok(Link::Linked)
             }
 
             async fn find(&self, id: &ExternalId) -> Result<Option<Customer>, DirectoryError> {
@@ -228,6 +316,282 @@ macro_rules! sql_directory {
                     .await
                     .map_err(unavailable)?;
                 self.customer(id).await
+            }
+
+            async fn register(
+                &self,
+                email: &str,
+                name: Option<&str>,
+                password_hash: &str,
+            ) -> Result<Option<Customer>, DirectoryError> {
+                let id = ExternalId {
+                    issuer: PASSWORD_ISSUER.into(),
+                    subject: email.to_string(),
+                };
+                let customer_id = new_customer_id();
+                let t = now();
+                let mut tx = self.pool.begin().await.map_err(unavailable)?;
+                if Self::owner_in(&mut tx, &id).await?.is_some() {
+                    return Ok(None);
+                }
+                sqlx::query(INSERT_CUSTOMER)
+                    .bind(&customer_id)
+                    .bind(email)
+                    .bind(false)
+                    .bind(name)
+                    .bind(t)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(unavailable)?;
+                let linked = sqlx::query(INSERT_IDENTITY)
+                    .bind(&id.issuer)
+                    .bind(&id.subject)
+                    .bind(&customer_id)
+                    .bind(IdentityKind::Password.as_str())
+                    .bind(t)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(unavailable)?
+                    .rows_affected();
+                if linked == 0 {
+                    // A concurrent registration of the same email won.
+                    return Ok(None);
+                }
+                sqlx::query(UPSERT_CREDENTIAL)
+                    .bind(&customer_id)
+                    .bind(password_hash)
+                    .bind(t)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(unavailable)?;
+                let event = Event::new(
+                    "identity.registered",
+                    serde_json::json!({
+                        "customer_id": customer_id,
+                        "issuer": PASSWORD_ISSUER,
+                        "method": IdentityKind::Password.as_str(),
+                        "email": email,
+                        "email_verified": false,
+                        "name": name,
+                    }),
+                );
+                Self::enqueue_in(&mut tx, &event).await?;
+                tx.commit().await.map_err(unavailable)?;
+                Ok(Some(Customer {
+                    id: customer_id,
+                    email: Some(email.to_string()),
+                    email_verified: false,
+                    name: name.map(str::to_string),
+                    status: ACTIVE.into(),
+                }))
+            }
+
+            async fn password(
+                &self,
+                email: &str,
+            ) -> Result<Option<(Customer, String)>, DirectoryError> {
+                let row = sqlx::query(PASSWORD)
+                    .bind(PASSWORD_ISSUER)
+                    .bind(email)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(unavailable)?;
+                match row {
+                    Some(r) => Ok(Some((
+                        Self::row(&r)?,
+                        r.try_get("password_hash").map_err(unavailable)?,
+                    ))),
+                    None => Ok(None),
+                }
+            }
+
+            async fn set_password(
+                &self,
+                customer_id: &str,
+                email: &str,
+                password_hash: &str,
+            ) -> Result<SetPassword, DirectoryError> {
+                let id = ExternalId {
+                    issuer: PASSWORD_ISSUER.into(),
+                    subject: email.to_string(),
+                };
+                let mut tx = self.pool.begin().await.map_err(unavailable)?;
+                let had: Option<String> =
+                    sqlx::query_scalar("SELECT subject FROM identities WHERE customer_id = $1 AND issuer = $2")
+                        .bind(customer_id)
+                        .bind(PASSWORD_ISSUER)
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(unavailable)?;
+                let outcome = match had {
+                    Some(_) => SetPassword::Changed,
+                    None => match Self::link_in(&mut tx, customer_id, &id, IdentityKind::Password).await? {
+                        Link::OtherCustomer => return Ok(SetPassword::EmailTaken),
+                        _ => SetPassword::Linked,
+                    },
+                };
+                sqlx::query(UPSERT_CREDENTIAL)
+                    .bind(customer_id)
+                    .bind(password_hash)
+                    .bind(now())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(unavailable)?;
+                sqlx::query(DROP_RESETS)
+                    .bind(customer_id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(unavailable)?;
+                tx.commit().await.map_err(unavailable)?;
+                Ok(outcome)
+            }
+
+            async fn put_token(
+                &self,
+                token_hash: &str,
+                customer_id: &str,
+                purpose: Purpose,
+                email: &str,
+                expires_at: i64,
+            ) -> Result<(), DirectoryError> {
+                // Expired tokens are swept as new ones are made.
+                sqlx::query(DROP_EXPIRED_TOKENS)
+                    .bind(now())
+                    .execute(&self.pool)
+                    .await
+                    .map_err(unavailable)?;
+                sqlx::query(PUT_TOKEN)
+                    .bind(token_hash)
+                    .bind(customer_id)
+                    .bind(purpose.as_str())
+                    .bind(email)
+                    .bind(expires_at)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(unavailable)?;
+                Ok(())
+            }
+
+            async fn take_token(
+                &self,
+                token_hash: &str,
+                purpose: Purpose,
+                now: i64,
+            ) -> Result<Option<(String, String)>, DirectoryError> {
+                let row = sqlx::query(TAKE_TOKEN)
+                    .bind(token_hash)
+                    .bind(purpose.as_str())
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(unavailable)?;
+                let Some(r) = row else { return Ok(None) };
+                let expires_at: i64 = r.try_get("expires_at").map_err(unavailable)?;
+                if expires_at < now {
+                    return Ok(None);
+                }
+                Ok(Some((
+                    r.try_get("customer_id").map_err(unavailable)?,
+                    r.try_get("email").map_err(unavailable)?,
+                )))
+            }
+
+            async fn mark_verified(
+                &self,
+                customer_id: &str,
+                email: &str,
+            ) -> Result<Option<Customer>, DirectoryError> {
+                let mut tx = self.pool.begin().await.map_err(unavailable)?;
+                let changed = sqlx::query(MARK_VERIFIED)
+                    .bind(customer_id)
+                    .bind(email)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(unavailable)?
+                    .rows_affected();
+                if changed == 1 {
+                    let event = Event::new(
+                        "identity.verified",
+                        serde_json::json!({ "customer_id": customer_id, "email": email }),
+                    );
+                    Self::enqueue_in(&mut tx, &event).await?;
+                }
+                tx.commit().await.map_err(unavailable)?;
+                self.customer(customer_id).await
+            }
+
+            async fn link(
+                &self,
+                customer_id: &str,
+                id: &ExternalId,
+                kind: IdentityKind,
+            ) -> Result<Link, DirectoryError> {
+                let mut tx = self.pool.begin().await.map_err(unavailable)?;
+                let outcome = Self::link_in(&mut tx, customer_id, id, kind).await?;
+                tx.commit().await.map_err(unavailable)?;
+                Ok(outcome)
+            }
+
+            async fn unlink(
+                &self,
+                customer_id: &str,
+                id: &ExternalId,
+            ) -> Result<Unlink, DirectoryError> {
+                let mut tx = self.pool.begin().await.map_err(unavailable)?;
+                let n: i64 = sqlx::query_scalar(COUNT_IDENTITIES)
+                    .bind(customer_id)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(unavailable)?;
+                if Self::owner_in(&mut tx, id).await?.as_deref() != Some(customer_id) {
+                    return Ok(Unlink::NotFound);
+                }
+                if n <= 1 {
+                    return Ok(Unlink::Last);
+                }
+                sqlx::query(DELETE_IDENTITY)
+                    .bind(customer_id)
+                    .bind(&id.issuer)
+                    .bind(&id.subject)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(unavailable)?;
+                if id.issuer == PASSWORD_ISSUER {
+                    sqlx::query(DROP_CREDENTIAL)
+                        .bind(customer_id)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(unavailable)?;
+                }
+                let event = Event::new(
+                    "identity.unlinked",
+                    serde_json::json!({ "customer_id": customer_id, "issuer": id.issuer }),
+                );
+                Self::enqueue_in(&mut tx, &event).await?;
+                tx.commit().await.map_err(unavailable)?;
+                Ok(Unlink::Unlinked)
+            }
+
+            async fn by_email(&self, email: &str) -> Result<Option<Customer>, DirectoryError> {
+                let row = sqlx::query(BY_EMAIL)
+                    .bind(email)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(unavailable)?;
+                row.as_ref().map(Self::row).transpose()
+            }
+
+            async fn set_name(
+                &self,
+                customer_id: &str,
+                name: Option<&str>,
+            ) -> Result<Option<Customer>, DirectoryError> {
+                sqlx::query(SET_NAME)
+                    .bind(customer_id)
+                    .bind(name)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(unavailable)?;
+                self.customer(customer_id).await
             }
 
             async fn enqueue(&self, event: &Event) -> Result<(), DirectoryError> {

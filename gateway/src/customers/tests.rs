@@ -168,3 +168,188 @@ async fn the_outbox_holds_events_until_delivered() {
         assert!(ids.contains(&first.id.as_str()) && ids.contains(&second.id.as_str()));
     }
 }
+
+#[tokio::test]
+async fn password_accounts_register_once_and_carry_their_hash() {
+    for (engine, d, _keep) in engines().await {
+        let c = d
+            .register("ada@example.test", Some("Ada"), "$argon2id$h1")
+            .await
+            .unwrap()
+            .expect("created");
+        assert!(!c.email_verified, "{engine}");
+        assert!(
+            d.register("ada@example.test", None, "$argon2id$h2")
+                .await
+                .unwrap()
+                .is_none(),
+            "{engine}: an email registers once"
+        );
+        let (found, hash) = d.password("ada@example.test").await.unwrap().unwrap();
+        assert_eq!(
+            (found.id.as_str(), hash.as_str()),
+            (c.id.as_str(), "$argon2id$h1")
+        );
+        assert!(d.password("nobody@example.test").await.unwrap().is_none());
+        // The password is an identity like any other.
+        let ways = d.identities(&c.id).await.unwrap();
+        assert_eq!(ways.len(), 1, "{engine}");
+        assert_eq!(ways[0].issuer, crate::accounts::PASSWORD_ISSUER);
+        assert_eq!(
+            d.set_password(&c.id, "ada@example.test", "$argon2id$h3")
+                .await
+                .unwrap(),
+            SetPassword::Changed
+        );
+        assert_eq!(
+            d.password("ada@example.test").await.unwrap().unwrap().1,
+            "$argon2id$h3"
+        );
+        // Registered, in the outbox in the same transaction.
+        let due = d.claim_due(now() + 10, now() + 60, 100).await.unwrap();
+        assert!(
+            due.iter()
+                .any(|q| q.event.kind == "identity.registered" && q.event.payload.contains(&c.id)),
+            "{engine}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn mailed_tokens_work_once_for_their_purpose_and_until_they_expire() {
+    for (engine, d, _keep) in engines().await {
+        let c = d
+            .register("bo@example.test", None, "h")
+            .await
+            .unwrap()
+            .unwrap();
+        let t = now();
+        d.put_token("v1", &c.id, Purpose::Verify, "bo@example.test", t + 60)
+            .await
+            .unwrap();
+        d.put_token("old", &c.id, Purpose::Verify, "bo@example.test", t - 1)
+            .await
+            .unwrap();
+        assert!(
+            d.take_token("v1", Purpose::Reset, t)
+                .await
+                .unwrap()
+                .is_none(),
+            "{engine}: wrong purpose"
+        );
+        let got = d.take_token("v1", Purpose::Verify, t).await.unwrap();
+        assert_eq!(
+            got,
+            Some((c.id.clone(), "bo@example.test".into())),
+            "{engine}"
+        );
+        assert!(
+            d.take_token("v1", Purpose::Verify, t)
+                .await
+                .unwrap()
+                .is_none(),
+            "{engine}: single use"
+        );
+        assert!(
+            d.take_token("old", Purpose::Verify, t)
+                .await
+                .unwrap()
+                .is_none(),
+            "{engine}: expired"
+        );
+        let v = d
+            .mark_verified(&c.id, "bo@example.test")
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(v.email_verified, "{engine}");
+        // A second confirmation changes nothing and emits nothing more.
+        d.mark_verified(&c.id, "bo@example.test").await.unwrap();
+        let due = d.claim_due(now() + 10, now() + 60, 100).await.unwrap();
+        let verified = due
+            .iter()
+            .filter(|q| q.event.kind == "identity.verified")
+            .count();
+        assert_eq!(verified, 1, "{engine}");
+        // A reset token dies when the password is set.
+        d.put_token("r1", &c.id, Purpose::Reset, "bo@example.test", t + 60)
+            .await
+            .unwrap();
+        d.set_password(&c.id, "bo@example.test", "h2")
+            .await
+            .unwrap();
+        assert!(
+            d.take_token("r1", Purpose::Reset, t)
+                .await
+                .unwrap()
+                .is_none(),
+            "{engine}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn identities_link_and_unlink_but_never_the_last_or_anothers() {
+    for (engine, d, _keep) in engines().await {
+        let a = d
+            .resolve(&id("a"), IdentityKind::Oidc, &Profile::default())
+            .await
+            .unwrap();
+        let b = d
+            .resolve(&id("b"), IdentityKind::Oidc, &Profile::default())
+            .await
+            .unwrap();
+        assert_eq!(
+            d.link(&a.id, &id("b"), IdentityKind::Oidc).await.unwrap(),
+            Link::OtherCustomer,
+            "{engine}"
+        );
+        assert_eq!(
+            d.link(&a.id, &id("a"), IdentityKind::Oidc).await.unwrap(),
+            Link::AlreadyYours
+        );
+        assert_eq!(
+            d.link(&a.id, &id("a2"), IdentityKind::Oidc).await.unwrap(),
+            Link::Linked
+        );
+        assert_eq!(d.lookup(&id("a2")).await.unwrap().unwrap().id, a.id);
+        // A password for an email another customer signs in with is refused.
+        d.set_password(&b.id, "b@example.test", "h").await.unwrap();
+        assert_eq!(
+            d.set_password(&a.id, "b@example.test", "h").await.unwrap(),
+            SetPassword::EmailTaken,
+            "{engine}"
+        );
+        assert_eq!(d.unlink(&a.id, &id("b")).await.unwrap(), Unlink::NotFound);
+        assert_eq!(d.unlink(&a.id, &id("a")).await.unwrap(), Unlink::Unlinked);
+        assert_eq!(
+            d.unlink(&a.id, &id("a2")).await.unwrap(),
+            Unlink::Last,
+            "{engine}"
+        );
+        let due = d.claim_due(now() + 10, now() + 60, 100).await.unwrap();
+        let kinds: Vec<&str> = due.iter().map(|q| q.event.kind.as_str()).collect();
+        assert!(
+            kinds.contains(&"identity.linked") && kinds.contains(&"identity.unlinked"),
+            "{engine}: {kinds:?}"
+        );
+        // Unlinking a password drops its hash too.
+        assert_eq!(
+            d.unlink(
+                &b.id,
+                &ExternalId {
+                    issuer: crate::accounts::PASSWORD_ISSUER.into(),
+                    subject: "b@example.test".into()
+                }
+            )
+            .await
+            .unwrap(),
+            Unlink::Unlinked
+        );
+        assert!(
+            d.password("b@example.test").await.unwrap().is_none(),
+            "{engine}"
+        );
+        assert_eq!(d.by_email("nobody@example.test").await.unwrap(), None);
+    }
+}

@@ -24,13 +24,13 @@ use crate::state::Snapshot;
 const TRY_LATER: &str = "Please try again in a moment.";
 
 /// The first value of `key` in a query string.
-fn query(q: Option<&str>, key: &str) -> Option<String> {
+pub(super) fn query(q: Option<&str>, key: &str) -> Option<String> {
     url::form_urlencoded::parse(q.unwrap_or("").as_bytes())
         .find(|(k, _)| k == key)
         .map(|(_, v)| v.into_owned())
 }
 
-use crate::session::unix_now as now;
+pub(super) use crate::session::unix_now as now;
 
 /// The `:port` part of a Host header value (empty without one).
 fn port_part(raw_host: &str) -> &str {
@@ -47,7 +47,7 @@ fn port_part(raw_host: &str) -> &str {
 }
 
 /// Store key of a pending sign-in (by its state) or a hop code.
-fn once_key(kind: &str, secret: &str) -> String {
+pub(super) fn once_key(kind: &str, secret: &str) -> String {
     format!("{kind}:{}", sess::hash_id(secret))
 }
 
@@ -76,7 +76,7 @@ pub(super) fn cookie_header(session: &Session) -> Option<std::borrow::Cow<'_, st
 
 impl Gateway {
     /// Writes a full response with optional extra headers (several `set-cookie` allowed).
-    async fn write(
+    pub(super) async fn write(
         &self,
         session: &mut Session,
         ctx: &mut Ctx,
@@ -129,7 +129,7 @@ impl Gateway {
     }
 
     /// The address this request comes from (behind trusted proxies, the client's).
-    fn client(&self, session: &Session, snap: &Snapshot) -> Option<std::net::IpAddr> {
+    pub(super) fn client(&self, session: &Session, snap: &Snapshot) -> Option<std::net::IpAddr> {
         super::forwarded::client_address(
             super::client_ip(session),
             session
@@ -143,7 +143,7 @@ impl Gateway {
 
     /// Answers 429 (a page, or JSON for machine callers) when this client is
     /// blocked on `scope` after repeated failures. True if it answered.
-    async fn throttled(
+    pub(super) async fn throttled(
         &self,
         session: &mut Session,
         ctx: &mut Ctx,
@@ -151,9 +151,20 @@ impl Gateway {
         scope: &str,
         json: bool,
     ) -> Result<bool> {
-        let client = self.client(session, snap);
-        let Some(secs) = crate::throttle::retry_after(&*self.app.sessions, scope, client).await
-        else {
+        let who = crate::throttle::address(self.client(session, snap));
+        self.throttled_as(session, ctx, scope, &who, json).await
+    }
+
+    /// Like `throttled`, for any `who` (a client address or an account).
+    pub(super) async fn throttled_as(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        scope: &str,
+        who: &str,
+        json: bool,
+    ) -> Result<bool> {
+        let Some(secs) = crate::throttle::retry_after(&*self.app.sessions, scope, who).await else {
             return Ok(false);
         };
         self.app.metrics.throttled.with_label_values(&[scope]).inc();
@@ -179,15 +190,15 @@ impl Gateway {
     }
 
     /// Counts a failed attempt on `scope` from this client.
-    async fn count_failure(&self, session: &Session, snap: &Snapshot, scope: &str) {
-        let client = self.client(session, snap);
-        crate::throttle::failed(&*self.app.sessions, scope, client, &snap.config.abuse).await;
+    pub(super) async fn count_failure(&self, session: &Session, snap: &Snapshot, scope: &str) {
+        let who = crate::throttle::address(self.client(session, snap));
+        crate::throttle::failed(&*self.app.sessions, scope, &who, &snap.config.abuse).await;
     }
 
     /// A store or the directory failed mid sign-in: logged, counted as
     /// `unavailable`, and a 503 page with a way to retry.
     #[allow(clippy::too_many_arguments)]
-    async fn dependency_down(
+    pub(super) async fn dependency_down(
         &self,
         session: &mut Session,
         ctx: &mut Ctx,
@@ -201,7 +212,7 @@ impl Gateway {
             .await
     }
 
-    async fn page(
+    pub(super) async fn page(
         &self,
         session: &mut Session,
         ctx: &mut Ctx,
@@ -212,7 +223,7 @@ impl Gateway {
             .await
     }
 
-    async fn redirect(
+    pub(super) async fn redirect(
         &self,
         session: &mut Session,
         ctx: &mut Ctx,
@@ -244,17 +255,47 @@ impl Gateway {
         let get = method == http::Method::GET || method == http::Method::HEAD;
         let post = method == http::Method::POST;
         let return_to = || self.return_to(&snap, query(q.as_deref(), "return_to").as_deref());
+        if self
+            .accounts_endpoint(
+                session,
+                ctx,
+                &snap,
+                host,
+                &raw_host,
+                &path,
+                q.as_deref(),
+                get,
+                post,
+            )
+            .await?
+        {
+            return Ok(());
+        }
         match path.as_str() {
             "/_auth/login" if get => {
-                self.login_entry(session, ctx, &snap, host, &raw_host, return_to())
-                    .await
+                let register_first = query(q.as_deref(), "register").is_some();
+                self.login_entry(
+                    session,
+                    ctx,
+                    &snap,
+                    host,
+                    &raw_host,
+                    return_to(),
+                    register_first,
+                )
+                .await
             }
             p if get && p.starts_with("/_auth/login/") => {
                 let name = &p["/_auth/login/".len()..];
                 if let Some(to) = self.auth_host_url(&snap, host, &raw_host, p, &return_to()) {
                     return self.redirect(session, ctx, &to, &[]).await;
                 }
-                self.start_login(session, ctx, &snap, name, &raw_host, return_to())
+                let intent = if query(q.as_deref(), "prove").is_some() {
+                    login::Intent::Prove
+                } else {
+                    login::Intent::SignIn
+                };
+                self.start_login(session, ctx, &snap, name, &raw_host, return_to(), intent)
                     .await
             }
             p if get && p.starts_with("/_auth/callback/") => {
@@ -321,7 +362,7 @@ impl Gateway {
         }
     }
 
-    fn scheme(&self) -> &'static str {
+    pub(super) fn scheme(&self) -> &'static str {
         if self.listener.tls.is_some() {
             "https"
         } else {
@@ -330,7 +371,7 @@ impl Gateway {
     }
 
     /// The checked `return_to` of a sign-in: a path, or a URL on a configured host.
-    fn return_to(&self, snap: &Snapshot, raw: Option<&str>) -> String {
+    pub(super) fn return_to(&self, snap: &Snapshot, raw: Option<&str>) -> String {
         let sessions = &snap.config.sessions;
         login::safe_return_to(raw, |h| sessions.trusted_host(h, &snap.config.routes))
     }
@@ -355,15 +396,17 @@ impl Gateway {
             return_to.to_string()
         };
         Some(format!(
-            "{}://{auth}{}{path}?return_to={}",
+            "{}://{auth}{}{path}{}return_to={}",
             self.scheme(),
             port_part(raw_host),
+            if path.contains('?') { '&' } else { '?' },
             enc(&back)
         ))
     }
 
     /// `/_auth/login`: to the auth host if there is one; straight on when
     /// already signed in here; else the provider (or a chooser).
+    #[allow(clippy::too_many_arguments)]
     async fn login_entry(
         &self,
         session: &mut Session,
@@ -372,13 +415,34 @@ impl Gateway {
         host: &str,
         raw_host: &str,
         return_to: String,
+        register_first: bool,
     ) -> Result<()> {
-        if let Some(to) = self.auth_host_url(snap, host, raw_host, "/_auth/login", &return_to) {
+        let path = if register_first {
+            "/_auth/login?register=1"
+        } else {
+            "/_auth/login"
+        };
+        if let Some(to) = self.auth_host_url(snap, host, raw_host, path, &return_to) {
             return self.redirect(session, ctx, &to, &[]).await;
         }
         if let Some(s) = self.current_session(session, snap, host).await {
             return self
                 .continue_to(session, ctx, snap, host, &s, &return_to, Vec::new())
+                .await;
+        }
+        if snap.config.accounts.passwords {
+            let state = super::accounts::SigninState::default();
+            return self
+                .signin_page(
+                    session,
+                    ctx,
+                    snap,
+                    host,
+                    200,
+                    register_first,
+                    &return_to,
+                    &state,
+                )
                 .await;
         }
         let providers: Vec<&Provider> = snap.config.login_providers().collect();
@@ -414,7 +478,7 @@ impl Gateway {
     /// After sign-in (or when already signed in): to `return_to`. A URL on a
     /// host outside this host's cookie scope gets a single-use code for it.
     #[allow(clippy::too_many_arguments)]
-    async fn continue_to(
+    pub(super) async fn continue_to(
         &self,
         session: &mut Session,
         ctx: &mut Ctx,
@@ -583,7 +647,8 @@ impl Gateway {
             .then_some(s)
     }
 
-    async fn start_login(
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn start_login(
         &self,
         session: &mut Session,
         ctx: &mut Ctx,
@@ -591,6 +656,7 @@ impl Gateway {
         name: &str,
         raw_host: &str,
         return_to: String,
+        intent: login::Intent,
     ) -> Result<()> {
         let found = snap
             .providers
@@ -632,6 +698,7 @@ impl Gateway {
             nonce: sess::new_token(),
             verifier: sess::new_token(),
             return_to,
+            intent,
         };
         let url = login::authorize_url(
             &endpoint,
@@ -783,38 +850,64 @@ impl Gateway {
                     .await;
             }
         };
-        let customer = match self
-            .app
-            .auth
-            .directory()
-            .resolve(
-                &crate::customers::ExternalId {
-                    issuer: verified.issuer.clone(),
-                    subject: verified.subject.clone(),
-                },
-                crate::customers::IdentityKind::Oidc,
-                &crate::customers::Profile {
-                    email: verified.email.clone(),
-                    email_verified: verified.email_verified,
-                    name: verified.name.clone(),
-                },
-            )
-            .await
-        {
-            Ok(c) => c,
-            Err(e) => {
-                return self
-                    .dependency_down(
-                        session,
-                        ctx,
-                        name,
-                        "customer directory unavailable during login",
-                        &e,
-                        ("/", "Home"),
-                    )
-                    .await;
-            }
+        let found = crate::customers::ExternalId {
+            issuer: verified.issuer.clone(),
+            subject: verified.subject.clone(),
         };
+        let profile = crate::customers::Profile {
+            email: verified.email.clone(),
+            email_verified: verified.email_verified,
+            name: verified.name.clone(),
+        };
+        let customer = match self
+            .customer_for_login(
+                session,
+                ctx,
+                snap,
+                host,
+                name,
+                &found,
+                &profile,
+                &pending,
+                &clear_login,
+            )
+            .await?
+        {
+            Some(c) => c,
+            // Answered already (linked, proof asked, refused, or a failure page).
+            None => return Ok(()),
+        };
+        self.sign_in(
+            session,
+            ctx,
+            snap,
+            host,
+            customer,
+            name,
+            verified.sid.clone(),
+            &pending.return_to,
+            vec![clear_login],
+        )
+        .await
+    }
+
+    /// Starts a session for `customer` (signed in with `method`: a provider
+    /// name or `password`) and continues to `return_to`. A disabled customer
+    /// gets a 403 page instead. A guest id in this browser is handed over.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn sign_in(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        snap: &Snapshot,
+        host: &str,
+        customer: crate::customers::Customer,
+        method: &str,
+        provider_sid: Option<String>,
+        return_to: &str,
+        mut cookies: Vec<String>,
+    ) -> Result<()> {
+        let name = method;
         if customer.status != crate::customers::ACTIVE {
             self.app
                 .metrics
@@ -826,6 +919,8 @@ impl Gateway {
                 "Signing in to this account is not possible. Please contact customer service.",
                 Some(("/", "Home")),
             );
+            let headers: Vec<(&str, String)> =
+                cookies.into_iter().map(|c| ("set-cookie", c)).collect();
             return self
                 .write(
                     session,
@@ -833,7 +928,7 @@ impl Gateway {
                     403,
                     "text/html; charset=utf-8",
                     html,
-                    &[("set-cookie", clear_login)],
+                    &headers,
                 )
                 .await;
         }
@@ -862,8 +957,9 @@ impl Gateway {
             last_seen: t,
             expires_at: t + absolute,
             login_id: sess::new_token(),
-            provider_sid: verified.sid.clone(),
+            provider_sid,
             converted_guest: guest.clone(),
+            device: device_of(session),
         };
         let (id, record) = new_session(&first, t, t + absolute);
         if let Err(e) = self.app.sessions.create(&record).await {
@@ -884,7 +980,7 @@ impl Gateway {
             .with_label_values(&[name, "success"])
             .inc();
         let domain = sess::cookie_domain(host, &snap.config.sessions.cookie_domains);
-        let mut cookies = vec![sess::set_session_cookie(domain, &id, absolute), clear_login];
+        cookies.insert(0, sess::set_session_cookie(domain, &id, absolute));
         if let Some(g) = &guest {
             let data = serde_json::json!({ "customer_id": record.customer_id, "guest_id": g });
             crate::events::emit(
@@ -896,16 +992,8 @@ impl Gateway {
             // The guest id is spent; signing out later starts a new one.
             cookies.push(sess::set_cookie(sess::GUEST_COOKIE, "", 0));
         }
-        self.continue_to(
-            session,
-            ctx,
-            snap,
-            host,
-            &record,
-            &pending.return_to,
-            cookies,
-        )
-        .await
+        self.continue_to(session, ctx, snap, host, &record, return_to, cookies)
+            .await
     }
 
     /// OIDC Back-Channel Logout: a provider's signed logout token ends, on
@@ -1066,7 +1154,7 @@ impl Gateway {
         self.redirect(session, ctx, &to, &[clear]).await
     }
 
-    async fn session_ended(&self, customer_id: Option<&str>, reason: &str, ended: u64) {
+    pub(super) async fn session_ended(&self, customer_id: Option<&str>, reason: &str, ended: u64) {
         crate::events::session_ended(&**self.app.auth.directory(), customer_id, reason, ended)
             .await;
     }
@@ -1107,7 +1195,7 @@ const LOGIN_TTL: i64 = 600;
 
 /// A new session id and its record: `like`'s customer and sign-in, a fresh
 /// CSRF token, created `t`, ending at `expires_at`.
-fn new_session(like: &Browser, t: i64, expires_at: i64) -> (String, Browser) {
+pub(super) fn new_session(like: &Browser, t: i64, expires_at: i64) -> (String, Browser) {
     let id = sess::new_token();
     let record = Browser {
         id_hash: sess::hash_id(&id),
@@ -1120,8 +1208,19 @@ fn new_session(like: &Browser, t: i64, expires_at: i64) -> (String, Browser) {
     (id, record)
 }
 
+/// The device name of this request's browser.
+pub(super) fn device_of(session: &Session) -> Option<String> {
+    let ua = session
+        .req_header()
+        .headers
+        .get(http::header::USER_AGENT)?
+        .to_str()
+        .ok()?;
+    Some(sess::device(ua))
+}
+
 /// Reads an `application/x-www-form-urlencoded` body (at most 16 KiB).
-async fn read_form(session: &mut Session) -> Result<Vec<(String, String)>> {
+pub(super) async fn read_form(session: &mut Session) -> Result<Vec<(String, String)>> {
     let mut body = Vec::new();
     while let Some(chunk) = session.read_request_body().await? {
         body.extend_from_slice(&chunk);
@@ -1132,7 +1231,7 @@ async fn read_form(session: &mut Session) -> Result<Vec<(String, String)>> {
     Ok(url::form_urlencoded::parse(&body).into_owned().collect())
 }
 
-fn enc(s: &str) -> String {
+pub(super) fn enc(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 

@@ -12,6 +12,7 @@ pub mod pool;
 pub mod route;
 pub mod tls;
 
+mod accounts;
 mod endpoints;
 mod forwarded;
 
@@ -199,18 +200,36 @@ impl Gateway {
                 Ok(false)
             }
             Decision::Unauthenticated(None)
-                if r.kind == RouteKind::Web && snap.config.login_providers().next().is_some() =>
+                if r.kind == RouteKind::Web
+                    && (snap.config.accounts.passwords
+                        || snap.config.login_providers().next().is_some()) =>
             {
-                // A browser: sign in, then come back to exactly this URL.
-                let here = session
-                    .req_header()
+                // A browser: sign in, then come back to exactly this URL. A
+                // form's POST is not replayed: back to the page that held it.
+                let req = session.req_header();
+                let here = req
                     .uri
                     .path_and_query()
                     .map(|p| p.as_str().to_string())
                     .unwrap_or_else(|| "/".into());
+                let back = if req.method == http::Method::GET || req.method == http::Method::HEAD {
+                    here
+                } else {
+                    req.headers
+                        .get(http::header::REFERER)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|r| url::Url::parse(r).ok())
+                        .filter(|u| u.host_str().is_some_and(|h| h.eq_ignore_ascii_case(host)))
+                        .map(|u| match u.query() {
+                            Some(q) => format!("{}?{q}", u.path()),
+                            None => u.path().to_string(),
+                        })
+                        .unwrap_or_else(|| "/".into())
+                };
                 let to = format!(
-                    "/_auth/login?return_to={}",
-                    url::form_urlencoded::byte_serialize(here.as_bytes()).collect::<String>()
+                    "/_auth/login?return_to={}{}",
+                    url::form_urlencoded::byte_serialize(back.as_bytes()).collect::<String>(),
+                    if r.register_first { "&register=1" } else { "" }
                 );
                 ctx.local_status = Some(302);
                 let mut resp = ResponseHeader::build(302, Some(4))?;
@@ -311,6 +330,14 @@ impl Gateway {
             {
                 upstream.insert_header(name.clone(), v)?;
             }
+        }
+        if principal.email.is_some() {
+            let verified = if principal.email_verified {
+                "true"
+            } else {
+                "false"
+            };
+            upstream.insert_header("x-customer-email-verified", verified)?;
         }
         upstream.insert_header("x-auth-method", principal.method)?;
         let key = (principal.credential, pool.config.name.clone());
@@ -490,6 +517,10 @@ impl ProxyHttp for Gateway {
         }
         if path.starts_with("/_auth/") {
             self.auth_endpoint(session, ctx, &host).await?;
+            return Ok(true);
+        }
+        if path == "/_account" || path.starts_with("/_account/") {
+            self.account_endpoint(session, ctx, &host).await?;
             return Ok(true);
         }
         if !route::path_is_clean(path) {

@@ -22,6 +22,21 @@ pub struct Pending {
     pub nonce: String,
     pub verifier: String,
     pub return_to: String,
+    /// What the sign-in is for, beyond signing in.
+    #[serde(default)]
+    pub intent: Intent,
+}
+
+/// Why a provider sign-in was started.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Intent {
+    /// Sign in (or register on first sight).
+    #[default]
+    SignIn,
+    /// A signed-in customer adds this provider to their account.
+    Link { customer_id: String },
+    /// Proves the account an email match pointed at, to link what waits.
+    Prove,
 }
 
 /// Why a login did not complete; `Display` is shown to the customer.
@@ -247,6 +262,7 @@ mod tests {
             scopes: vec!["openid".into(), "email".into()],
             display_name: "IdP".into(),
             logout_at_provider: false,
+            trusted_email: false,
         };
         let u = authorize_url(
             "https://idp.test/auth",

@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sqlx::Row;
 
-use super::{CacheStats, Group, Session, SessionStore, StoreError};
+use super::{CacheStats, Group, Profile, Session, SessionStore, StoreError};
 
 fn unavailable(e: sqlx::Error) -> StoreError {
     StoreError::Unavailable(e.to_string())
@@ -29,6 +29,7 @@ fn from_row(r: &sqlx::sqlite::SqliteRow) -> Result<Session, StoreError> {
         login_id: r.try_get("login_id").map_err(unavailable)?,
         provider_sid: r.try_get("provider_sid").map_err(unavailable)?,
         converted_guest: r.try_get("converted_guest").map_err(unavailable)?,
+        device: r.try_get("device").map_err(unavailable)?,
     })
 }
 
@@ -87,8 +88,8 @@ impl EmbeddedStore {
 impl SessionStore for EmbeddedStore {
     async fn create(&self, s: &Session) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO sessions (id_hash, customer_id, email, email_verified, name, provider, csrf, created_at, last_seen, expires_at, login_id, provider_sid, converted_guest)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+            "INSERT INTO sessions (id_hash, customer_id, email, email_verified, name, provider, csrf, created_at, last_seen, expires_at, login_id, provider_sid, converted_guest, device)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
         )
         .bind(&s.id_hash)
         .bind(&s.customer_id)
@@ -103,6 +104,7 @@ impl SessionStore for EmbeddedStore {
         .bind(&s.login_id)
         .bind(&s.provider_sid)
         .bind(&s.converted_guest)
+        .bind(&s.device)
         .execute(&self.pool)
         .await
         .map_err(unavailable)?;
@@ -145,6 +147,29 @@ impl SessionStore for EmbeddedStore {
         self.update_cached(id_hash, |t| t.converted_guest = None)
             .await;
         Ok(())
+    }
+
+    async fn refresh_profile(
+        &self,
+        customer_id: &str,
+        profile: &Profile,
+    ) -> Result<u64, StoreError> {
+        let rows = sqlx::query(
+            "UPDATE sessions SET email = $2, email_verified = $3, name = $4
+             WHERE customer_id = $1 RETURNING id_hash",
+        )
+        .bind(customer_id)
+        .bind(&profile.email)
+        .bind(profile.email_verified)
+        .bind(&profile.name)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        for r in &rows {
+            let h: String = r.try_get("id_hash").map_err(unavailable)?;
+            self.update_cached(&h, |t| profile.apply(t)).await;
+        }
+        Ok(rows.len() as u64)
     }
 
     async fn touch(&self, id_hash: &str, now: i64) -> Result<(), StoreError> {

@@ -109,6 +109,62 @@ pub struct Session {
     /// The guest id this sign-in took over, until the first request tells the backend.
     #[serde(default)]
     pub converted_guest: Option<String>,
+    /// The browser and system that signed in ("Chrome on Linux").
+    #[serde(default)]
+    pub device: Option<String>,
+}
+
+/// A short name for the browser and system of a User-Agent ("Chrome on
+/// Linux"), for the customer's list of sessions; never the raw header. Pure.
+pub fn device(user_agent: &str) -> String {
+    let ua = user_agent;
+    let browser = if ua.contains("Edg/") {
+        "Edge"
+    } else if ua.contains("OPR/") {
+        "Opera"
+    } else if ua.contains("Firefox/") {
+        "Firefox"
+    } else if ua.contains("Chrome/") || ua.contains("Chromium/") {
+        "Chrome"
+    } else if ua.contains("Safari/") && ua.contains("Version/") {
+        "Safari"
+    } else if ua.contains("curl/") {
+        "curl"
+    } else {
+        "A browser"
+    };
+    let system = if ua.contains("Android") {
+        "Android"
+    } else if ua.contains("iPhone") || ua.contains("iPad") {
+        "iOS"
+    } else if ua.contains("Windows") {
+        "Windows"
+    } else if ua.contains("Mac OS X") || ua.contains("Macintosh") {
+        "macOS"
+    } else if ua.contains("CrOS") {
+        "ChromeOS"
+    } else if ua.contains("Linux") {
+        "Linux"
+    } else {
+        return browser.to_string();
+    };
+    format!("{browser} on {system}")
+}
+
+/// The customer facts a session carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Profile {
+    pub email: Option<String>,
+    pub email_verified: bool,
+    pub name: Option<String>,
+}
+
+impl Profile {
+    fn apply(&self, s: &mut Session) {
+        s.email.clone_from(&self.email);
+        s.email_verified = self.email_verified;
+        s.name.clone_from(&self.name);
+    }
 }
 
 /// Which sessions to end together.
@@ -192,6 +248,13 @@ pub trait SessionStore: Send + Sync {
     async fn get(&self, id_hash: &str) -> Result<Option<Arc<Session>>, StoreError>;
     /// Forgets the converted guest id once the backend has been told.
     async fn clear_converted_guest(&self, id_hash: &str) -> Result<(), StoreError>;
+    /// Copies a customer's changed profile (email, its verification, name)
+    /// into every live session of theirs, on every node; returns how many.
+    async fn refresh_profile(
+        &self,
+        customer_id: &str,
+        profile: &Profile,
+    ) -> Result<u64, StoreError>;
     /// Records activity (callers throttle this; it is not per request).
     async fn touch(&self, id_hash: &str, now: i64) -> Result<(), StoreError>;
     async fn delete(&self, id_hash: &str) -> Result<(), StoreError>;
@@ -322,7 +385,17 @@ mod unit {
             login_id: "l".into(),
             provider_sid: None,
             converted_guest: None,
+            device: None,
         };
+        assert_eq!(
+            device("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/156.0.0.0 Safari/537.36"),
+            "Chrome on Linux"
+        );
+        assert_eq!(
+            device("Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1"),
+            "Safari on iOS"
+        );
+        assert_eq!(device("curl/8.0"), "curl");
         assert!(s.live(150, 60));
         assert!(!s.live(161, 60), "idle");
         assert!(!s.live(1000, 10_000), "absolute");

@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use futures_util::StreamExt;
 use redis::AsyncCommands;
 
-use super::{CacheStats, Group, Session, SessionStore, StoreError};
+use super::{CacheStats, Group, Profile, Session, SessionStore, StoreError};
 
 fn unavailable(e: redis::RedisError) -> StoreError {
     StoreError::Unavailable(e.to_string())
@@ -222,6 +222,23 @@ impl SessionStore for RedisStore {
         self.update(id_hash, |t| t.converted_guest = None).await?;
         // Other nodes must not tell the backend a second time.
         self.publish_invalidation(id_hash).await
+    }
+
+    async fn refresh_profile(
+        &self,
+        customer_id: &str,
+        profile: &Profile,
+    ) -> Result<u64, StoreError> {
+        let mut c = self.conn.clone();
+        let ids: Vec<String> = c
+            .smembers(self.index(Group::Customer(customer_id)))
+            .await
+            .map_err(unavailable)?;
+        for id in &ids {
+            self.update(id, |t| profile.apply(t)).await?;
+            self.publish_invalidation(id).await?;
+        }
+        Ok(ids.len() as u64)
     }
 
     async fn delete(&self, id_hash: &str) -> Result<(), StoreError> {

@@ -24,6 +24,7 @@ fn session(customer: &str) -> Session {
         login_id: new_token(),
         provider_sid: None,
         converted_guest: Some("gst_00000000000000000000000000000001".into()),
+        device: Some("Firefox on Linux".into()),
     }
 }
 

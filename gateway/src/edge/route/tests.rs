@@ -13,6 +13,7 @@ fn route(name: &str, hosts: &[&str], prefix: &str, methods: &[&str]) -> Route {
         max_body: 0,
         access: Access::Public,
         scopes: vec![],
+        register_first: false,
     }
 }
 
