@@ -664,6 +664,16 @@ pub type Seen = serde_json::Value;
 /// one observation per step. Screenshots go to tests/artifacts/<test>/ and are
 /// checked to be non-empty PNGs. Fails loudly if Node or Chromium is missing.
 pub async fn browse(test: &str, host_rules: Option<&str>, steps: serde_json::Value) -> Vec<Seen> {
+    browse_with(test, host_rules, None, steps).await
+}
+
+/// Like [`browse`] with a viewport (`{"width": 375, "height": 740}` for a phone).
+pub async fn browse_with(
+    test: &str,
+    host_rules: Option<&str>,
+    viewport: Option<serde_json::Value>,
+    steps: serde_json::Value,
+) -> Vec<Seen> {
     use tokio::io::AsyncWriteExt;
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let artifacts = root.join("tests/artifacts").join(test);
@@ -671,6 +681,7 @@ pub async fn browse(test: &str, host_rules: Option<&str>, steps: serde_json::Val
     let plan = serde_json::json!({
         "artifacts": artifacts,
         "hostRules": host_rules,
+        "viewport": viewport,
         "steps": steps,
     });
     let script = root.join("tests/node/run-steps.mjs");

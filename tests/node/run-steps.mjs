@@ -43,6 +43,8 @@ async function observe(extra = {}) {
     lang: await page.getAttribute('html', 'lang').catch(() => null),
     headings: await page.$$eval('h1', (hs) => hs.map((h) => h.textContent.trim())),
     text: (await page.innerText('body').catch(() => '')).slice(0, 4000),
+    // Wider than the viewport: the page would scroll sideways on a phone.
+    overflow: await page.evaluate(() => document.documentElement.scrollWidth > window.innerWidth).catch(() => null),
     ...extra,
   };
 }

@@ -517,14 +517,15 @@ impl Gateway {
             .ok()
             .flatten();
         let given = form.get("password");
-        if let Some(e) = &email {
-            if let Some(why) = self.weak_password(snap, given, e).await {
-                state.register_errors.insert("password", why);
-            }
-        } else if given.is_empty() {
+        if given.is_empty() {
             state
                 .register_errors
                 .insert("password", "Choose a password.".into());
+        } else if let Some(why) = self
+            .weak_password(snap, given, email.as_deref().unwrap_or(""))
+            .await
+        {
+            state.register_errors.insert("password", why);
         }
         let Some(email) = email.filter(|_| state.register_errors.is_empty()) else {
             self.app
