@@ -381,19 +381,46 @@ async fn no_enumeration_throttling_and_forms(postgres: bool) {
 
     // A wrong password for a known address and any password for an unknown
     // one: the same status, the same page, about the same time.
-    let (ra, ta) = wrong_password(&mut from(), "198.51.100.1", known).await;
-    let (rb, tb) = wrong_password(&mut from(), "198.51.100.2", unknown).await;
+    let (ra, _) = wrong_password(&mut from(), "198.51.100.1", known).await;
+    let (rb, _) = wrong_password(&mut from(), "198.51.100.2", unknown).await;
     assert_eq!((ra.status, rb.status), (401, 401));
     assert_eq!(
         comparable(&ra.text(), known),
         comparable(&rb.text(), unknown)
     );
     // Both paths verify an Argon2id hash at the configured cost (the unknown
-    // address against a dummy); neither answers in a fraction of the other.
-    let ratio = ta.as_secs_f64() / tb.as_secs_f64();
+    // address against a dummy), so neither answers in a fraction of the
+    // other's time. The fastest of three is compared: contention on this
+    // shared machine only ever adds time. (A separate account, so these
+    // failures stay under its free ones.)
+    let (status, _) = Visitor::new(gw.dev_client())
+        .register("timing@example.test", PASSWORD)
+        .await;
+    assert_eq!(status, 303);
+    let mut known_t = Vec::new();
+    let mut unknown_t = Vec::new();
+    for n in 0..3 {
+        let (r, t) =
+            wrong_password(&mut from(), &format!("192.0.2.{n}"), "timing@example.test").await;
+        assert_eq!(r.status, 401);
+        known_t.push(t);
+        let (r, t) = wrong_password(
+            &mut from(),
+            &format!("192.0.2.{}", n + 10),
+            &format!("timing-{n}@example.test"),
+        )
+        .await;
+        assert_eq!(r.status, 401);
+        unknown_t.push(t);
+    }
+    let (k, u) = (
+        known_t.iter().min().unwrap(),
+        unknown_t.iter().min().unwrap(),
+    );
+    let ratio = k.as_secs_f64() / u.as_secs_f64();
     assert!(
-        (0.25..4.0).contains(&ratio),
-        "known {ta:?} vs unknown {tb:?}"
+        (0.33..3.0).contains(&ratio),
+        "known {known_t:?} vs unknown {unknown_t:?}"
     );
 
     // Reset requests: one answer for both.
@@ -589,4 +616,178 @@ async fn a_guest_registers_inline_at_checkout_on_a_phone_and_keeps_the_cart() {
         r.header("location"),
         Some("/_auth/login?return_to=%2Fcheckout%2Freview%3Fstep%3D2&register=1")
     );
+}
+
+/// A shop with password accounts and the test provider (`trusted_email`
+/// as given), on `https://shop.test:{https}`.
+async fn shop_with_provider(trusted_email: bool) -> (Gateway, Idp, MailSink, Upstream, String) {
+    let sink = MailSink::start().await;
+    let store = Upstream::echo("store").await;
+    let ports = reserve_ports();
+    let https = ports["https"];
+    let idp = Idp::start_with_web_client(Some(&format!(
+        "https://shop.test:{https}/_auth/callback/idp"
+    )))
+    .await;
+    let cfg = login_config(
+        &idp,
+        "",
+        &format!(", trusted_email: {trusted_email}"),
+        &format!(
+            "{}upstreams:
+  store: {{ addresses: [\"{}\"] }}
+routes:
+  - {{ name: account, hosts: [shop.test], path_prefix: /account, upstream: store, kind: web, access: required }}
+  - {{ name: home, hosts: [shop.test], path_prefix: /, upstream: store, kind: web, access: optional }}
+",
+            sink.accounts_config("https://shop.test:{https}", ""),
+            store.addr
+        ),
+    );
+    let gw = Gateway::start_on(ports, &cfg, &[]).await;
+    (gw, idp, sink, store, format!("https://shop.test:{https}"))
+}
+
+/// Registers over HTTP and returns the new customer id.
+async fn registered(gw: &Gateway, email: &str) -> String {
+    let mut v = Visitor::new(gw.dev_client());
+    let (status, page) = v.register(email, PASSWORD).await;
+    assert_eq!(status, 303, "{page}");
+    let home = v.get("/").await.text();
+    let v: serde_json::Value = serde_json::from_str(&home).expect("echo JSON");
+    v["headers"]["x-customer-id"]
+        .as_str()
+        .expect("signed in")
+        .to_string()
+}
+
+#[tokio::test]
+async fn a_provider_customer_adds_a_password_and_a_password_customer_adds_the_provider() {
+    let (_gw, _idp, _sink, _store, base) = shop_with_provider(false).await;
+    let provider_button = "a:has-text('Continue with Test IdP')";
+    let seen = browse(
+        "accounts_linking",
+        Some("MAP *.test 127.0.0.1"),
+        json!([
+            {"goto": format!("{base}/account"), "waitText": "Continue with Test IdP", "screenshot": "1-sign-in-choices"},
+            {"click": provider_button, "waitText": "Test IdP"},
+            {"fill": ["#username", "nina"]},
+            {"click": "button[type=submit]", "waitText": "x-customer-id"},
+            {"goto": format!("{base}/_account"), "waitText": "Add a password", "screenshot": "2-account-provider-only"},
+            {"fill": ["#add-password", NEW_PASSWORD]},
+            {"click": "form[action='/_account/password'] button[type=submit]", "waitText": "Your password was added", "screenshot": "3-password-added"},
+            {"click": "button[value=this]", "waitText": "You have been signed out"},
+            {"goto": format!("{base}/_auth/login")},
+            {"fill": ["#login-email", "nina@example.test"]},
+            {"fill": ["#login-password", NEW_PASSWORD]},
+            {"click": "form[action='/_auth/login/password'] button[type=submit]", "waitText": "x-customer-id"},
+            // The provider sign-in can now be removed: the password remains.
+            {"goto": format!("{base}/_account")},
+            {"click": "form[action='/_account/unlink'] button[aria-label='Remove Test IdP']", "waitText": "was removed", "screenshot": "4-provider-removed"},
+            // And added back from the account page.
+            {"click": "a:has-text('Add Test IdP')", "waitText": "added to your account", "screenshot": "5-provider-linked"},
+        ]),
+    )
+    .await;
+    let nina = headers_on(&seen[3])["x-customer-id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        headers_on(&seen[11])["x-customer-id"],
+        nina.as_str(),
+        "the password signs in the same customer"
+    );
+    let linked = seen[14]["text"].as_str().unwrap();
+    assert!(
+        linked.contains("Test IdP") && linked.contains("Password (nina@example.test)"),
+        "{linked}"
+    );
+    // The only way in cannot be removed.
+    let only = seen[4]["text"].as_str().unwrap();
+    assert!(only.contains("your only way in"), "{only}");
+
+    // A password customer adds the provider (a different address there).
+    let seen = browse(
+        "accounts_linking_provider",
+        Some("MAP *.test 127.0.0.1"),
+        json!([
+            {"goto": format!("{base}/_auth/register")},
+            {"fill": ["#register-email", "omar@shop.test"]},
+            {"fill": ["#register-password", PASSWORD]},
+            {"click": "form[action='/_auth/register'] button[type=submit]", "waitText": "x-customer-id"},
+            {"goto": format!("{base}/_account"), "waitText": "Add Test IdP"},
+            {"click": "a:has-text('Add Test IdP')", "waitText": "Test IdP"},
+            {"fill": ["#username", "omar2"]},
+            {"click": "button[type=submit]", "waitText": "added to your account"},
+            {"click": "button[value=this]", "waitText": "You have been signed out"},
+            {"goto": format!("{base}/account"), "waitText": "Continue with Test IdP"},
+            {"click": provider_button, "waitText": "x-customer-id"},
+        ]),
+    )
+    .await;
+    let omar = headers_on(&seen[3])["x-customer-id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        headers_on(&seen[10])["x-customer-id"],
+        omar.as_str(),
+        "the linked provider signs in the password customer"
+    );
+    assert_ne!(omar, nina);
+}
+
+#[tokio::test]
+async fn a_provider_sign_in_with_an_existing_accounts_email_asks_for_proof() {
+    let (gw, _idp, _sink, _store, base) = shop_with_provider(false).await;
+    let pia = registered(&gw, "pia@example.test").await;
+    let seen = browse(
+        "accounts_email_match",
+        Some("MAP *.test 127.0.0.1"),
+        json!([
+            {"goto": format!("{base}/account"), "waitText": "Continue with Test IdP"},
+            {"click": "a:has-text('Continue with Test IdP')", "waitText": "Test IdP"},
+            {"fill": ["#username", "pia"]},
+            {"click": "button[type=submit]", "waitText": "You already have an account", "screenshot": "1-proof-asked"},
+            {"fill": ["#prove-password", "not my password at all"]},
+            {"click": "form[action='/_auth/prove'] button[type=submit]", "waitText": "not right", "screenshot": "2-wrong"},
+            {"fill": ["#prove-password", PASSWORD]},
+            {"click": "form[action='/_auth/prove'] button[type=submit]", "waitText": "x-customer-id", "screenshot": "3-linked"},
+            {"goto": format!("{base}/_account"), "waitText": "Ways to sign in"},
+        ]),
+    )
+    .await;
+    // Nothing was linked or created before the proof.
+    assert_eq!(seen[3]["status"], 200);
+    assert_eq!(seen[5]["status"], 401);
+    assert_eq!(seen[7]["url"], format!("{base}/account"));
+    assert_eq!(
+        headers_on(&seen[7])["x-customer-id"],
+        pia.as_str(),
+        "one customer id"
+    );
+    let ways = seen[8]["text"].as_str().unwrap();
+    assert!(
+        ways.contains("Password (pia@example.test)") && ways.contains("Test IdP"),
+        "{ways}"
+    );
+}
+
+#[tokio::test]
+async fn a_trusted_providers_verified_email_joins_the_existing_account() {
+    let (gw, _idp, _sink, _store, base) = shop_with_provider(true).await;
+    let quinn = registered(&gw, "quinn@example.test").await;
+    let seen = browse(
+        "accounts_trusted_email",
+        Some("MAP *.test 127.0.0.1"),
+        json!([
+            {"goto": format!("{base}/account"), "waitText": "Continue with Test IdP"},
+            {"click": "a:has-text('Continue with Test IdP')", "waitText": "Test IdP"},
+            {"fill": ["#username", "quinn"]},
+            {"click": "button[type=submit]", "waitText": "x-customer-id"},
+        ]),
+    )
+    .await;
+    assert_eq!(headers_on(&seen[3])["x-customer-id"], quinn.as_str());
 }

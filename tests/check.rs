@@ -134,6 +134,6 @@ fn the_shipped_config_passes() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains("ok (2 listeners, 3 upstreams, 3 routes)")
+        String::from_utf8_lossy(&out.stdout).contains("ok (2 listeners, 3 upstreams, 6 routes)")
     );
 }

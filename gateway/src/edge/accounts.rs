@@ -1260,27 +1260,6 @@ impl Gateway {
         proof: Proof,
         clear_login: &str,
     ) -> Result<()> {
-        let ways = self
-            .app
-            .auth
-            .directory()
-            .identities(&existing.id)
-            .await
-            .unwrap_or_default();
-        let has_password = ways.iter().any(|w| w.issuer == PASSWORD_ISSUER);
-        let providers: Vec<Value> = snap
-            .config
-            .login_providers()
-            .filter(|p| ways.iter().any(|w| w.issuer == p.issuer))
-            .map(|p| json!({ "name": p.name, "display_name": p.login.as_ref().map(|l| l.display_name.clone()) }))
-            .collect();
-        let provider_name = snap
-            .config
-            .providers
-            .iter()
-            .find(|p| p.name == proof.provider)
-            .and_then(|p| p.login.as_ref())
-            .map_or_else(|| proof.provider.clone(), |l| l.display_name.clone());
         let token = sess::new_token();
         let stored = match serde_json::to_string(&proof) {
             Ok(j) => {
@@ -1309,14 +1288,9 @@ impl Gateway {
             .with_label_values(&[proof.provider.as_str(), "proof_asked"])
             .inc();
         let (csrf, csrf_cookie) = self.anon_csrf(session);
-        let html = self.app.pages.render(
-            "prove.html",
-            json!({
-                "csrf": csrf, "email": proof.email, "provider_name": provider_name,
-                "password": has_password, "providers": providers,
-                "field_errors": {}, "errors": [],
-            }),
-        );
+        let html = self
+            .prove_page(snap, &existing.id, &proof, &csrf, None)
+            .await;
         let mut headers = vec![
             ("set-cookie", clear_login.to_string()),
             (
@@ -1334,6 +1308,48 @@ impl Gateway {
             &headers,
         )
         .await
+    }
+
+    /// The page asking to prove the existing account: its password (if it
+    /// has one) or a provider already linked to it.
+    async fn prove_page(
+        &self,
+        snap: &Snapshot,
+        customer_id: &str,
+        proof: &Proof,
+        csrf: &str,
+        error: Option<&str>,
+    ) -> String {
+        let ways = self
+            .app
+            .auth
+            .directory()
+            .identities(customer_id)
+            .await
+            .unwrap_or_default();
+        let providers: Vec<Value> = snap
+            .config
+            .login_providers()
+            .filter(|p| ways.iter().any(|w| w.issuer == p.issuer))
+            .map(|p| json!({ "name": p.name, "display_name": p.login.as_ref().map(|l| l.display_name.clone()) }))
+            .collect();
+        let provider_name = snap
+            .config
+            .providers
+            .iter()
+            .find(|p| p.name == proof.provider)
+            .and_then(|p| p.login.as_ref())
+            .map_or_else(|| proof.provider.clone(), |l| l.display_name.clone());
+        self.app.pages.render(
+            "prove.html",
+            json!({
+                "csrf": csrf, "email": proof.email, "provider_name": provider_name,
+                "password": ways.iter().any(|w| w.issuer == PASSWORD_ISSUER),
+                "providers": providers,
+                "field_errors": { "password": error },
+                "errors": error.map(|e| vec![json!({ "id": "prove-password", "text": e })]).unwrap_or_default(),
+            }),
+        )
     }
 
     /// `POST /_auth/prove`: the existing account's password proves it.
@@ -1423,15 +1439,9 @@ impl Gateway {
                 } else {
                     "The password is not right."
                 };
-                let html = self.app.pages.render(
-                    "prove.html",
-                    json!({
-                        "csrf": csrf, "email": proof.email, "provider_name": proof.provider,
-                        "password": true, "providers": [],
-                        "field_errors": { "password": text },
-                        "errors": [{ "id": "prove-password", "text": text }],
-                    }),
-                );
+                let html = self
+                    .prove_page(snap, &proof.customer_id, &proof, &csrf, Some(text))
+                    .await;
                 self.page(session, ctx, if refused { 403 } else { 401 }, html)
                     .await
             }
