@@ -93,7 +93,7 @@ fn unavailable(e: sqlx::Error) -> DirectoryError {
 }
 
 macro_rules! sql_directory {
-    ($name:ident, $db:ty, $pool:ty, $claim:expr) => {
+    ($name:ident, $db:ty, $pool:ty, $claim:expr, $begin:expr) => {
         /// The directory on this engine.
         pub struct $name {
             pool: $pool,
@@ -196,7 +196,7 @@ macro_rules! sql_directory {
                     return Ok(c);
                 }
                 let customer_id = new_customer_id();
-                let mut tx = self.pool.begin().await.map_err(unavailable)?;
+                let mut tx = self.pool.begin_with($begin).await.map_err(unavailable)?;
                 sqlx::query(INSERT_CUSTOMER)
                     .bind(&customer_id)
                     .bind(&profile.email)
@@ -330,7 +330,7 @@ macro_rules! sql_directory {
                 };
                 let customer_id = new_customer_id();
                 let t = now();
-                let mut tx = self.pool.begin().await.map_err(unavailable)?;
+                let mut tx = self.pool.begin_with($begin).await.map_err(unavailable)?;
                 if Self::owner_in(&mut tx, &id).await?.is_some() {
                     return Ok(None);
                 }
@@ -415,7 +415,7 @@ macro_rules! sql_directory {
                     issuer: PASSWORD_ISSUER.into(),
                     subject: email.to_string(),
                 };
-                let mut tx = self.pool.begin().await.map_err(unavailable)?;
+                let mut tx = self.pool.begin_with($begin).await.map_err(unavailable)?;
                 let had: Option<String> =
                     sqlx::query_scalar("SELECT subject FROM identities WHERE customer_id = $1 AND issuer = $2")
                         .bind(customer_id)
@@ -500,7 +500,7 @@ macro_rules! sql_directory {
                 customer_id: &str,
                 email: &str,
             ) -> Result<Option<Customer>, DirectoryError> {
-                let mut tx = self.pool.begin().await.map_err(unavailable)?;
+                let mut tx = self.pool.begin_with($begin).await.map_err(unavailable)?;
                 let changed = sqlx::query(MARK_VERIFIED)
                     .bind(customer_id)
                     .bind(email)
@@ -525,7 +525,7 @@ macro_rules! sql_directory {
                 id: &ExternalId,
                 kind: IdentityKind,
             ) -> Result<Link, DirectoryError> {
-                let mut tx = self.pool.begin().await.map_err(unavailable)?;
+                let mut tx = self.pool.begin_with($begin).await.map_err(unavailable)?;
                 let outcome = Self::link_in(&mut tx, customer_id, id, kind).await?;
                 tx.commit().await.map_err(unavailable)?;
                 Ok(outcome)
@@ -536,7 +536,7 @@ macro_rules! sql_directory {
                 customer_id: &str,
                 id: &ExternalId,
             ) -> Result<Unlink, DirectoryError> {
-                let mut tx = self.pool.begin().await.map_err(unavailable)?;
+                let mut tx = self.pool.begin_with($begin).await.map_err(unavailable)?;
                 let n: i64 = sqlx::query_scalar(COUNT_IDENTITIES)
                     .bind(customer_id)
                     .fetch_one(&mut *tx)
@@ -703,13 +703,23 @@ macro_rules! sql_directory {
     };
 }
 
+// SQLite: a write transaction takes the write lock at BEGIN, so one that
+// reads first never fails with SQLITE_BUSY_SNAPSHOT when another commits
+// in between (the busy timeout then queues writers instead).
 sql_directory!(
     SqliteDirectory,
     sqlx::Sqlite,
     sqlx::SqlitePool,
-    CLAIM_SQLITE
+    CLAIM_SQLITE,
+    "BEGIN IMMEDIATE"
 );
-sql_directory!(PgDirectory, sqlx::Postgres, sqlx::PgPool, CLAIM_POSTGRES);
+sql_directory!(
+    PgDirectory,
+    sqlx::Postgres,
+    sqlx::PgPool,
+    CLAIM_POSTGRES,
+    "BEGIN"
+);
 
 impl SqliteDirectory {
     /// Opens the file (created if missing), WAL mode, and migrates it.
