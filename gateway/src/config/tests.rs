@@ -120,3 +120,54 @@ fn cookie_domains_and_auth_host_are_checked() {
     assert!(cfg.sessions.trusted_host("crm.brand.example", &cfg.routes));
     assert!(!cfg.sessions.trusted_host("evil.example", &cfg.routes));
 }
+
+#[test]
+fn account_settings_are_checked_field_by_field() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("brand")).unwrap();
+    std::fs::write(dir.path().join("brand/signin.html"), "{% if %}").unwrap();
+    let text = format!(
+        "{BASE}accounts:
+  passwords: true
+  public_url: shop.example/path
+  password_min_length: 4
+  argon2: {{ memory_kib: 1, iterations: 0 }}
+  breached_password_api: not a url
+  mail:
+    from: not an address
+    smtp: {{ host: smtp.example, tls: sometimes, username: u }}
+pages:
+  primary_colour: blue
+  logo: //cdn.example/logo.svg
+  templates: brand
+"
+    );
+    let p = write(dir.path(), "c.yaml", &text);
+    let errs = load(&p).unwrap_err().0;
+    let fields: Vec<&str> = errs.iter().map(|d| d.field.as_str()).collect();
+    for f in [
+        "accounts.public_url",
+        "accounts.password_min_length",
+        "accounts.argon2",
+        "accounts.breached_password_api",
+        "accounts.mail.from",
+        "accounts.mail.smtp.tls",
+        "accounts.mail.smtp.password",
+        "pages.primary_colour",
+        "pages.logo",
+        "pages.templates",
+    ] {
+        assert!(fields.contains(&f), "{f} not reported: {errs:?}");
+    }
+    let t = errs.iter().find(|d| d.field == "pages.templates").unwrap();
+    assert!(t.message.contains("signin.html"), "{t}");
+    // Every error points at its line.
+    assert!(errs.iter().all(|d| d.line > 0), "{errs:?}");
+
+    // Passwords without a mail channel: refused with the fix.
+    let text = format!("{BASE}accounts: {{ passwords: true, public_url: https://shop.example }}\n");
+    let p = write(dir.path(), "d.yaml", &text);
+    let errs = load(&p).unwrap_err().0;
+    assert_eq!(errs[0].field, "accounts.mail", "{errs:?}");
+    assert!(errs[0].hint.as_deref().unwrap().contains("smtp"));
+}

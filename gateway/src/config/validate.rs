@@ -420,12 +420,24 @@ fn pages(raw: Option<&RawPages>, base: &Path, r: &mut Report<'_>) -> PagesLook {
             None,
         );
     }
-    PagesLook {
+    let look = PagesLook {
         brand,
         logo,
         primary_colour,
         templates,
+    };
+    if look.templates.as_ref().is_some_and(|t| t.is_dir()) {
+        // The operator's templates must render, or the start is refused.
+        if let Err(e) = crate::pages::Pages::new(&look) {
+            r.error(
+                0,
+                "pages.templates",
+                e,
+                Some("fix the template, or remove it to use the built-in one".into()),
+            );
+        }
     }
+    look
 }
 
 fn events(raw: Option<&RawEvents>, r: &mut Report<'_>) -> Events {
