@@ -27,6 +27,7 @@ fn shop_config(sink: &MailSink, store: &Upstream, extra: &str) -> String {
   store: {{ addresses: [\"{}\"] }}
 routes:
   - {{ name: account, hosts: [shop.test], path_prefix: /account, upstream: store, kind: web, access: required }}
+  - {{ name: orders, hosts: [shop.test], path_prefix: /orders, upstream: store, kind: web, access: required, verified_email: true }}
   - {{ name: checkout, hosts: [shop.test], path_prefix: /checkout, upstream: store, kind: web, access: required, sign_in_page: register }}
   - {{ name: cart, hosts: [shop.test], path_prefix: /cart, upstream: store, kind: web, access: guest }}
   - {{ name: home, hosts: [shop.test], path_prefix: /, upstream: store, kind: web, access: optional }}
@@ -374,6 +375,29 @@ async fn no_enumeration_throttling_and_forms(postgres: bool) {
     let mut v = Visitor::new(gw.dev_client());
     let (status, _) = v.register(known, PASSWORD).await;
     assert_eq!(status, 303, "registered");
+
+    // A route with `verified_email: true` waits for the confirmation link.
+    let r = v.get("/orders/1").await;
+    assert_eq!(r.status, 403);
+    assert!(
+        r.text().contains("Please confirm your email address"),
+        "{}",
+        r.text()
+    );
+    let mail = sink.wait_mail(known, 1, Duration::from_secs(10)).await;
+    let link = url::Url::parse(&link_in(&mail, "/_auth/verify")).unwrap();
+    let r = v
+        .get(&format!("{}?{}", link.path(), link.query().unwrap()))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = v.get("/orders/1").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["headers"]["x-customer-email-verified"], "true");
+    // The link worked once.
+    let r = v
+        .get(&format!("{}?{}", link.path(), link.query().unwrap()))
+        .await;
+    assert_eq!(r.status, 400);
 
     // Each visitor comes from its own address (behind a trusted proxy), so
     // only the per-account counters are shared between them.

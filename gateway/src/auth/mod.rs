@@ -57,6 +57,8 @@ pub enum Decision {
     Unauthenticated(Option<TokenError>),
     /// 403: authenticated but these scopes are missing.
     InsufficientScope(Vec<String>),
+    /// 403: the route needs a confirmed email address; this one is not.
+    EmailUnverified,
     /// 503: keys or directory unreachable; retry later.
     Unavailable,
 }
@@ -65,6 +67,7 @@ pub enum Decision {
 pub fn decide(
     access: Access,
     required_scopes: &[String],
+    verified_email: bool,
     found: Option<&Result<Arc<Principal>, AuthError>>,
 ) -> Decision {
     match (access, found) {
@@ -80,10 +83,12 @@ pub fn decide(
                 .filter(|s| !p.scopes.contains(*s))
                 .cloned()
                 .collect();
-            if missing.is_empty() {
-                Decision::Allow
-            } else {
+            if !missing.is_empty() {
                 Decision::InsufficientScope(missing)
+            } else if verified_email && !p.email_verified {
+                Decision::EmailUnverified
+            } else {
+                Decision::Allow
             }
         }
     }
@@ -242,33 +247,65 @@ mod tests {
     #[test]
     fn access_decisions() {
         let read = vec!["orders:read".to_string()];
-        assert_eq!(decide(Access::Public, &[], None), Decision::Anonymous);
-        assert_eq!(decide(Access::Optional, &[], None), Decision::Anonymous);
-        assert_eq!(decide(Access::Guest, &[], None), Decision::Anonymous);
         assert_eq!(
-            decide(Access::Guest, &[], Some(&principal(&[]))),
+            decide(Access::Public, &[], false, None),
+            Decision::Anonymous
+        );
+        assert_eq!(
+            decide(Access::Optional, &[], false, None),
+            Decision::Anonymous
+        );
+        assert_eq!(decide(Access::Guest, &[], false, None), Decision::Anonymous);
+        assert_eq!(
+            decide(Access::Guest, &[], false, Some(&principal(&[]))),
             Decision::Allow
         );
         assert_eq!(
-            decide(Access::Required, &read, None),
+            decide(Access::Required, &read, false, None),
             Decision::Unauthenticated(None)
         );
         assert_eq!(
-            decide(Access::Required, &read, Some(&principal(&["orders:read"]))),
+            decide(
+                Access::Required,
+                &read,
+                false,
+                Some(&principal(&["orders:read"]))
+            ),
+            Decision::Allow
+        );
+        // A route that needs a confirmed address: refused until it is.
+        assert_eq!(
+            decide(
+                Access::Required,
+                &read,
+                true,
+                Some(&principal(&["orders:read"]))
+            ),
+            Decision::EmailUnverified
+        );
+        let mut confirmed = (*principal(&[]).unwrap()).clone();
+        confirmed.email_verified = true;
+        assert_eq!(
+            decide(Access::Optional, &[], true, Some(&Ok(Arc::new(confirmed)))),
             Decision::Allow
         );
         assert_eq!(
-            decide(Access::Required, &read, Some(&principal(&["profile"]))),
+            decide(
+                Access::Required,
+                &read,
+                false,
+                Some(&principal(&["profile"]))
+            ),
             Decision::InsufficientScope(read.clone())
         );
         let bad = Err(AuthError::Invalid(TokenError::Expired));
         assert_eq!(
-            decide(Access::Optional, &[], Some(&bad)),
+            decide(Access::Optional, &[], false, Some(&bad)),
             Decision::Unauthenticated(Some(TokenError::Expired))
         );
         let down = Err(AuthError::Unavailable("x".into()));
         assert_eq!(
-            decide(Access::Required, &[], Some(&down)),
+            decide(Access::Required, &[], false, Some(&down)),
             Decision::Unavailable
         );
     }

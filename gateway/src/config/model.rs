@@ -357,6 +357,8 @@ pub struct Route {
     pub scopes: Vec<String>,
     /// A browser that must sign in here sees registration first.
     pub register_first: bool,
+    /// Identified callers need a confirmed email address (else 403).
+    pub verified_email: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -316,6 +316,9 @@ pub struct RawRoute {
     pub scopes: Vec<String>,
     /// What a browser that must sign in here sees first: `login` or `register`.
     pub sign_in_page: Option<String>,
+    /// Only customers whose email address is confirmed get through.
+    #[serde(default)]
+    pub verified_email: bool,
 }
 
 #[derive(Debug, Deserialize)]

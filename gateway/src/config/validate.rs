@@ -1385,9 +1385,18 @@ fn route(
             false
         }
     };
+    if raw.verified_email && access == Access::Public {
+        r.error(
+            file,
+            &join(p, "verified_email"),
+            "a public route looks at no identity, so it cannot ask for a confirmed email".into(),
+            Some("use `access: required` (or `optional`) with `verified_email: true`".into()),
+        );
+    }
     Some(Route {
         access,
         register_first,
+        verified_email: raw.verified_email,
         scopes: raw.scopes.clone(),
         name: raw.name.clone(),
         hosts,

@@ -25,6 +25,8 @@ pub enum Problem {
     Unauthenticated(Option<String>),
     /// Authenticated, but these scopes are missing.
     InsufficientScope(Vec<String>),
+    /// The route needs a confirmed email address.
+    EmailUnverified,
     /// Provider keys or the customer directory could not be reached.
     IdentityUnavailable,
 }
@@ -41,7 +43,7 @@ impl Problem {
             Problem::GatewayTimeout => 504,
             Problem::Internal => 500,
             Problem::Unauthenticated(_) => 401,
-            Problem::InsufficientScope(_) => 403,
+            Problem::InsufficientScope(_) | Problem::EmailUnverified => 403,
             Problem::IdentityUnavailable => 503,
         }
     }
@@ -60,6 +62,7 @@ impl Problem {
             Problem::Unauthenticated(None) => "unauthenticated",
             Problem::Unauthenticated(Some(_)) => "invalid-token",
             Problem::InsufficientScope(_) => "insufficient-scope",
+            Problem::EmailUnverified => "email-unverified",
             Problem::IdentityUnavailable => "identity-unavailable",
         }
     }
@@ -76,6 +79,7 @@ impl Problem {
             Problem::Internal => "Something went wrong",
             Problem::Unauthenticated(_) => "Sign-in required",
             Problem::InsufficientScope(_) => "Not allowed",
+            Problem::EmailUnverified => "Please confirm your email address",
             Problem::IdentityUnavailable => "Sign-in temporarily unavailable",
         }
     }
@@ -99,6 +103,7 @@ impl Problem {
             Problem::InsufficientScope(missing) => {
                 format!("Your credentials do not grant what this address needs: {}.", missing.join(", "))
             }
+            Problem::EmailUnverified => "This page needs a confirmed email address. Follow the link in the mail we sent you, or ask for a new one on your account page (/_account).".into(),
             Problem::IdentityUnavailable => {
                 "Sign-in could not be checked right now. Please try again shortly.".into()
             }

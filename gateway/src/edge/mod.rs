@@ -167,13 +167,14 @@ impl Gateway {
                 Ok(self.session_principal(&s, snap))
             }),
         };
-        let decision = auth::decide(r.access, &r.scopes, found.as_ref());
+        let decision = auth::decide(r.access, &r.scopes, r.verified_email, found.as_ref());
         let result = match &decision {
             Decision::Anonymous => "anonymous",
             Decision::Allow => "allowed",
             Decision::Unauthenticated(None) => "unauthenticated",
             Decision::Unauthenticated(Some(_)) => "invalid_credentials",
             Decision::InsufficientScope(_) => "insufficient_scope",
+            Decision::EmailUnverified => "email_unverified",
             Decision::Unavailable => "unavailable",
         };
         self.app
@@ -262,6 +263,11 @@ impl Gateway {
                     &[("www-authenticate", challenge)],
                 )
                 .await?;
+                Ok(true)
+            }
+            Decision::EmailUnverified => {
+                self.respond(session, ctx, Problem::EmailUnverified, &[])
+                    .await?;
                 Ok(true)
             }
             Decision::Unavailable => {

@@ -14,6 +14,7 @@ fn route(name: &str, hosts: &[&str], prefix: &str, methods: &[&str]) -> Route {
         access: Access::Public,
         scopes: vec![],
         register_first: false,
+        verified_email: false,
     }
 }
 
