@@ -77,11 +77,21 @@ async fn events_of(
 
 #[tokio::test]
 async fn a_customer_registers_confirms_the_mail_signs_in_again_and_resets_the_password() {
+    register_confirm_sign_in_reset(false).await;
+}
+
+#[tokio::test]
+async fn registration_verification_and_reset_on_postgresql() {
+    register_confirm_sign_in_reset(true).await;
+}
+
+async fn register_confirm_sign_in_reset(postgres: bool) {
     let sink = MailSink::start().await;
     let store = Upstream::echo("store").await;
     let hook = crate::events::receiver(0).await;
     let events = format!(
-        "events:\n  webhooks:\n    - {{ name: crm, url: \"http://{}/hooks\", secret: {}, events: [identity.registered, identity.verified, session.ended] }}\n",
+        "{}events:\n  webhooks:\n    - {{ name: crm, url: \"http://{}/hooks\", secret: {}, events: [identity.registered, identity.verified, session.ended] }}\n",
+        if postgres { postgres_customers() } else { String::new() },
         hook.up.addr,
         crate::events::SECRET
     );
@@ -91,7 +101,11 @@ async fn a_customer_registers_confirms_the_mail_signs_in_again_and_resets_the_pa
     let base = format!("https://shop.test:{https}");
     let email = "ada@example.test";
     let seen = browse(
-        "accounts_register_verify_reset",
+        if postgres {
+            "accounts_register_verify_reset_postgres"
+        } else {
+            "accounts_register_verify_reset"
+        },
         Some("MAP *.test 127.0.0.1"),
         json!([
             {"goto": format!("{base}/_auth/register?return_to=%2Faccount%2Forders"), "screenshot": "01-register"},
@@ -814,4 +828,71 @@ async fn a_trusted_providers_verified_email_joins_the_existing_account() {
     )
     .await;
     assert_eq!(headers_on(&seen[3])["x-customer-id"], quinn.as_str());
+}
+
+#[tokio::test]
+async fn mail_goes_out_through_a_signed_webhook_and_smtp_retries_a_busy_relay() {
+    // The webhook channel: signed JSON, retried after a refusal.
+    let hook = crate::events::receiver(1).await;
+    let store = Upstream::echo("store").await;
+    let sink = MailSink::start().await;
+    let webhook_mail = format!(
+        "accounts:
+  passwords: true
+  public_url: https://shop.test:{{https}}
+  mail:
+    from: \"Shop <no-reply@shop.test>\"
+    webhook: {{ url: \"http://{}/mail\", secret: {} }}
+",
+        hook.up.addr,
+        crate::events::SECRET
+    );
+    let cfg = shop_config(&sink, &store, "").replace(
+        &sink.accounts_config("https://shop.test:{https}", ""),
+        &webhook_mail,
+    );
+    let gw = Gateway::start(&cfg, &[]).await;
+    let (status, _) = Visitor::new(gw.dev_client())
+        .register("wen@example.test", PASSWORD)
+        .await;
+    assert_eq!(status, 303);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let (sig, body) = loop {
+        if let Some((sig, _, body)) = hook.accepted.lock().unwrap().first().cloned() {
+            break (sig, body);
+        }
+        assert!(Instant::now() < deadline, "no mail at the webhook");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    crate::events::verify(&sig, &body);
+    let m: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(m["kind"], "verify_email");
+    assert_eq!(m["to"], "wen@example.test");
+    assert_eq!(m["from"], "Shop <no-reply@shop.test>");
+    let link = m["link"].as_str().unwrap();
+    assert!(
+        link.starts_with(&format!(
+            "https://shop.test:{}/_auth/verify?token=",
+            gw.port("https")
+        )),
+        "{link}"
+    );
+    assert!(m["text"].as_str().unwrap().contains(link));
+    assert!(
+        sink.mails_to("wen@example.test").is_empty(),
+        "one channel only"
+    );
+
+    // SMTP: a relay that answers 451 twice gets the mail on the third try.
+    let busy = MailSink::start_failing_first(2).await;
+    let gw = Gateway::start(&shop_config(&busy, &store, ""), &[]).await;
+    let (status, _) = Visitor::new(gw.dev_client())
+        .register("xia@example.test", PASSWORD)
+        .await;
+    assert_eq!(status, 303);
+    let mail = busy
+        .wait_mail("xia@example.test", 1, Duration::from_secs(20))
+        .await;
+    assert!(mail.contains("/_auth/verify?token="), "{mail}");
+    gw.wait_log("\"attempt\":3", Duration::from_secs(5)).await;
 }

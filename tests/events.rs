@@ -60,7 +60,7 @@ pub(crate) async fn receiver(refuse_first: usize) -> Receiver {
     }
 }
 
-fn verify(signature: &str, body: &str) {
+pub(crate) fn verify(signature: &str, body: &str) {
     use hmac::Mac;
     let (t, v1) = signature
         .strip_prefix("t=")
