@@ -40,12 +40,8 @@ async fn browser_sign_in(test: &str, url: &str, username: &str) -> (Seen, String
 /// Ports for the gateway, a provider whose browser client returns to
 /// `https://shop.test:<https port>`, and an echo upstream `store`.
 async fn shop_with_idp() -> (HashMap<&'static str, u16>, u16, Idp, Upstream) {
-    let ports = reserve_ports();
+    let (ports, idp) = ports_and_idp().await;
     let https = ports["https"];
-    let idp = Idp::start_with_web_client(Some(&format!(
-        "https://shop.test:{https}/_auth/callback/idp"
-    )))
-    .await;
     (ports, https, idp, Upstream::echo("store").await)
 }
 

@@ -723,6 +723,14 @@ pub async fn browse_with(
         results.last().cloned().unwrap_or_default()
     );
     for r in &results {
+        if let Some(found) = r["axe"].as_array() {
+            assert!(
+                found.is_empty(),
+                "accessibility (axe-core, WCAG 2.1 A/AA) on {}: {:#}",
+                r["url"],
+                r["axe"]
+            );
+        }
         if let Some(shot) = r["screenshot"].as_str() {
             let bytes = std::fs::read(shot).unwrap_or_else(|e| panic!("screenshot {shot}: {e}"));
             assert!(
@@ -798,6 +806,24 @@ pub fn customer_id_in(page_text: &str) -> String {
 /// Percent-encodes a query parameter value.
 pub fn url_encode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// Ports for a gateway and a provider whose browser client returns to
+/// `https://shop.test:<https port>`: the provider binds an ephemeral port
+/// after the gateway's were reserved, so it could take one of them; then
+/// both are chosen again.
+pub async fn ports_and_idp() -> (HashMap<&'static str, u16>, Idp) {
+    loop {
+        let ports = reserve_ports();
+        let idp = Idp::start_with_web_client(Some(&format!(
+            "https://shop.test:{}/_auth/callback/idp",
+            ports["https"]
+        )))
+        .await;
+        if !ports.values().any(|p| *p == idp.port) {
+            return (ports, idp);
+        }
+    }
 }
 
 /// A real OpenID provider (tests/node/idp.mjs, npm oidc-provider) on 127.0.0.1.

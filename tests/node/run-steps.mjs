@@ -5,7 +5,10 @@
 // { "artifacts": "dir for screenshots", "hostRules": "MAP *.test 127.0.0.1",
 //   "steps": [ {"goto": url}, {"fill": [selector, value]}, {"click": selector},
 //              {"waitText": text}, {"screenshot": name}, {"observe": true},
-//              {"mailLink": {"dir": sink dir, "to": address, "path": "/_auth/verify"}} ] }
+//              {"mailLink": {"dir": sink dir, "to": address, "path": "/_auth/verify"}},
+//              {"axe": true} ] }
+// axe runs the axe-core accessibility engine (WCAG 2 A and AA rules) on the
+// page and reports its violations as `axe: [{id, impact, help, nodes}]`.
 // mailLink waits (15 s) for a mail to `to` in the SMTP sink's folder holding
 // a link with that path, and opens the link of the newest such mail.
 // Every step answers { url, status, title, text, lang, headings, screenshot? }.
@@ -29,6 +32,8 @@ const context = await chromium.launchPersistentContext(profile, {
   executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
   args,
   ignoreHTTPSErrors: true,
+  // The gateway's pages forbid scripts (CSP); axe is injected by the test only.
+  bypassCSP: true,
   viewport: plan.viewport || { width: 1280, height: 800 },
 });
 const page = context.pages()[0] || await context.newPage();
@@ -90,7 +95,15 @@ try {
       await page.screenshot({ path: shot, fullPage: true });
     }
     const cookies = step.cookies ? await context.cookies() : undefined;
-    results.push(await observe({ step, screenshot: shot, cookies }));
+    let axe;
+    if (step.axe) {
+      await page.addScriptTag({ path: join(import.meta.dirname, 'node_modules/axe-core/axe.min.js') });
+      axe = await page.evaluate(async () => {
+        const r = await window.axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] } });
+        return r.violations.map((v) => ({ id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.map((n) => n.target.join(' ')) }));
+      });
+    }
+    results.push(await observe({ step, screenshot: shot, cookies, axe }));
   }
 } catch (e) {
   error = String(e && e.message || e);
