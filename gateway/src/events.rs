@@ -20,13 +20,15 @@ use crate::customers::{Directory, Queued};
 use crate::state::App;
 
 /// Every event type the gateway emits.
-pub const KINDS: [&str; 6] = [
+pub const KINDS: [&str; 8] = [
     "identity.registered",
     "identity.verified",
     "identity.linked",
     "identity.unlinked",
     "identity.guest_converted",
     "session.ended",
+    "consent.granted",
+    "consent.withdrawn",
 ];
 
 /// How long a claimed event stays hidden from other nodes.

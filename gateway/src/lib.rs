@@ -7,6 +7,7 @@ pub mod accounts;
 pub mod admin;
 pub mod auth;
 pub mod config;
+pub mod consent;
 pub mod customers;
 pub mod demo;
 pub mod edge;

@@ -26,6 +26,8 @@ pub struct Config {
     pub abuse: Abuse,
     pub accounts: Accounts,
     pub pages: PagesLook,
+    /// Purposes customers consent to, in declaration order.
+    pub purposes: Vec<crate::consent::Purpose>,
 }
 
 /// Email + password accounts.
@@ -89,6 +91,14 @@ pub enum SmtpTls {
     StartTls,
     /// Implicit TLS (port 465).
     Tls,
+}
+
+/// Purposes bound to identity fields (None: always sent).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConsentHeaders {
+    pub customer_id: Option<String>,
+    pub email: Option<String>,
+    pub name: Option<String>,
 }
 
 /// Brand of the hosted pages.
@@ -314,6 +324,8 @@ pub struct Upstream {
     pub idle_timeout: Duration,
     pub tls: Option<UpstreamTls>,
     pub identity_headers: crate::identity::headers::IdentityHeaders,
+    /// The purpose each identity field needs before this upstream sees it.
+    pub consent_headers: ConsentHeaders,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -359,6 +371,8 @@ pub struct Route {
     pub register_first: bool,
     /// Identified callers need a confirmed email address (else 403).
     pub verified_email: bool,
+    /// Purposes identified callers must have granted.
+    pub consent: Option<crate::consent::RouteRule>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -193,6 +193,39 @@ pub struct RawCustomers {
 pub struct RawPolicyFile {
     #[serde(default)]
     pub routes: Vec<RawRoute>,
+    #[serde(default)]
+    pub purposes: Vec<RawPurpose>,
+}
+
+/// A purpose customers consent to (usually in `policies/consent.yaml`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPurpose {
+    pub id: String,
+    pub title: String,
+    pub text: String,
+    pub version: u32,
+    pub legal_basis: Option<String>,
+    #[serde(default)]
+    pub required: bool,
+}
+
+/// What a route needs consented, and what happens without it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRouteConsent {
+    #[serde(default)]
+    pub require: Vec<String>,
+    pub on_missing: Option<String>,
+}
+
+/// Identity fields an upstream receives only with a purpose granted.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConsentHeaders {
+    pub customer_id: Option<String>,
+    pub email: Option<String>,
+    pub name: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -262,6 +295,7 @@ pub struct RawUpstream {
     pub idle_timeout: Option<String>,
     pub tls: Option<RawUpstreamTls>,
     pub identity_headers: Option<RawIdentityHeaders>,
+    pub consent_headers: Option<RawConsentHeaders>,
 }
 
 /// Header names an upstream receives identity under.
@@ -319,6 +353,7 @@ pub struct RawRoute {
     /// Only customers whose email address is confirmed get through.
     #[serde(default)]
     pub verified_email: bool,
+    pub consent: Option<RawRouteConsent>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -115,6 +115,43 @@ pub(super) fn validate(
     let sessions = sessions(main.sessions.as_ref(), &mut r);
     let events = events(main.events.as_ref(), &mut r);
     let accounts = accounts(main.accounts.as_ref(), &mut r);
+    let purposes = purposes(&policies, &mut r);
+    let ids: Vec<String> = purposes.iter().map(|p| p.id.clone()).collect();
+    for (file, path, raw) in &all_routes {
+        let Some(c) = &raw.consent else { continue };
+        for (i, id) in c.require.iter().enumerate() {
+            if !ids.contains(id) {
+                r.error(
+                    *file,
+                    &index(&join(&join(path, "consent"), "require"), i),
+                    format!("unknown purpose `{id}`"),
+                    Some(match closest(id, &ids) {
+                        Some(c) => format!("did you mean `{c}`?"),
+                        None => "declare it under `purposes:` in policies/consent.yaml".into(),
+                    }),
+                );
+            }
+        }
+    }
+    for (name, u) in &main.upstreams {
+        let Some(c) = &u.consent_headers else {
+            continue;
+        };
+        for (field, id) in [
+            ("customer_id", &c.customer_id),
+            ("email", &c.email),
+            ("name", &c.name),
+        ] {
+            if let Some(id) = id.as_ref().filter(|id| !ids.contains(id)) {
+                r.error(
+                    0,
+                    &join(&join(&join("upstreams", name), "consent_headers"), field),
+                    format!("unknown purpose `{id}`"),
+                    Some("declare it under `purposes:` in policies/consent.yaml".into()),
+                );
+            }
+        }
+    }
     let pages = pages(main.pages.as_ref(), base, &mut r);
     let abuse = Abuse {
         free_failures: main
@@ -178,7 +215,84 @@ pub(super) fn validate(
         abuse,
         accounts,
         pages,
+        purposes,
     })
+}
+
+/// Lawful bases of GDPR Art. 6(1).
+const LEGAL_BASES: &[&str] = &[
+    "consent",
+    "contract",
+    "legal_obligation",
+    "vital_interest",
+    "public_task",
+    "legitimate_interest",
+];
+
+fn purposes(
+    policies: &[(usize, RawPolicyFile)],
+    r: &mut Report<'_>,
+) -> Vec<crate::consent::Purpose> {
+    let mut out: Vec<crate::consent::Purpose> = Vec::new();
+    for (file, pf) in policies {
+        for (i, p) in pf.purposes.iter().enumerate() {
+            let at = index("purposes", i);
+            let id_ok = p.id.len() <= 64
+                && p.id.starts_with(|c: char| c.is_ascii_lowercase())
+                && p.id
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+            if !id_ok {
+                r.error(
+                    *file,
+                    &join(&at, "id"),
+                    format!("`{}` is not a purpose id", p.id),
+                    Some("lower-case letters, digits and `_`, starting with a letter, e.g. `marketing_email`".into()),
+                );
+            } else if out.iter().any(|o| o.id == p.id) {
+                r.error(
+                    *file,
+                    &join(&at, "id"),
+                    format!("purpose `{}` is declared twice", p.id),
+                    Some("change the text under one id and raise its `version` instead".into()),
+                );
+            }
+            if p.version == 0 {
+                r.error(
+                    *file,
+                    &join(&at, "version"),
+                    "versions start at 1".into(),
+                    None,
+                );
+            }
+            if p.title.trim().is_empty() || p.text.trim().is_empty() {
+                r.error(
+                    *file,
+                    &at,
+                    "a purpose needs a title and the text customers are shown".into(),
+                    None,
+                );
+            }
+            let basis = p.legal_basis.clone().unwrap_or_else(|| "consent".into());
+            if !LEGAL_BASES.contains(&basis.as_str()) {
+                r.error(
+                    *file,
+                    &join(&at, "legal_basis"),
+                    format!("unknown legal basis `{basis}`"),
+                    Some(format!("one of {}", LEGAL_BASES.join(", "))),
+                );
+            }
+            out.push(crate::consent::Purpose {
+                id: p.id.clone(),
+                title: p.title.trim().to_string(),
+                text: p.text.trim().to_string(),
+                version: p.version,
+                legal_basis: basis,
+                required: p.required,
+            });
+        }
+    }
+    out
 }
 
 fn accounts(raw: Option<&RawAccounts>, r: &mut Report<'_>) -> Accounts {
@@ -1151,9 +1265,19 @@ fn upstream(name: &str, u: &RawUpstream, base: &Path, r: &mut Report<'_>) -> Opt
         &join(&p, "identity_headers"),
         r,
     );
+    let consent_headers = u
+        .consent_headers
+        .as_ref()
+        .map(|c| ConsentHeaders {
+            customer_id: c.customer_id.clone(),
+            email: c.email.clone(),
+            name: c.name.clone(),
+        })
+        .unwrap_or_default();
     Some(Upstream {
         name: name.to_string(),
         identity_headers,
+        consent_headers,
         addresses,
         balance,
         health_check,
@@ -1393,9 +1517,46 @@ fn route(
             Some("use `access: required` (or `optional`) with `verified_email: true`".into()),
         );
     }
+    let consent = raw.consent.as_ref().map(|c| {
+        let on_missing = match c.on_missing.as_deref().unwrap_or("deny") {
+            "deny" => crate::consent::OnMissing::Deny,
+            "ask" => crate::consent::OnMissing::Ask,
+            "forward_anonymous" => crate::consent::OnMissing::ForwardAnonymous,
+            other => {
+                r.error(
+                    file,
+                    &join(&join(p, "consent"), "on_missing"),
+                    format!("unknown action `{other}`"),
+                    Some("`deny` (403), `ask` (the consent prompt, then back) or `forward_anonymous` (no identity headers)".into()),
+                );
+                crate::consent::OnMissing::Deny
+            }
+        };
+        if c.require.is_empty() {
+            r.error(
+                file,
+                &join(&join(p, "consent"), "require"),
+                "name at least one purpose".into(),
+                None,
+            );
+        }
+        if access == Access::Public {
+            r.error(
+                file,
+                &join(p, "consent"),
+                "a public route looks at no identity, so it cannot require consent".into(),
+                Some("use `access: required` (or `optional`/`guest`)".into()),
+            );
+        }
+        crate::consent::RouteRule {
+            require: c.require.clone(),
+            on_missing,
+        }
+    });
     Some(Route {
         access,
         register_first,
+        consent,
         verified_email: raw.verified_email,
         scopes: raw.scopes.clone(),
         name: raw.name.clone(),

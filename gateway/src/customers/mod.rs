@@ -158,6 +158,20 @@ pub trait Directory: Send + Sync {
         name: Option<&str>,
     ) -> Result<Option<Customer>, DirectoryError>;
 
+    /// Appends consent decisions to the customer's ledger (chained after
+    /// their last record) with a `consent.granted`/`consent.withdrawn`
+    /// event each, in one transaction: durable before this returns.
+    async fn append_consent(
+        &self,
+        customer_id: &str,
+        decisions: &[crate::consent::Decision],
+    ) -> Result<Vec<crate::consent::Record>, DirectoryError>;
+    /// A customer's consent records, oldest first.
+    async fn consent_records(
+        &self,
+        customer_id: &str,
+    ) -> Result<Vec<crate::consent::Record>, DirectoryError>;
+
     /// Puts an event in the outbox (changes that emit one do it in their own
     /// transaction instead).
     async fn enqueue(&self, event: &Event) -> Result<(), DirectoryError>;

@@ -43,11 +43,11 @@ const DEPTH: &str = "SELECT COUNT(*) FROM outbox WHERE done_at IS NULL";
 /// skips rows another node is claiming; SQLite has one writer anyway.
 const CLAIM_SQLITE: &str = "UPDATE outbox SET next_attempt_at = $1 WHERE id IN (
     SELECT id FROM outbox WHERE done_at IS NULL AND next_attempt_at <= $2 ORDER BY id LIMIT $3)
-    RETURNING event_id, type, payload, created_at, attempts";
+    RETURNING id, event_id, type, payload, created_at, attempts";
 const CLAIM_POSTGRES: &str = "UPDATE outbox SET next_attempt_at = $1 WHERE id IN (
     SELECT id FROM outbox WHERE done_at IS NULL AND next_attempt_at <= $2 ORDER BY id LIMIT $3
     FOR UPDATE SKIP LOCKED)
-    RETURNING event_id, type, payload, created_at, attempts";
+    RETURNING id, event_id, type, payload, created_at, attempts";
 
 const PASSWORD: &str = "SELECT c.id, c.email, c.email_verified, c.name, c.status, k.password_hash
     FROM identities i JOIN customers c ON c.id = i.customer_id
@@ -74,6 +74,18 @@ const BY_EMAIL: &str = "SELECT id, email, email_verified, name, status FROM cust
     WHERE LOWER(email) = $1 ORDER BY email_verified DESC, created_at LIMIT 1";
 const SET_NAME: &str = "UPDATE customers SET name = $2 WHERE id = $1";
 
+const LAST_CONSENT: &str = "SELECT seq, hash FROM consent_records
+    WHERE customer_id = $1 ORDER BY seq DESC LIMIT 1";
+const INSERT_CONSENT: &str = "INSERT INTO consent_records
+    (customer_id, seq, purpose, version, text_hash, action, at, channel, method, user_agent, prev_hash, hash)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+const CONSENT_RECORDS: &str = "SELECT customer_id, seq, purpose, version, text_hash, action, at,
+    channel, method, user_agent, prev_hash, hash
+    FROM consent_records WHERE customer_id = $1 ORDER BY seq";
+/// Serializes appends to one customer's chain (SQLite: BEGIN IMMEDIATE already does).
+const LOCK_CUSTOMER_SQLITE: &str = "SELECT id FROM customers WHERE id = $1";
+const LOCK_CUSTOMER_POSTGRES: &str = "SELECT id FROM customers WHERE id = $1 FOR UPDATE";
+
 /// `%query%` for LIKE, lower-cased, with LIKE's own characters escaped.
 fn like_pattern(query: &str) -> String {
     let mut p = String::with_capacity(query.len() + 2);
@@ -93,7 +105,7 @@ fn unavailable(e: sqlx::Error) -> DirectoryError {
 }
 
 macro_rules! sql_directory {
-    ($name:ident, $db:ty, $pool:ty, $claim:expr, $begin:expr) => {
+    ($name:ident, $db:ty, $pool:ty, $claim:expr, $begin:expr, $lock:expr) => {
         /// The directory on this engine.
         pub struct $name {
             pool: $pool,
@@ -594,6 +606,113 @@ macro_rules! sql_directory {
                 self.customer(customer_id).await
             }
 
+            async fn append_consent(
+                &self,
+                customer_id: &str,
+                decisions: &[crate::consent::Decision],
+            ) -> Result<Vec<crate::consent::Record>, DirectoryError> {
+                let mut tx = self.pool.begin_with($begin).await.map_err(unavailable)?;
+                let exists: Option<String> = sqlx::query_scalar($lock)
+                    .bind(customer_id)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(unavailable)?;
+                if exists.is_none() {
+                    return Err(DirectoryError::Unavailable(format!(
+                        "no customer {customer_id}"
+                    )));
+                }
+                let last = sqlx::query(LAST_CONSENT)
+                    .bind(customer_id)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(unavailable)?
+                    .map(|r| -> Result<(i64, String), DirectoryError> {
+                        Ok((
+                            r.try_get("seq").map_err(unavailable)?,
+                            r.try_get("hash").map_err(unavailable)?,
+                        ))
+                    })
+                    .transpose()?;
+                let records = crate::consent::chain(customer_id, last, decisions);
+                for rec in &records {
+                    let d = &rec.decision;
+                    sqlx::query(INSERT_CONSENT)
+                        .bind(customer_id)
+                        .bind(rec.seq)
+                        .bind(&d.purpose)
+                        .bind(i64::from(d.version))
+                        .bind(&d.text_hash)
+                        .bind(d.action.as_str())
+                        .bind(d.at)
+                        .bind(&d.channel)
+                        .bind(&d.method)
+                        .bind(&d.user_agent)
+                        .bind(&rec.prev_hash)
+                        .bind(&rec.hash)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(unavailable)?;
+                    let kind = match d.action {
+                        crate::consent::Action::Grant => "consent.granted",
+                        crate::consent::Action::Withdraw => "consent.withdrawn",
+                    };
+                    let event = Event::new(
+                        kind,
+                        serde_json::json!({
+                            "customer_id": customer_id,
+                            "purpose": d.purpose,
+                            "version": d.version,
+                            "at": d.at,
+                            "method": d.method,
+                            "channel": d.channel,
+                            "record": rec.seq,
+                            "hash": rec.hash,
+                        }),
+                    );
+                    Self::enqueue_in(&mut tx, &event).await?;
+                }
+                tx.commit().await.map_err(unavailable)?;
+                Ok(records)
+            }
+
+            async fn consent_records(
+                &self,
+                customer_id: &str,
+            ) -> Result<Vec<crate::consent::Record>, DirectoryError> {
+                let rows = sqlx::query(CONSENT_RECORDS)
+                    .bind(customer_id)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(unavailable)?;
+                rows.iter()
+                    .map(|r| {
+                        let action: String = r.try_get("action").map_err(unavailable)?;
+                        let version: i64 = r.try_get("version").map_err(unavailable)?;
+                        Ok(crate::consent::Record {
+                            seq: r.try_get("seq").map_err(unavailable)?,
+                            customer_id: r.try_get("customer_id").map_err(unavailable)?,
+                            decision: crate::consent::Decision {
+                                purpose: r.try_get("purpose").map_err(unavailable)?,
+                                version: u32::try_from(version).unwrap_or(0),
+                                text_hash: r.try_get("text_hash").map_err(unavailable)?,
+                                action: crate::consent::Action::parse(&action).ok_or_else(|| {
+                                    DirectoryError::Unavailable(format!(
+                                        "consent record with unknown action {action:?}"
+                                    ))
+                                })?,
+                                at: r.try_get("at").map_err(unavailable)?,
+                                channel: r.try_get("channel").map_err(unavailable)?,
+                                method: r.try_get("method").map_err(unavailable)?,
+                                user_agent: r.try_get("user_agent").map_err(unavailable)?,
+                            },
+                            prev_hash: r.try_get("prev_hash").map_err(unavailable)?,
+                            hash: r.try_get("hash").map_err(unavailable)?,
+                        })
+                    })
+                    .collect()
+            }
+
             async fn enqueue(&self, event: &Event) -> Result<(), DirectoryError> {
                 sqlx::query(ENQUEUE)
                     .bind(&event.id)
@@ -620,7 +739,9 @@ macro_rules! sql_directory {
                     .await
                     .map_err(unavailable)?;
                 let mut out = Vec::with_capacity(rows.len());
+                let mut order = Vec::with_capacity(rows.len());
                 for r in &rows {
+                    order.push(r.try_get::<i64, _>("id").map_err(unavailable)?);
                     let event = Event {
                         id: r.try_get("event_id").map_err(unavailable)?,
                         kind: r.try_get("type").map_err(unavailable)?,
@@ -638,9 +759,10 @@ macro_rules! sql_directory {
                         delivered_to,
                     });
                 }
-                // RETURNING gives no order; deliver oldest first.
-                out.sort_by_key(|q| (q.event.created_at, q.event.id.clone()));
-                Ok(out)
+                // RETURNING gives no order; deliver in the order written.
+                let mut paired: Vec<(i64, Queued)> = order.into_iter().zip(out).collect();
+                paired.sort_by_key(|(id, _)| *id);
+                Ok(paired.into_iter().map(|(_, q)| q).collect())
             }
 
             async fn mark_delivered(
@@ -711,14 +833,16 @@ sql_directory!(
     sqlx::Sqlite,
     sqlx::SqlitePool,
     CLAIM_SQLITE,
-    "BEGIN IMMEDIATE"
+    "BEGIN IMMEDIATE",
+    LOCK_CUSTOMER_SQLITE
 );
 sql_directory!(
     PgDirectory,
     sqlx::Postgres,
     sqlx::PgPool,
     CLAIM_POSTGRES,
-    "BEGIN"
+    "BEGIN",
+    LOCK_CUSTOMER_POSTGRES
 );
 
 impl SqliteDirectory {

@@ -353,3 +353,68 @@ async fn identities_link_and_unlink_but_never_the_last_or_anothers() {
         assert_eq!(d.by_email("nobody@example.test").await.unwrap(), None);
     }
 }
+
+#[tokio::test]
+async fn the_consent_ledger_appends_chains_and_reports_every_decision() {
+    use crate::consent::{Action, Decision};
+    let d = |purpose: &str, action| Decision {
+        purpose: purpose.into(),
+        version: 1,
+        text_hash: "h".into(),
+        action,
+        at: now(),
+        channel: "web:shop.test/_account/consent".into(),
+        method: "consent_page".into(),
+        user_agent: None,
+    };
+    for (engine, dir, _keep) in engines().await {
+        let c = dir
+            .register("cy@example.test", None, "h")
+            .await
+            .unwrap()
+            .unwrap();
+        let first = dir
+            .append_consent(
+                &c.id,
+                &[
+                    d("marketing_email", Action::Grant),
+                    d("analytics", Action::Grant),
+                ],
+            )
+            .await
+            .unwrap();
+        assert_eq!(first.len(), 2);
+        dir.append_consent(&c.id, &[d("analytics", Action::Withdraw)])
+            .await
+            .unwrap();
+        let all = dir.consent_records(&c.id).await.unwrap();
+        assert_eq!(
+            all.iter().map(|r| r.seq).collect::<Vec<_>>(),
+            [1, 2, 3],
+            "{engine}"
+        );
+        assert_eq!(crate::consent::verify(&all), Ok(()), "{engine}");
+        let granted = crate::consent::granted(&all);
+        assert_eq!(
+            granted.keys().collect::<Vec<_>>(),
+            ["marketing_email"],
+            "{engine}"
+        );
+        assert!(dir
+            .append_consent("cus_nobody", &[d("analytics", Action::Grant)])
+            .await
+            .is_err());
+        let due = dir.claim_due(now() + 10, now() + 60, 100).await.unwrap();
+        let kinds: Vec<&str> = due
+            .iter()
+            .filter(|q| q.event.payload.contains(&c.id))
+            .map(|q| q.event.kind.as_str())
+            .filter(|k| k.starts_with("consent."))
+            .collect();
+        assert_eq!(
+            kinds,
+            ["consent.granted", "consent.granted", "consent.withdrawn"],
+            "{engine}"
+        );
+    }
+}

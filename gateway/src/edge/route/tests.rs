@@ -15,6 +15,7 @@ fn route(name: &str, hosts: &[&str], prefix: &str, methods: &[&str]) -> Route {
         scopes: vec![],
         register_first: false,
         verified_email: false,
+        consent: None,
     }
 }
 
