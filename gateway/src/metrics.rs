@@ -36,6 +36,8 @@ pub struct Metrics {
     pub password_failures: IntCounter,
     pub mail_failures: IntCounterVec,
     pub password_resets: IntCounterVec,
+    pub consent_enforcement: IntCounterVec,
+    pub consent_decisions: IntCounterVec,
     /// Every series name this process can export (histograms with suffixes).
     names: Vec<String>,
 }
@@ -202,6 +204,20 @@ impl Metrics {
             ),
             &["step"],
         ));
+        let consent_enforcement = must(IntCounterVec::new(
+            Opts::new(
+                "omnigate_consent_enforcement_total",
+                "Consent rules applied to identified requests, by route and outcome (allowed, denied, asked, anonymous)",
+            ),
+            &["route", "outcome"],
+        ));
+        let consent_decisions = must(IntCounterVec::new(
+            Opts::new(
+                "omnigate_consent_decisions_total",
+                "Grants and withdrawals recorded in the consent ledger, by purpose and action",
+            ),
+            &["purpose", "action"],
+        ));
         let build = must(IntGaugeVec::new(
             Opts::new("omnigate_build_info", "Build information"),
             &["version"],
@@ -232,6 +248,8 @@ impl Metrics {
             Box::new(password_failures.clone()),
             Box::new(mail_failures.clone()),
             Box::new(password_resets.clone()),
+            Box::new(consent_enforcement.clone()),
+            Box::new(consent_decisions.clone()),
             Box::new(build),
         ] {
             for d in c.desc() {
@@ -277,6 +295,8 @@ impl Metrics {
             password_failures,
             mail_failures,
             password_resets,
+            consent_enforcement,
+            consent_decisions,
             names,
         }
     }

@@ -85,6 +85,9 @@ pub struct App {
     /// A hash of a random password at that cost: unknown emails are checked
     /// against it, so they take as long as known ones.
     pub dummy_hash: String,
+    /// Granted purposes of bearer callers by customer id, for one second
+    /// (browser sessions carry theirs).
+    pub consent_cache: moka::future::Cache<String, Arc<std::collections::BTreeMap<String, u32>>>,
     /// `jti`s of accepted logout tokens, so none is replayed.
     pub seen_logout_tokens: moka::future::Cache<String, ()>,
 }
@@ -177,12 +180,37 @@ impl App {
             mailer,
             argon2,
             dummy_hash,
+            consent_cache: moka::future::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(std::time::Duration::from_secs(1))
+                .build(),
             seen_logout_tokens: moka::future::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(std::time::Duration::from_secs(3600))
                 .build(),
             metrics,
         }))
+    }
+
+    /// A customer's granted purposes, from the ledger (cached for a second).
+    pub async fn consents_of(
+        &self,
+        customer_id: &str,
+    ) -> Result<Arc<std::collections::BTreeMap<String, u32>>, String> {
+        if let Some(c) = self.consent_cache.get(customer_id).await {
+            return Ok(c);
+        }
+        let records = self
+            .auth
+            .directory()
+            .consent_records(customer_id)
+            .await
+            .map_err(|e| e.to_string())?;
+        let granted = Arc::new(crate::consent::granted(&records));
+        self.consent_cache
+            .insert(customer_id.to_string(), granted.clone())
+            .await;
+        Ok(granted)
     }
 
     /// The snapshot new requests use.

@@ -52,10 +52,19 @@ struct Proof {
 }
 
 /// A submitted form.
-struct Form(Vec<(String, String)>);
+pub(super) struct Form(pub Vec<(String, String)>);
 
 impl Form {
-    fn get(&self, key: &str) -> &str {
+    /// Every value of a repeated field (checkboxes).
+    pub(super) fn get_all(&self, key: &str) -> Vec<&str> {
+        self.0
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    pub(super) fn get(&self, key: &str) -> &str {
         self.0
             .iter()
             .find(|(k, _)| k == key)
@@ -300,6 +309,7 @@ impl Gateway {
                 "passwords": snap.config.accounts.passwords,
                 "min_length": snap.config.accounts.password_min_length,
                 "providers": providers,
+                "purposes": snap.config.purposes,
                 "login": { "email": state.login_email, "errors": state.login_errors },
                 "register": {
                     "email": state.register_email,
@@ -526,6 +536,21 @@ impl Gateway {
             .await
         {
             state.register_errors.insert("password", why);
+        }
+        let ticked = form.get_all("grant");
+        let is_ticked = |p: &crate::consent::Purpose| {
+            ticked.contains(&format!("{}:{}", p.id, p.version).as_str())
+        };
+        if snap
+            .config
+            .purposes
+            .iter()
+            .any(|p| p.required && !is_ticked(p))
+        {
+            state.register_errors.insert(
+                "terms",
+                "Please accept the terms to create an account.".into(),
+            );
         }
         let Some(email) = email.filter(|_| state.register_errors.is_empty()) else {
             self.app
@@ -1525,6 +1550,41 @@ impl Gateway {
             let to = format!("/_auth/login?return_to={}", enc(&back));
             return self.redirect(session, ctx, &to, &[]).await;
         };
+        if path == "/_account/consent" || path.starts_with("/_account/consent/") {
+            let form = if post {
+                let form = Form(read_form(session).await?);
+                if !self.form_ok(session, &raw_host, Some(&me), &form) {
+                    let html = self.app.pages.message(
+                        "The form had expired",
+                        "Nothing was changed. Please make your choice again.",
+                        Some(("/_account/consent", "Your consents")),
+                    );
+                    return self.page(session, ctx, 403, html).await;
+                }
+                Some(form)
+            } else if get {
+                None
+            } else {
+                let html = self.app.pages.message(
+                    "Page not found",
+                    "There is nothing at this address.",
+                    Some(("/_account", "Your account")),
+                );
+                return self.page(session, ctx, 404, html).await;
+            };
+            return self
+                .consent_endpoint(
+                    session,
+                    ctx,
+                    &snap,
+                    &me,
+                    &path,
+                    q.as_deref(),
+                    &raw_host,
+                    form,
+                )
+                .await;
+        }
         if get && path == "/_account" {
             let notice = query(q.as_deref(), "notice").and_then(|n| notice_text(&n));
             return self

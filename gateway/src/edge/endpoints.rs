@@ -932,6 +932,42 @@ impl Gateway {
                 )
                 .await;
         }
+        // The session carries the granted purposes, so routes check them locally.
+        let mut return_to = return_to.to_string();
+        let consents = match self
+            .app
+            .auth
+            .directory()
+            .consent_records(&customer.id)
+            .await
+        {
+            Ok(records) => {
+                // First sign-in with a provider: every purpose is asked
+                // before going on (registration with a password asks on its form).
+                if records.is_empty() && method != "password" && !snap.config.purposes.is_empty() {
+                    let ids: Vec<&str> =
+                        snap.config.purposes.iter().map(|p| p.id.as_str()).collect();
+                    return_to = format!(
+                        "/_account/consent?first=1&ask={}&return_to={}",
+                        enc(&ids.join(",")),
+                        enc(&return_to)
+                    );
+                }
+                crate::consent::granted(&records)
+            }
+            Err(e) => {
+                return self
+                    .dependency_down(
+                        session,
+                        ctx,
+                        name,
+                        "customer directory unavailable for consents at sign-in",
+                        &e,
+                        ("/", "Home"),
+                    )
+                    .await;
+            }
+        };
         // A new session id at every login: an old cookie (fixation) is dropped.
         if let Some(old) = self.current_session(session, snap, host).await {
             let _ = self.app.sessions.delete(&old.id_hash).await;
@@ -960,6 +996,7 @@ impl Gateway {
             provider_sid,
             converted_guest: guest.clone(),
             device: device_of(session),
+            consents,
         };
         let (id, record) = new_session(&first, t, t + absolute);
         if let Err(e) = self.app.sessions.create(&record).await {
@@ -992,7 +1029,7 @@ impl Gateway {
             // The guest id is spent; signing out later starts a new one.
             cookies.push(sess::set_cookie(sess::GUEST_COOKIE, "", 0));
         }
-        self.continue_to(session, ctx, snap, host, &record, return_to, cookies)
+        self.continue_to(session, ctx, snap, host, &record, &return_to, cookies)
             .await
     }
 

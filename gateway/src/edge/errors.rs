@@ -27,6 +27,8 @@ pub enum Problem {
     InsufficientScope(Vec<String>),
     /// The route needs a confirmed email address.
     EmailUnverified,
+    /// The route needs these purposes (titles) granted.
+    ConsentRequired(Vec<String>),
     /// Provider keys or the customer directory could not be reached.
     IdentityUnavailable,
 }
@@ -43,7 +45,9 @@ impl Problem {
             Problem::GatewayTimeout => 504,
             Problem::Internal => 500,
             Problem::Unauthenticated(_) => 401,
-            Problem::InsufficientScope(_) | Problem::EmailUnverified => 403,
+            Problem::InsufficientScope(_)
+            | Problem::EmailUnverified
+            | Problem::ConsentRequired(_) => 403,
             Problem::IdentityUnavailable => 503,
         }
     }
@@ -63,6 +67,7 @@ impl Problem {
             Problem::Unauthenticated(Some(_)) => "invalid-token",
             Problem::InsufficientScope(_) => "insufficient-scope",
             Problem::EmailUnverified => "email-unverified",
+            Problem::ConsentRequired(_) => "consent-required",
             Problem::IdentityUnavailable => "identity-unavailable",
         }
     }
@@ -80,6 +85,7 @@ impl Problem {
             Problem::Unauthenticated(_) => "Sign-in required",
             Problem::InsufficientScope(_) => "Not allowed",
             Problem::EmailUnverified => "Please confirm your email address",
+            Problem::ConsentRequired(_) => "Consent needed",
             Problem::IdentityUnavailable => "Sign-in temporarily unavailable",
         }
     }
@@ -103,6 +109,10 @@ impl Problem {
             Problem::InsufficientScope(missing) => {
                 format!("Your credentials do not grant what this address needs: {}.", missing.join(", "))
             }
+            Problem::ConsentRequired(purposes) => format!(
+                "This page needs your consent to: {}. You can give it on your consent page (/_account/consent).",
+                purposes.join(", ")
+            ),
             Problem::EmailUnverified => "This page needs a confirmed email address. Follow the link in the mail we sent you, or ask for a new one on your account page (/_account).".into(),
             Problem::IdentityUnavailable => {
                 "Sign-in could not be checked right now. Please try again shortly.".into()

@@ -13,6 +13,7 @@ pub mod route;
 pub mod tls;
 
 mod accounts;
+pub(crate) mod consent;
 mod endpoints;
 mod forwarded;
 
@@ -74,6 +75,8 @@ pub struct Ctx {
     guest: Option<(String, bool)>,
     /// The guest id a new sign-in took over, told to the backend once.
     previous_guest: Option<String>,
+    /// The identified caller's granted purposes (id → version).
+    consents: Option<Arc<std::collections::BTreeMap<String, u32>>>,
     _in_flight: Option<InFlightGuard>,
 }
 
@@ -157,6 +160,7 @@ impl Gateway {
         let found = match token {
             Some(t) => Some(self.app.auth.bearer(&t, &snap.providers).await),
             None => self.current_session(session, snap, host).await.map(|s| {
+                ctx.consents = Some(Arc::new(s.consents.clone()));
                 if let Some(g) = &s.converted_guest {
                     ctx.previous_guest = Some(g.clone());
                     let (store, id) = (self.app.sessions.clone(), s.id_hash.clone());
@@ -198,7 +202,27 @@ impl Gateway {
             Decision::Anonymous => Ok(false),
             Decision::Allow => {
                 ctx.principal = found.and_then(|f| f.ok());
-                Ok(false)
+                let Some(p) = ctx.principal.clone() else {
+                    return Ok(false);
+                };
+                if ctx.consents.is_none() {
+                    // A bearer caller: the ledger's state, cached for a second.
+                    match self.app.consents_of(&p.customer_id).await {
+                        Ok(c) => ctx.consents = Some(c),
+                        Err(e) => {
+                            tracing::error!(error = %e, "consents unavailable");
+                            self.respond(
+                                session,
+                                ctx,
+                                Problem::IdentityUnavailable,
+                                &[("retry-after", "5".into())],
+                            )
+                            .await?;
+                            return Ok(true);
+                        }
+                    }
+                }
+                self.enforce_consent(session, ctx, snap, i, host).await
             }
             Decision::Unauthenticated(None)
                 if r.kind == RouteKind::Web
@@ -283,6 +307,128 @@ impl Gateway {
         }
     }
 
+    /// Applies the route's consent rule to the identified caller: on with
+    /// everything granted; else deny (403), ask (web: the consent prompt for
+    /// just what is missing, then back) or forward without identity.
+    async fn enforce_consent(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        snap: &Snapshot,
+        i: usize,
+        host: &str,
+    ) -> Result<bool> {
+        let r = &snap.config.routes[i];
+        let empty = std::collections::BTreeMap::new();
+        let granted = ctx.consents.as_deref().unwrap_or(&empty);
+        // A purpose whose text changed since the customer agreed: asked again,
+        // for that purpose only, at the next page they open.
+        let is_page = r.kind == RouteKind::Web && session.req_header().method == http::Method::GET;
+        let by_cookie = ctx.principal.as_ref().is_some_and(|p| p.method == "cookie");
+        if is_page && by_cookie {
+            let old = consent::outdated(granted, &snap.config.purposes);
+            if !old.is_empty() {
+                let ids: Vec<&str> = old.iter().map(|p| p.id.as_str()).collect();
+                let here = session
+                    .req_header()
+                    .uri
+                    .path_and_query()
+                    .map(|p| p.as_str().to_string())
+                    .unwrap_or_else(|| "/".into());
+                let to = format!(
+                    "/_account/consent?ask={}&return_to={}",
+                    url::form_urlencoded::byte_serialize(ids.join(",").as_bytes())
+                        .collect::<String>(),
+                    url::form_urlencoded::byte_serialize(here.as_bytes()).collect::<String>()
+                );
+                self.app
+                    .metrics
+                    .consent_enforcement
+                    .with_label_values(&[r.name.as_str(), "reasked"])
+                    .inc();
+                ctx.local_status = Some(303);
+                let mut resp = ResponseHeader::build(303, Some(4))?;
+                resp.insert_header("location", to)?;
+                resp.insert_header("content-length", "0")?;
+                resp.insert_header("cache-control", "no-store")?;
+                resp.insert_header("x-request-id", ctx.request_id.as_str())?;
+                session.write_response_header(Box::new(resp), true).await?;
+                return Ok(true);
+            }
+        }
+        let Some(rule) = &r.consent else {
+            return Ok(false);
+        };
+        let outcome = crate::consent::decide(rule, granted, &snap.config.purposes);
+        use crate::consent::{OnMissing, Outcome};
+        let label = match &outcome {
+            Outcome::Allowed => "allowed",
+            Outcome::Missing(_, OnMissing::Deny) => "denied",
+            Outcome::Missing(_, OnMissing::Ask) if r.kind == RouteKind::Web => "asked",
+            Outcome::Missing(_, OnMissing::Ask) => "denied",
+            Outcome::Missing(_, OnMissing::ForwardAnonymous) => "anonymous",
+        };
+        self.app
+            .metrics
+            .consent_enforcement
+            .with_label_values(&[r.name.as_str(), label])
+            .inc();
+        match outcome {
+            Outcome::Allowed => Ok(false),
+            Outcome::Missing(_, OnMissing::ForwardAnonymous) => {
+                ctx.principal = None;
+                ctx.consents = None;
+                ctx.previous_guest = None;
+                Ok(false)
+            }
+            Outcome::Missing(missing, OnMissing::Ask) if r.kind == RouteKind::Web => {
+                let here = session
+                    .req_header()
+                    .uri
+                    .path_and_query()
+                    .map(|p| p.as_str().to_string())
+                    .unwrap_or_else(|| "/".into());
+                let back = if session.req_header().method == http::Method::GET {
+                    here
+                } else {
+                    "/".to_string()
+                };
+                let enc = |s: &str| {
+                    url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>()
+                };
+                let to = format!(
+                    "/_account/consent?ask={}&return_to={}",
+                    enc(&missing.join(",")),
+                    enc(&back)
+                );
+                let _ = host;
+                ctx.local_status = Some(303);
+                let mut resp = ResponseHeader::build(303, Some(4))?;
+                resp.insert_header("location", to)?;
+                resp.insert_header("content-length", "0")?;
+                resp.insert_header("cache-control", "no-store")?;
+                resp.insert_header("x-request-id", ctx.request_id.as_str())?;
+                session.write_response_header(Box::new(resp), true).await?;
+                Ok(true)
+            }
+            Outcome::Missing(missing, _) => {
+                let titles: Vec<String> = missing
+                    .iter()
+                    .map(|id| {
+                        snap.config
+                            .purposes
+                            .iter()
+                            .find(|p| &p.id == id)
+                            .map_or_else(|| id.clone(), |p| format!("{} ({id})", p.title))
+                    })
+                    .collect();
+                self.respond(session, ctx, Problem::ConsentRequired(titles), &[])
+                    .await?;
+                Ok(true)
+            }
+        }
+    }
+
     /// The caller of a live browser session; activity recorded at most once a minute.
     fn session_principal(
         &self,
@@ -322,18 +468,31 @@ impl Gateway {
         upstream: &mut RequestHeader,
         principal: &crate::auth::Principal,
         pool: &Pool,
+        consents: Option<&std::collections::BTreeMap<String, u32>>,
+        purposes: &[crate::consent::Purpose],
     ) -> Result<()> {
         let names = &pool.config.identity_headers;
-        upstream.insert_header(names.customer_id.clone(), principal.customer_id.as_str())?;
-        for (name, value) in [
-            (&names.email, &principal.email),
-            (&names.name, &principal.name),
-        ] {
+        let empty = std::collections::BTreeMap::new();
+        let granted = consents.unwrap_or(&empty);
+        // A field bound to a purpose reaches this upstream only while it is granted.
+        let allowed = |bound: &Option<String>| {
+            bound.as_ref().is_none_or(|id| {
+                purposes
+                    .iter()
+                    .any(|p| &p.id == id && granted.get(id) == Some(&p.version))
+            })
+        };
+        let bound = &pool.config.consent_headers;
+        let consented = crate::consent::header_value(crate::consent::effective(granted, purposes));
+        let email = principal.email.as_deref().filter(|_| allowed(&bound.email));
+        let name = principal.name.as_deref().filter(|_| allowed(&bound.name));
+        if allowed(&bound.customer_id) {
+            upstream.insert_header(names.customer_id.clone(), principal.customer_id.as_str())?;
+        }
+        upstream.insert_header("x-customer-consents", consented.as_str())?;
+        for (name, value) in [(&names.email, email), (&names.name, name)] {
             // Values that cannot be a header (control characters) are left out, never mangled.
-            if let Some(v) = value
-                .as_deref()
-                .and_then(|v| http::HeaderValue::from_bytes(v.as_bytes()).ok())
-            {
+            if let Some(v) = value.and_then(|v| http::HeaderValue::from_bytes(v.as_bytes()).ok()) {
                 upstream.insert_header(name.clone(), v)?;
             }
         }
@@ -346,7 +505,11 @@ impl Gateway {
             upstream.insert_header("x-customer-email-verified", verified)?;
         }
         upstream.insert_header("x-auth-method", principal.method)?;
-        let key = (principal.credential, pool.config.name.clone());
+        // What the assertion says depends on the consents: they are part of the key.
+        let key = (
+            principal.credential,
+            format!("{}|{consented}", pool.config.name),
+        );
         let assertion = match self.app.assertions.get(&key) {
             Some(a) => a,
             None => {
@@ -358,8 +521,9 @@ impl Gateway {
                     iat,
                     exp: exp.min(principal.expires_at),
                     auth_method: principal.method,
-                    email: principal.email.as_deref(),
-                    name: principal.name.as_deref(),
+                    email,
+                    name,
+                    consents: &consented,
                 };
                 let signed: Arc<str> = self
                     .app
@@ -455,6 +619,7 @@ impl ProxyHttp for Gateway {
             principal: None,
             guest: None,
             previous_guest: None,
+            consents: None,
             _in_flight: None,
         }
     }
@@ -657,7 +822,11 @@ impl ProxyHttp for Gateway {
             crate::identity::headers::strip(upstream, &snap.identity_headers);
         }
         if let (Some(p), Some(pool)) = (&ctx.principal, &ctx.pool) {
-            self.inject_identity(upstream, p, pool)?;
+            let purposes = ctx
+                .snapshot
+                .as_ref()
+                .map_or(&[][..], |s| s.config.purposes.as_slice());
+            self.inject_identity(upstream, p, pool, ctx.consents.as_deref(), purposes)?;
         }
         if let Some((guest, _)) = &ctx.guest {
             upstream.insert_header("x-guest-id", guest.as_str())?;

@@ -39,6 +39,8 @@ pub struct AssertionClaims<'a> {
     pub email: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<&'a str>,
+    /// Granted purposes as `id=version,…` (the `X-Customer-Consents` value).
+    pub consents: &'a str,
 }
 
 /// Signs assertions and publishes the matching JWKS.
@@ -170,6 +172,7 @@ mod tests {
                 auth_method: "bearer",
                 email: Some("a@example.test"),
                 name: None,
+                consents: "marketing_email=1",
             })
             .unwrap();
         let set: jsonwebtoken::jwk::JwkSet = serde_json::from_value(s.jwks()).unwrap();

@@ -15,7 +15,7 @@ use serde::Serialize;
 use crate::config::model::PagesLook;
 
 /// The built-in templates, by name.
-const BUILT_IN: [(&str, &str); 10] = [
+const BUILT_IN: [(&str, &str); 11] = [
     ("base.html", include_str!("templates/base.html")),
     ("forms.html", include_str!("templates/forms.html")),
     ("chooser.html", include_str!("templates/chooser.html")),
@@ -29,6 +29,7 @@ const BUILT_IN: [(&str, &str); 10] = [
     ("reset.html", include_str!("templates/reset.html")),
     ("account.html", include_str!("templates/account.html")),
     ("prove.html", include_str!("templates/prove.html")),
+    ("consent.html", include_str!("templates/consent.html")),
 ];
 
 /// The compiled page templates.

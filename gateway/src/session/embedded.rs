@@ -30,6 +30,11 @@ fn from_row(r: &sqlx::sqlite::SqliteRow) -> Result<Session, StoreError> {
         provider_sid: r.try_get("provider_sid").map_err(unavailable)?,
         converted_guest: r.try_get("converted_guest").map_err(unavailable)?,
         device: r.try_get("device").map_err(unavailable)?,
+        consents: r
+            .try_get::<Option<String>, _>("consents")
+            .map_err(unavailable)?
+            .and_then(|j| serde_json::from_str(&j).ok())
+            .unwrap_or_default(),
     })
 }
 
@@ -88,8 +93,8 @@ impl EmbeddedStore {
 impl SessionStore for EmbeddedStore {
     async fn create(&self, s: &Session) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO sessions (id_hash, customer_id, email, email_verified, name, provider, csrf, created_at, last_seen, expires_at, login_id, provider_sid, converted_guest, device)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+            "INSERT INTO sessions (id_hash, customer_id, email, email_verified, name, provider, csrf, created_at, last_seen, expires_at, login_id, provider_sid, converted_guest, device, consents)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
         )
         .bind(&s.id_hash)
         .bind(&s.customer_id)
@@ -105,6 +110,7 @@ impl SessionStore for EmbeddedStore {
         .bind(&s.provider_sid)
         .bind(&s.converted_guest)
         .bind(&s.device)
+        .bind(serde_json::to_string(&s.consents).ok())
         .execute(&self.pool)
         .await
         .map_err(unavailable)?;
@@ -168,6 +174,29 @@ impl SessionStore for EmbeddedStore {
         for r in &rows {
             let h: String = r.try_get("id_hash").map_err(unavailable)?;
             self.update_cached(&h, |t| profile.apply(t)).await;
+        }
+        Ok(rows.len() as u64)
+    }
+
+    async fn refresh_consents(
+        &self,
+        customer_id: &str,
+        consents: &std::collections::BTreeMap<String, u32>,
+    ) -> Result<u64, StoreError> {
+        let json =
+            serde_json::to_string(consents).map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let rows = sqlx::query(
+            "UPDATE sessions SET consents = $2 WHERE customer_id = $1 RETURNING id_hash",
+        )
+        .bind(customer_id)
+        .bind(json)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        for r in &rows {
+            let h: String = r.try_get("id_hash").map_err(unavailable)?;
+            self.update_cached(&h, |t| t.consents.clone_from(consents))
+                .await;
         }
         Ok(rows.len() as u64)
     }

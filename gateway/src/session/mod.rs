@@ -112,6 +112,9 @@ pub struct Session {
     /// The browser and system that signed in ("Chrome on Linux").
     #[serde(default)]
     pub device: Option<String>,
+    /// Purposes granted (id → version), from the consent ledger.
+    #[serde(default)]
+    pub consents: std::collections::BTreeMap<String, u32>,
 }
 
 /// A short name for the browser and system of a User-Agent ("Chrome on
@@ -255,6 +258,13 @@ pub trait SessionStore: Send + Sync {
         customer_id: &str,
         profile: &Profile,
     ) -> Result<u64, StoreError>;
+    /// Copies a customer's granted purposes into every live session of
+    /// theirs, on every node; returns how many.
+    async fn refresh_consents(
+        &self,
+        customer_id: &str,
+        consents: &std::collections::BTreeMap<String, u32>,
+    ) -> Result<u64, StoreError>;
     /// Records activity (callers throttle this; it is not per request).
     async fn touch(&self, id_hash: &str, now: i64) -> Result<(), StoreError>;
     async fn delete(&self, id_hash: &str) -> Result<(), StoreError>;
@@ -386,6 +396,7 @@ mod unit {
             provider_sid: None,
             converted_guest: None,
             device: None,
+            consents: Default::default(),
         };
         assert_eq!(
             device("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/156.0.0.0 Safari/537.36"),

@@ -241,6 +241,24 @@ impl SessionStore for RedisStore {
         Ok(ids.len() as u64)
     }
 
+    async fn refresh_consents(
+        &self,
+        customer_id: &str,
+        consents: &std::collections::BTreeMap<String, u32>,
+    ) -> Result<u64, StoreError> {
+        let mut c = self.conn.clone();
+        let ids: Vec<String> = c
+            .smembers(self.index(Group::Customer(customer_id)))
+            .await
+            .map_err(unavailable)?;
+        for id in &ids {
+            self.update(id, |t| t.consents.clone_from(consents)).await?;
+            // Other nodes drop their copy: the next request there reads this one.
+            self.publish_invalidation(id).await?;
+        }
+        Ok(ids.len() as u64)
+    }
+
     async fn delete(&self, id_hash: &str) -> Result<(), StoreError> {
         let mut c = self.conn.clone();
         redis::pipe()

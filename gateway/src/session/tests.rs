@@ -25,6 +25,7 @@ fn session(customer: &str) -> Session {
         provider_sid: None,
         converted_guest: Some("gst_00000000000000000000000000000001".into()),
         device: Some("Firefox on Linux".into()),
+        consents: [("marketing_email".to_string(), 1)].into(),
     }
 }
 
