@@ -213,6 +213,39 @@ impl App {
         Ok(granted)
     }
 
+    /// Records consent decisions: the ledger first (durable, with their
+    /// events), then every session of the customer on every node and this
+    /// node's cache; the customer's granted purposes after them.
+    pub async fn record_consents(
+        &self,
+        customer_id: &str,
+        decisions: &[crate::consent::Decision],
+    ) -> Result<std::collections::BTreeMap<String, u32>, String> {
+        let dir = self.auth.directory();
+        if !decisions.is_empty() {
+            dir.append_consent(customer_id, decisions)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        for d in decisions {
+            self.metrics
+                .consent_decisions
+                .with_label_values(&[d.purpose.as_str(), d.action.as_str()])
+                .inc();
+        }
+        let records = dir
+            .consent_records(customer_id)
+            .await
+            .map_err(|e| e.to_string())?;
+        let granted = crate::consent::granted(&records);
+        if let Err(e) = self.sessions.refresh_consents(customer_id, &granted).await {
+            // The ledger has it; sessions catch up at their next sign-in.
+            tracing::error!(error = %e, "sessions keep old consents until they end");
+        }
+        self.consent_cache.invalidate(customer_id).await;
+        Ok(granted)
+    }
+
     /// The snapshot new requests use.
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.current.load_full()

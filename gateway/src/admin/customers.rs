@@ -17,6 +17,8 @@ pub enum Call<'a> {
     SetStatus(&'a str, &'static str),
     EndSessions(&'a str),
     EndSession(&'a str, &'a str),
+    Consents(&'a str),
+    RecordConsent(&'a str),
 }
 
 /// Why a path is no call.
@@ -51,6 +53,11 @@ pub fn route<'a>(method: &str, path: &'a str) -> Result<Call<'a>, Miss> {
         [id, "disable"] if id_ok(id) => want("POST", Call::SetStatus(id, DISABLED)),
         [id, "enable"] if id_ok(id) => want("POST", Call::SetStatus(id, ACTIVE)),
         [id, "sessions"] if id_ok(id) => want("DELETE", Call::EndSessions(id)),
+        [id, "consents"] if id_ok(id) => match method {
+            "GET" => Ok(Call::Consents(id)),
+            "POST" => Ok(Call::RecordConsent(id)),
+            _ => Err(Miss::Method("GET, POST")),
+        },
         [id, "sessions", sid]
             if id_ok(id) && sid.len() == 64 && sid.bytes().all(|b| b.is_ascii_hexdigit()) =>
         {
@@ -85,11 +92,137 @@ fn no_customer() -> Resp {
     problem(404, "not-found", "Not found", "No customer with this id.")
 }
 
-/// Answers an authenticated call.
-pub async fn handle(app: &Arc<App>, call: Call<'_>, query: Option<&str>) -> Resp {
+fn bad_request(detail: &str) -> Resp {
+    problem(400, "bad-request", "Bad request", detail)
+}
+
+/// A consent decision an operator's channel reports (the call-centre, a
+/// paper form): `POST /admin/customers/{id}/consents`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConsentIn {
+    purpose: String,
+    action: String,
+    /// Which channel captured it (`call-centre`); recorded as `api:<channel>`.
+    channel: String,
+    /// The version of the text the customer was read; must be the current one.
+    version: u32,
+}
+
+async fn consents(app: &Arc<App>, id: &str) -> Resp {
+    let directory = app.auth.directory();
+    match directory.customer(id).await {
+        Ok(Some(_)) => {}
+        Ok(None) => return no_customer(),
+        Err(e) => return unavailable("customer directory", e),
+    }
+    let records = match directory.consent_records(id).await {
+        Ok(r) => r,
+        Err(e) => return unavailable("customer directory", e),
+    };
+    let snap = app.snapshot();
+    let granted = crate::consent::granted(&records);
+    let effective: Vec<serde_json::Value> =
+        crate::consent::effective(&granted, &snap.config.purposes)
+            .map(|p| serde_json::json!({ "purpose": p.id, "version": p.version, "title": p.title }))
+            .collect();
+    let chain = match crate::consent::verify(&records) {
+        Ok(()) => serde_json::json!({ "valid": true }),
+        Err(e) => serde_json::json!({ "valid": false, "error": e.to_string() }),
+    };
+    let receipts: Vec<serde_json::Value> = records
+        .iter()
+        .map(|r| {
+            let p = snap
+                .config
+                .purposes
+                .iter()
+                .find(|p| p.id == r.decision.purpose);
+            crate::consent::receipt(r, p, &snap.config.pages.brand, "EU")
+        })
+        .collect();
+    json(
+        200,
+        serde_json::json!({
+            "customer_id": id,
+            "consents": effective,
+            "granted": granted,
+            "header": crate::consent::header_value(crate::consent::effective(&granted, &snap.config.purposes)),
+            "chain": chain,
+            "records": records,
+            "receipts": receipts,
+        }),
+    )
+}
+
+async fn record_consent(app: &Arc<App>, id: &str, body: &[u8]) -> Resp {
+    let input: ConsentIn = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(e) => return bad_request(&format!("The body is not the expected JSON: {e}.")),
+    };
+    let snap = app.snapshot();
+    let Some(purpose) = snap.config.purposes.iter().find(|p| p.id == input.purpose) else {
+        return bad_request(&format!("`{}` is not a declared purpose.", input.purpose));
+    };
+    let Some(action) = crate::consent::Action::parse(&input.action) else {
+        return bad_request("`action` must be `grant` or `withdraw`.");
+    };
+    if input.version != purpose.version {
+        return problem(
+            409,
+            "conflict",
+            "Outdated text",
+            &format!(
+                "The customer was read version {} but the current text is version {}.",
+                input.version, purpose.version
+            ),
+        );
+    }
+    let channel = input.channel.trim();
+    if channel.is_empty()
+        || channel.len() > 64
+        || !channel
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return bad_request(
+            "`channel` names the capturing channel: letters, digits, `-`, `_` (at most 64).",
+        );
+    }
+    match app.auth.directory().customer(id).await {
+        Ok(Some(_)) => {}
+        Ok(None) => return no_customer(),
+        Err(e) => return unavailable("customer directory", e),
+    }
+    let decision = crate::consent::Decision {
+        purpose: purpose.id.clone(),
+        version: purpose.version,
+        text_hash: purpose.text_hash(),
+        action,
+        at: crate::session::unix_now(),
+        channel: format!("api:/admin/customers/{id}/consents"),
+        method: format!("api:{channel}"),
+        user_agent: None,
+    };
+    match app
+        .record_consents(id, std::slice::from_ref(&decision))
+        .await
+    {
+        Ok(granted) => json(
+            201,
+            serde_json::json!({ "recorded": decision, "granted": granted }),
+        ),
+        Err(e) => unavailable("consent ledger", e),
+    }
+}
+
+/// Answers an authenticated call (`body`: the request body, for writes).
+pub async fn handle(app: &Arc<App>, call: Call<'_>, query: Option<&str>, body: &[u8]) -> Resp {
     let directory = app.auth.directory();
     let now = crate::session::unix_now();
     match call {
+        Call::Consents(id) => consents(app, id).await,
+        Call::RecordConsent(id) => record_consent(app, id, body).await,
         Call::Search => {
             let params: Vec<(String, String)> =
                 url::form_urlencoded::parse(query.unwrap_or("").as_bytes())

@@ -69,8 +69,30 @@ async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Resp
             if let Err(resp) = authorize(&app, &req, peer).await {
                 return *resp;
             }
+            let query = req.uri().query().map(str::to_string);
             match customers::route(m, p) {
-                Ok(call) => customers::handle(&app, call, req.uri().query()).await,
+                Ok(call) => {
+                    let body = if matches!(call, customers::Call::RecordConsent(_)) {
+                        use http_body_util::BodyExt;
+                        match http_body_util::Limited::new(req.into_body(), 16 * 1024)
+                            .collect()
+                            .await
+                        {
+                            Ok(b) => b.to_bytes(),
+                            Err(_) => {
+                                return problem(
+                                    413,
+                                    "too-large",
+                                    "Request too large",
+                                    "The body must be at most 16 KiB of JSON.",
+                                )
+                            }
+                        }
+                    } else {
+                        bytes::Bytes::new()
+                    };
+                    customers::handle(&app, call, query.as_deref(), &body).await
+                }
                 Err(customers::Miss::Method(allow)) => method_not_allowed(allow),
                 Err(customers::Miss::NotFound) => problem(
                     404,

@@ -52,36 +52,7 @@ impl Gateway {
         customer_id: &str,
         decisions: &[Decision],
     ) -> std::result::Result<BTreeMap<String, u32>, String> {
-        if decisions.is_empty() {
-            return Ok(BTreeMap::new());
-        }
-        let dir = self.app.auth.directory();
-        dir.append_consent(customer_id, decisions)
-            .await
-            .map_err(|e| e.to_string())?;
-        for d in decisions {
-            self.app
-                .metrics
-                .consent_decisions
-                .with_label_values(&[d.purpose.as_str(), d.action.as_str()])
-                .inc();
-        }
-        let records = dir
-            .consent_records(customer_id)
-            .await
-            .map_err(|e| e.to_string())?;
-        let granted = crate::consent::granted(&records);
-        if let Err(e) = self
-            .app
-            .sessions
-            .refresh_consents(customer_id, &granted)
-            .await
-        {
-            // The ledger has it; sessions catch up at their next sign-in.
-            tracing::error!(error = %e, "sessions keep old consents until they end");
-        }
-        self.app.consent_cache.invalidate(customer_id).await;
-        Ok(granted)
+        self.app.record_consents(customer_id, decisions).await
     }
 
     /// A decision on `p` made here now.
