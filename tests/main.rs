@@ -7,6 +7,7 @@ mod accounts;
 mod admin;
 mod bearer;
 mod check;
+mod consent;
 mod deploy;
 mod domains;
 mod errors;

@@ -622,6 +622,32 @@ impl Gateway {
             .with_label_values(&["created"])
             .inc();
         tracing::info!(customer_id = %customer.id, "customer registered with a password");
+        // Every purpose shown gets its answer in the ledger (unticked: declined).
+        let decisions: Vec<crate::consent::Decision> = snap
+            .config
+            .purposes
+            .iter()
+            .map(|p| {
+                let action = if is_ticked(p) {
+                    crate::consent::Action::Grant
+                } else {
+                    crate::consent::Action::Withdraw
+                };
+                self.decision(session, raw_host, p, action, "registration")
+            })
+            .collect();
+        if let Err(e) = self.record_consents(&customer.id, &decisions).await {
+            return self
+                .dependency_down(
+                    session,
+                    ctx,
+                    PASSWORD_METHOD,
+                    "consent could not be recorded at registration",
+                    &e,
+                    ("/_auth/register", "Try again"),
+                )
+                .await;
+        }
         self.send_verification(snap, &customer.id, &email).await;
         self.sign_in(
             session,

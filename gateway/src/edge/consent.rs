@@ -249,7 +249,11 @@ impl Gateway {
                 json!({
                     "seq": r.seq, "when": when(r.decision.at), "title": title,
                     "version": r.decision.version,
-                    "action": if r.decision.action == Action::Grant { "gave" } else { "withdrew" },
+                    "action": match (r.decision.action, r.decision.method.as_str()) {
+                        (Action::Grant, _) => "gave",
+                        (Action::Withdraw, "registration" | "prompt") => "declined",
+                        (Action::Withdraw, _) => "withdrew",
+                    },
                     "method": r.decision.method.replace('_', " "),
                 })
             })
