@@ -171,3 +171,54 @@ pages:
     assert_eq!(errs[0].field, "accounts.mail", "{errs:?}");
     assert!(errs[0].hint.as_deref().unwrap().contains("smtp"));
 }
+
+#[test]
+fn consent_policies_are_checked_where_they_are_written() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "consent.yaml",
+        "purposes:
+  - { id: marketing_email, title: News, text: Send me news., version: 1 }
+  - { id: marketing_email, title: News again, text: Again., version: 2 }
+  - { id: Bad-Id, title: X, text: Y, version: 0, legal_basis: because }
+routes:
+  - name: partners
+    path_prefix: /partners
+    upstream: app
+    access: required
+    consent: { require: [partner_sharing], on_missing: shrug }
+  - name: open
+    path_prefix: /open
+    upstream: app
+    consent: { require: [marketing_email] }
+",
+    );
+    let text = format!(
+        "include: [consent.yaml]\n{BASE}    consent_headers: {{ email: partner_shareing }}\naccounts: {{ passwords: false }}\nproviders:\n  - {{ name: idp, issuer: https://idp.example, bearer: {{ audiences: [api] }} }}\n"
+    );
+    let p = write(dir.path(), "c.yaml", &text);
+    let errs = load(&p).unwrap_err().0;
+    let found = |field: &str| {
+        errs.iter()
+            .find(|d| d.field == field)
+            .unwrap_or_else(|| panic!("{field} not reported: {errs:#?}"))
+    };
+    let dup = found("purposes[1].id");
+    assert!(dup.message.contains("declared twice"), "{dup}");
+    assert!(dup.file.ends_with("consent.yaml"), "{dup}");
+    assert_eq!(dup.line, 3);
+    found("purposes[2].id");
+    found("purposes[2].version");
+    found("purposes[2].legal_basis");
+    let unknown = found("routes[0].consent.require[0]");
+    assert!(
+        unknown
+            .message
+            .contains("unknown purpose `partner_sharing`"),
+        "{unknown}"
+    );
+    found("routes[0].consent.on_missing");
+    found("routes[1].consent");
+    found("upstreams.app.consent_headers.email");
+}
