@@ -474,3 +474,105 @@ customers: {{ store: postgres, url: \"postgres://postgres@127.0.0.1:5432/test\",
     );
     assert_eq!(h["x-customer-email"], "dora@example.test");
 }
+
+#[tokio::test]
+async fn a_first_provider_sign_in_asks_every_purpose_and_bearer_callers_are_held_to_consent_too() {
+    let (ports, idp) = ports_and_idp().await;
+    let https = ports["https"];
+    let store = Upstream::echo("store").await;
+    let cfg = login_config(
+        &idp,
+        "",
+        "",
+        &format!(
+            "    bearer: {{ audiences: [\"{IDP_AUDIENCE}\"] }}
+include: [consent.yaml]
+upstreams:
+  store: {{ addresses: [\"{}\"] }}
+routes:
+  - {{ name: partners-api, path_prefix: /api/partners, upstream: store, kind: api, access: required, consent: {{ require: [partner_sharing] }} }}
+  - {{ name: me, path_prefix: /api/me, upstream: store, kind: api, access: required }}
+  - {{ name: account, hosts: [shop.test], path_prefix: /account, upstream: store, kind: web, access: required }}
+",
+            store.addr
+        ),
+    );
+    let gw = Gateway::start_on(ports, &cfg, &[("consent.yaml", &purposes(1))]).await;
+    let base = format!("https://shop.test:{https}");
+    let seen = browse(
+        "consent_first_provider_sign_in",
+        Some("MAP *.test 127.0.0.1"),
+        json!([
+            {"goto": format!("{base}/account/orders?page=2"), "waitText": "Test IdP"},
+            {"fill": ["#username", "lena"]},
+            {"click": "button[type=submit]", "waitText": "Before you continue", "screenshot": "1-first-sign-in-asks", "axe": true},
+            {"click": "input[value='terms:1']"},
+            {"click": "input[value='partner_sharing:1']"},
+            {"click": "button[type=submit]", "waitText": "x-customer-id"},
+        ]),
+    )
+    .await;
+    let prompt = seen[2]["text"].as_str().unwrap();
+    assert_eq!(
+        prompt.matches("Yes, I agree").count(),
+        5,
+        "every purpose, each on its own: {prompt}"
+    );
+    assert_eq!(seen[5]["url"], format!("{base}/account/orders?page=2"));
+    assert_eq!(
+        headers_on(&seen[5])["x-customer-consents"],
+        "partner_sharing=1,terms=1"
+    );
+
+    // A bearer caller (another customer, first seen now) without the purpose.
+    let c = gw.dev_client();
+    let token = idp.sign(idp.user_claims("kim", "", 300), "RS256").await;
+    let auth = format!("Bearer {token}");
+    let get = |path: &'static str| {
+        let (c, auth) = (&c, auth.clone());
+        async move {
+            c.send(request(
+                "GET",
+                "api.test",
+                path,
+                &[("authorization", &auth)],
+                Bytes::new(),
+            ))
+            .await
+            .unwrap()
+        }
+    };
+    let r = get("/api/partners").await;
+    assert_eq!(r.status, 403, "{}", r.text());
+    let kim = get("/api/me").await.json()["headers"]["x-customer-id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        get("/api/me").await.json()["headers"]["x-customer-consents"],
+        ""
+    );
+    let admin = format!("Bearer {ADMIN_TOKEN}");
+    let r = Client::plain(gw.addr("admin"))
+        .send(request(
+            "POST",
+            "admin",
+            &format!("/admin/customers/{kim}/consents"),
+            &[("authorization", &admin), ("content-type", "application/json")],
+            Bytes::from(r#"{"purpose":"partner_sharing","action":"grant","channel":"support-chat","version":1}"#),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 201, "{}", r.text());
+    let r = get("/api/partners").await;
+    assert_eq!(
+        r.status,
+        200,
+        "a grant applies to the next request: {}",
+        r.text()
+    );
+    assert_eq!(
+        r.json()["headers"]["x-customer-consents"],
+        "partner_sharing=1"
+    );
+}
