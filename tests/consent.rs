@@ -168,6 +168,19 @@ async fn consent_is_asked_recorded_withdrawn_in_one_click_and_enforced() {
         crm_after["x-customer-consents"],
         "personalization=1,terms=1"
     );
+    // The signed assertion says the same, and leaves the bound fields out.
+    use base64::Engine;
+    let claims_of = |h: &serde_json::Value| -> serde_json::Value {
+        let jwt = h["x-omnigate-assertion"].as_str().unwrap();
+        let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(jwt.split('.').nth(1).unwrap())
+            .unwrap();
+        serde_json::from_slice(&payload).unwrap()
+    };
+    let after_claims = claims_of(&crm_after);
+    assert_eq!(after_claims["consents"], "personalization=1,terms=1");
+    assert!(after_claims.get("email").is_none(), "{after_claims}");
+    assert_eq!(claims_of(&crm_before)["email"], "cleo@example.test");
     // `ask`: the prompt for just that purpose, then back where the customer was.
     assert!(seen[17]["url"]
         .as_str()
@@ -220,7 +233,14 @@ async fn consent_is_asked_recorded_withdrawn_in_one_click_and_enforced() {
         .as_str()
         .unwrap()
         .starts_with("web:shop.test"));
-    assert_eq!(records[0]["user_agent"], "Chrome on Linux");
+    assert!(
+        records[0]["user_agent"]
+            .as_str()
+            .unwrap()
+            .contains("HeadlessChrome/"),
+        "{}",
+        records[0]
+    );
     let receipt = &ledger["receipts"][5];
     for field in [
         "version",

@@ -11,7 +11,7 @@ use pingora_proxy::Session;
 use serde_json::{json, Value};
 
 use super::accounts::Form;
-use super::endpoints::{device_of, now, query};
+use super::endpoints::{now, query};
 use super::{Ctx, Gateway};
 use crate::consent::{Action, Decision, Purpose};
 use crate::session::Session as Browser;
@@ -72,7 +72,13 @@ impl Gateway {
             at: now(),
             channel: format!("web:{raw_host}{}", session.req_header().uri.path()),
             method: method.to_string(),
-            user_agent: device_of(session),
+            // The browser's own words, as evidence (bounded).
+            user_agent: session
+                .req_header()
+                .headers
+                .get(http::header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .map(|ua| ua.chars().take(512).collect()),
         }
     }
 
