@@ -900,3 +900,70 @@ async fn mail_goes_out_through_a_signed_webhook_and_smtp_retries_a_busy_relay() 
     assert!(mail.contains("/_auth/verify?token="), "{mail}");
     gw.wait_log("\"attempt\":3", Duration::from_secs(5)).await;
 }
+
+#[tokio::test]
+async fn a_password_found_in_a_breach_is_refused_through_the_range_service() {
+    use sha1::Digest;
+    const BREACHED: &str = "tangerine submarine 1987";
+    let full = hex::encode_upper(sha1::Sha1::digest(BREACHED.as_bytes()));
+    let (prefix, suffix) = (full[..5].to_string(), full[5..].to_string());
+    let asked: std::sync::Arc<std::sync::Mutex<Vec<String>>> = Default::default();
+    let seen = asked.clone();
+    // A k-anonymity range service: the breached suffix among padding.
+    let range = Upstream::start(move |req| {
+        let (seen, prefix, suffix) = (seen.clone(), prefix.clone(), suffix.clone());
+        async move {
+            let path = req.uri().path().to_string();
+            seen.lock().unwrap().push(path.clone());
+            let mut body = String::from("0018A45C4D1DEF81644B54AB7F969B88D65:3\r\n");
+            if path.ends_with(&prefix) {
+                body.push_str(&format!("{suffix}:42\r\n"));
+            }
+            body.push_str("FFFFF45C4D1DEF81644B54AB7F969B88D65:0\r\n");
+            text_response(200, "text/plain", body)
+        }
+    })
+    .await;
+    let sink = MailSink::start().await;
+    let store = Upstream::echo("store").await;
+    let accounts = sink.accounts_config(
+        "https://shop.test:{https}",
+        &format!("  breached_password_api: http://{}/range/\n", range.addr),
+    );
+    let cfg = shop_config(&sink, &store, "").replace(
+        &sink.accounts_config("https://shop.test:{https}", ""),
+        &accounts,
+    );
+    let gw = Gateway::start(&cfg, &[]).await;
+    let mut v = Visitor::new(gw.dev_client());
+    let (status, page) = v.register("ines@example.test", BREACHED).await;
+    assert_eq!(status, 422, "{page}");
+    assert!(page.contains("appeared in a data breach"), "{page}");
+    // Only the first five hex digits of the SHA-1 left the gateway.
+    let paths = asked.lock().unwrap().clone();
+    assert_eq!(paths, [format!("/range/{}", &full[..5])]);
+    assert!(!paths[0].contains(&full[5..]));
+    let (status, _) = v.register("ines@example.test", PASSWORD).await;
+    assert_eq!(status, 303);
+
+    // The service unreachable: the shipped policy alone decides.
+    drop(range);
+    let dead = format!("http://127.0.0.1:{}/range/", free_port());
+    let cfg = shop_config(&sink, &store, "").replace(
+        &sink.accounts_config("https://shop.test:{https}", ""),
+        &sink.accounts_config(
+            "https://shop.test:{https}",
+            &format!("  breached_password_api: {dead}\n"),
+        ),
+    );
+    let gw = Gateway::start(&cfg, &[]).await;
+    let (status, _) = Visitor::new(gw.dev_client())
+        .register("jon@example.test", BREACHED)
+        .await;
+    assert_eq!(status, 303);
+    gw.wait_log(
+        "breached-password service unreachable",
+        Duration::from_secs(5),
+    )
+    .await;
+}
