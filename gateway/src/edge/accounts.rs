@@ -1312,15 +1312,9 @@ impl Gateway {
         clear_login: &str,
     ) -> Result<()> {
         let token = sess::new_token();
-        let stored = match serde_json::to_string(&proof) {
-            Ok(j) => {
-                self.app
-                    .sessions
-                    .put_once(&once_key("prove", &token), &j, now() + PROVE_TTL)
-                    .await
-            }
-            Err(e) => Err(sess::StoreError::Unavailable(e.to_string())),
-        };
+        let stored = self
+            .put_json_once("prove", &token, &proof, now() + PROVE_TTL)
+            .await;
         if let Err(e) = stored {
             return self
                 .dependency_down(

@@ -519,15 +519,9 @@ impl Gateway {
             expires_at: now() + sess::GRANT_TTL,
         };
         let code = sess::new_token();
-        let stored = match serde_json::to_string(&grant) {
-            Ok(json) => {
-                self.app
-                    .sessions
-                    .put_once(&once_key("hop", &code), &json, grant.expires_at)
-                    .await
-            }
-            Err(e) => Err(sess::StoreError::Unavailable(e.to_string())),
-        };
+        let stored = self
+            .put_json_once("hop", &code, &grant, grant.expires_at)
+            .await;
         if let Err(e) = stored {
             return self
                 .dependency_down(
@@ -632,6 +626,22 @@ impl Gateway {
             .await
     }
 
+    /// Keeps `value` as JSON under `once_key(kind, secret)` until `expires_at`.
+    pub(super) async fn put_json_once<T: serde::Serialize>(
+        &self,
+        kind: &str,
+        secret: &str,
+        value: &T,
+        expires_at: i64,
+    ) -> std::result::Result<(), sess::StoreError> {
+        let json = serde_json::to_string(value)
+            .map_err(|e| sess::StoreError::Unavailable(e.to_string()))?;
+        self.app
+            .sessions
+            .put_once(&once_key(kind, secret), &json, expires_at)
+            .await
+    }
+
     /// The live session of this browser on this host, if any.
     pub(super) async fn current_session(
         &self,
@@ -709,15 +719,9 @@ impl Gateway {
             &login::pkce_challenge(&pending.verifier),
         );
         // Kept in the session store, so the callback may reach any node.
-        let stored = match serde_json::to_string(&pending) {
-            Ok(json) => {
-                self.app
-                    .sessions
-                    .put_once(&once_key("login", &state), &json, now() + LOGIN_TTL)
-                    .await
-            }
-            Err(e) => Err(sess::StoreError::Unavailable(e.to_string())),
-        };
+        let stored = self
+            .put_json_once("login", &state, &pending, now() + LOGIN_TTL)
+            .await;
         if let Err(e) = stored {
             return self
                 .dependency_down(

@@ -222,7 +222,7 @@ impl Gateway {
                         }
                     }
                 }
-                self.enforce_consent(session, ctx, snap, i, host).await
+                self.enforce_consent(session, ctx, snap, i).await
             }
             Decision::Unauthenticated(None)
                 if r.kind == RouteKind::Web
@@ -256,13 +256,7 @@ impl Gateway {
                     url::form_urlencoded::byte_serialize(back.as_bytes()).collect::<String>(),
                     if r.register_first { "&register=1" } else { "" }
                 );
-                ctx.local_status = Some(302);
-                let mut resp = ResponseHeader::build(302, Some(4))?;
-                resp.insert_header("location", to)?;
-                resp.insert_header("content-length", "0")?;
-                resp.insert_header("cache-control", "no-store")?;
-                resp.insert_header("x-request-id", ctx.request_id.as_str())?;
-                session.write_response_header(Box::new(resp), true).await?;
+                self.bare_redirect(session, ctx, 302, &to).await?;
                 Ok(true)
             }
             Decision::Unauthenticated(err) => {
@@ -307,6 +301,23 @@ impl Gateway {
         }
     }
 
+    /// A redirect without a body that no cache keeps.
+    async fn bare_redirect(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        status: u16,
+        location: &str,
+    ) -> Result<()> {
+        ctx.local_status = Some(status);
+        let mut resp = ResponseHeader::build(status, Some(4))?;
+        resp.insert_header("location", location)?;
+        resp.insert_header("content-length", "0")?;
+        resp.insert_header("cache-control", "no-store")?;
+        resp.insert_header("x-request-id", ctx.request_id.as_str())?;
+        session.write_response_header(Box::new(resp), true).await
+    }
+
     /// Applies the route's consent rule to the identified caller: on with
     /// everything granted; else deny (403), ask (web: the consent prompt for
     /// just what is missing, then back) or forward without identity.
@@ -316,7 +327,6 @@ impl Gateway {
         ctx: &mut Ctx,
         snap: &Snapshot,
         i: usize,
-        host: &str,
     ) -> Result<bool> {
         let r = &snap.config.routes[i];
         let empty = std::collections::BTreeMap::new();
@@ -346,13 +356,7 @@ impl Gateway {
                     .consent_enforcement
                     .with_label_values(&[r.name.as_str(), "reasked"])
                     .inc();
-                ctx.local_status = Some(303);
-                let mut resp = ResponseHeader::build(303, Some(4))?;
-                resp.insert_header("location", to)?;
-                resp.insert_header("content-length", "0")?;
-                resp.insert_header("cache-control", "no-store")?;
-                resp.insert_header("x-request-id", ctx.request_id.as_str())?;
-                session.write_response_header(Box::new(resp), true).await?;
+                self.bare_redirect(session, ctx, 303, &to).await?;
                 return Ok(true);
             }
         }
@@ -401,14 +405,7 @@ impl Gateway {
                     enc(&missing.join(",")),
                     enc(&back)
                 );
-                let _ = host;
-                ctx.local_status = Some(303);
-                let mut resp = ResponseHeader::build(303, Some(4))?;
-                resp.insert_header("location", to)?;
-                resp.insert_header("content-length", "0")?;
-                resp.insert_header("cache-control", "no-store")?;
-                resp.insert_header("x-request-id", ctx.request_id.as_str())?;
-                session.write_response_header(Box::new(resp), true).await?;
+                self.bare_redirect(session, ctx, 303, &to).await?;
                 Ok(true)
             }
             Outcome::Missing(missing, _) => {
