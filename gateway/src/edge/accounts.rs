@@ -101,7 +101,7 @@ fn notice_text(code: &str) -> Option<&'static str> {
 }
 
 /// `2026-11-29 21:40 UTC` for a Unix time. Pure.
-fn when(t: i64) -> String {
+pub(super) fn when(t: i64) -> String {
     let st = std::time::UNIX_EPOCH + std::time::Duration::from_secs(t.max(0) as u64);
     let s = humantime::format_rfc3339_seconds(st).to_string();
     format!("{} UTC", s.get(..16).unwrap_or(&s).replacen('T', " ", 1))
@@ -1182,15 +1182,12 @@ impl Gateway {
             Intent::Prove => {
                 let proof = match self.cookie_value(session, PROVE_COOKIE) {
                     Some(t) => self
-                        .app
-                        .sessions
-                        .take_once(&once_key("prove", &t))
+                        .take_json_once::<Proof>("prove", &t)
                         .await
                         .ok()
                         .flatten(),
                     None => None,
-                }
-                .and_then(|j| serde_json::from_str::<Proof>(&j).ok());
+                };
                 let owner = dir.lookup(found).await.ok().flatten();
                 return match (proof, owner) {
                     (Some(p), Some(c)) if c.id == p.customer_id => {

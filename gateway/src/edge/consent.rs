@@ -10,19 +10,12 @@ use pingora_core::Result;
 use pingora_proxy::Session;
 use serde_json::{json, Value};
 
-use super::accounts::Form;
+use super::accounts::{when, Form};
 use super::endpoints::{now, query};
 use super::{Ctx, Gateway};
 use crate::consent::{Action, Decision, Purpose};
 use crate::session::Session as Browser;
 use crate::state::Snapshot;
-
-/// `2026-11-29 21:40 UTC`.
-fn when(t: i64) -> String {
-    let st = std::time::UNIX_EPOCH + std::time::Duration::from_secs(t.max(0) as u64);
-    let s = humantime::format_rfc3339_seconds(st).to_string();
-    format!("{} UTC", s.get(..16).unwrap_or(&s).replacen('T', " ", 1))
-}
 
 /// `a,b` → the declared purposes with those ids, in declaration order. Pure.
 pub(super) fn asked<'a>(ids: &str, purposes: &'a [Purpose]) -> Vec<&'a Purpose> {

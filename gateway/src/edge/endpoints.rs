@@ -558,10 +558,10 @@ impl Gateway {
         let taken = if code.is_empty() || code.len() > 64 {
             Ok(None)
         } else {
-            self.app.sessions.take_once(&once_key("hop", code)).await
+            self.take_json_once::<Grant>("hop", code).await
         };
         let grant = match taken {
-            Ok(g) => g.and_then(|json| serde_json::from_str::<Grant>(&json).ok()),
+            Ok(g) => g,
             Err(e) => {
                 return self
                     .dependency_down(
@@ -640,6 +640,18 @@ impl Gateway {
             .sessions
             .put_once(&once_key(kind, secret), &json, expires_at)
             .await
+    }
+
+    /// Takes out the single-use record `once_key(kind, secret)` (of
+    /// concurrent takers exactly one gets it); a record that does not parse
+    /// as `T` counts as absent.
+    pub(super) async fn take_json_once<T: serde::de::DeserializeOwned>(
+        &self,
+        kind: &str,
+        secret: &str,
+    ) -> std::result::Result<Option<T>, sess::StoreError> {
+        let taken = self.app.sessions.take_once(&once_key(kind, secret)).await?;
+        Ok(taken.and_then(|json| serde_json::from_str(&json).ok()))
     }
 
     /// The live session of this browser on this host, if any.
@@ -766,13 +778,8 @@ impl Gateway {
             .is_some_and(|c| sess::same_token(&c, &state));
         // Single use: taken out whatever happens next.
         let pending = if bound && !state.is_empty() && state.len() <= 64 {
-            match self
-                .app
-                .sessions
-                .take_once(&once_key("login", &state))
-                .await
-            {
-                Ok(p) => p.and_then(|json| serde_json::from_str::<Pending>(&json).ok()),
+            match self.take_json_once::<Pending>("login", &state).await {
+                Ok(p) => p,
                 Err(e) => {
                     return self
                         .dependency_down(
