@@ -18,3 +18,4 @@ mod pages;
 mod proxy;
 mod reload;
 mod tls;
+mod workers;

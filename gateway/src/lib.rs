@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod pages;
 pub mod server;
 pub mod session;
+pub mod shard;
 pub mod state;
 pub mod store;
 pub mod throttle;

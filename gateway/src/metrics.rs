@@ -38,6 +38,8 @@ pub struct Metrics {
     pub password_resets: IntCounterVec,
     pub consent_enforcement: IntCounterVec,
     pub consent_decisions: IntCounterVec,
+    pub connections_accepted: IntCounterVec,
+    pub tls_handshake_failures: IntCounterVec,
     /// Every series name this process can export (histograms with suffixes).
     names: Vec<String>,
 }
@@ -211,6 +213,20 @@ impl Metrics {
             ),
             &["route", "outcome"],
         ));
+        let connections_accepted = must(IntCounterVec::new(
+            Opts::new(
+                "omnigate_connections_accepted_total",
+                "Client connections accepted, by listener and worker thread",
+            ),
+            &["listener", "worker"],
+        ));
+        let tls_handshake_failures = must(IntCounterVec::new(
+            Opts::new(
+                "omnigate_tls_handshake_failures_total",
+                "Client TLS handshakes that failed or timed out, by listener",
+            ),
+            &["listener"],
+        ));
         let consent_decisions = must(IntCounterVec::new(
             Opts::new(
                 "omnigate_consent_decisions_total",
@@ -250,6 +266,8 @@ impl Metrics {
             Box::new(password_resets.clone()),
             Box::new(consent_enforcement.clone()),
             Box::new(consent_decisions.clone()),
+            Box::new(connections_accepted.clone()),
+            Box::new(tls_handshake_failures.clone()),
             Box::new(build),
         ] {
             for d in c.desc() {
@@ -297,6 +315,8 @@ impl Metrics {
             password_resets,
             consent_enforcement,
             consent_decisions,
+            connections_accepted,
+            tls_handshake_failures,
             names,
         }
     }

@@ -1,6 +1,8 @@
 //! Process assembly: logging, the control runtime (admin listener, health
 //! checks, demo upstreams, reload triggers), and the Pingora server with one
-//! proxy service per customer listener. Owns start-up and shutdown order.
+//! worker shard per thread serving every customer listener (see `shard`), or,
+//! with `work_stealing: true`, one work-stealing Pingora service per listener.
+//! Owns start-up and shutdown order.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -57,31 +59,48 @@ pub fn run(config_path: &Path) -> Result<(), StartError> {
         Ok::<_, StartError>(app)
     })?;
 
+    let threads = config.server.threads;
+    let sharded = !config.server.work_stealing;
+    // Bound here, in the control runtime, so a taken port is a clear start
+    // error; the workers accept on duplicates of these sockets.
+    let sockets = if sharded {
+        control.block_on(async {
+            config
+                .listeners
+                .iter()
+                .map(|l| {
+                    crate::shard::bind(l.address).map_err(|e| {
+                        StartError::Io(format!("listener `{}` on {}: {e}", l.name, l.address))
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()
+        })?
+    } else {
+        Vec::new()
+    };
+
     let mut conf = ServerConf {
-        threads: config.server.threads,
+        // Shards are single-threaded services; `threads` counts the shards.
+        threads: if sharded { 1 } else { threads },
         work_stealing: config.server.work_stealing,
         grace_period_seconds: Some(config.server.shutdown_grace.as_secs()),
         graceful_shutdown_timeout_seconds: Some(config.server.shutdown_grace.as_secs()),
-        upstream_keepalive_pool_size: config.server.upstream_keepalive_pool,
+        // Each shard keeps its own pool: the configured size is split among them.
+        upstream_keepalive_pool_size: if sharded {
+            config.server.upstream_keepalive_pool.div_ceil(threads)
+        } else {
+            config.server.upstream_keepalive_pool
+        },
         ..ServerConf::default()
     };
     conf.max_retries = 16;
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
     let conf = server.configuration.clone();
+    let mut acceptors = Vec::new();
     for l in &config.listeners {
-        let gateway = Gateway {
-            app: app.clone(),
-            listener: l.clone(),
-        };
-        let mut service = pingora_proxy::http_proxy_service_with_name(
-            &conf,
-            gateway,
-            &format!("listener {}", l.name),
-        );
-        let addr = l.address.to_string();
-        match &l.tls {
-            None => service.add_tcp(&addr),
+        let tls = match &l.tls {
+            None => None,
             Some(tls) => {
                 let resolver = app.resolvers.get(&l.name).cloned().ok_or_else(|| {
                     StartError::Io(format!("listener `{}` has no certificates", l.name))
@@ -92,11 +111,63 @@ pub fn run(config_path: &Path) -> Result<(), StartError> {
                 if tls.http2 {
                     settings.enable_h2();
                 }
-                service.add_tls_with_settings(&addr, None, settings);
+                Some(settings)
             }
+        };
+        tracing::info!(listener = %l.name, address = %l.address, tls = l.tls.is_some(), "customer listener");
+        if sharded {
+            acceptors.push(tls.map(|settings| Arc::new(settings.build())));
+            continue;
         }
-        tracing::info!(listener = %l.name, address = %addr, tls = l.tls.is_some(), "customer listener");
+        let gateway = Gateway {
+            app: app.clone(),
+            listener: l.clone(),
+        };
+        let mut service = pingora_proxy::http_proxy_service_with_name(
+            &conf,
+            gateway,
+            &format!("listener {}", l.name),
+        );
+        let addr = l.address.to_string();
+        match tls {
+            None => service.add_tcp(&addr),
+            Some(settings) => service.add_tls_with_settings(&addr, None, settings),
+        }
         server.add_service(service);
+    }
+    if sharded {
+        for i in 0..threads {
+            let mut listeners = Vec::new();
+            for ((l, socket), tls) in config.listeners.iter().zip(&sockets).zip(&acceptors) {
+                let socket = socket
+                    .try_clone()
+                    .map_err(|e| StartError::Io(format!("listener `{}`: {e}", l.name)))?;
+                let gateway = Gateway {
+                    app: app.clone(),
+                    listener: l.clone(),
+                };
+                let worker = i.to_string();
+                listeners.push(crate::shard::ShardListener {
+                    accepted: app
+                        .metrics
+                        .connections_accepted
+                        .with_label_values(&[l.name.as_str(), worker.as_str()]),
+                    handshake_failures: app
+                        .metrics
+                        .tls_handshake_failures
+                        .with_label_values(&[l.name.as_str()]),
+                    name: l.name.clone(),
+                    socket,
+                    tls: tls.clone(),
+                    proxy: Arc::new(pingora_proxy::http_proxy(&conf, gateway)),
+                });
+            }
+            server.add_service(crate::shard::Shard {
+                name: format!("worker {i}"),
+                listeners,
+            });
+        }
+        drop(sockets);
     }
     server.add_service(background_service("lifecycle", Lifecycle(app.clone())));
     server.run(RunArgs::default());

@@ -985,8 +985,8 @@ fn server(s: &RawServer, base: &Path, r: &mut Report<'_>) -> Server {
     let keepalive = s.upstream_keepalive_pool.unwrap_or(1024);
     Server {
         threads,
-        // Measured on 2 cores: per-thread runtimes beat work stealing for proxying
-        // (26.6k vs 23.5k req/s, README Performance).
+        // false: one shard per worker thread (see `shard`), measured faster than
+        // Pingora's work-stealing pool (README Performance).
         work_stealing: s.work_stealing.unwrap_or(false),
         shutdown_grace: duration(
             s.shutdown_grace.as_deref(),
