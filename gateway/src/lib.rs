@@ -3,6 +3,7 @@
 //! demo upstreams. See ARCHITECTURE.md for how a request flows.
 #![forbid(unsafe_code)]
 
+pub mod accesslog;
 pub mod accounts;
 pub mod admin;
 pub mod auth;

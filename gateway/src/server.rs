@@ -209,6 +209,7 @@ fn init_logging(level: &str) -> tracing_appender::non_blocking::WorkerGuard {
     // line is written at once.
     let stdout = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout());
     let (writer, guard) = tracing_appender::non_blocking(stdout);
+    crate::accesslog::install(writer.clone());
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     let _ = tracing_subscriber::fmt()

@@ -967,25 +967,23 @@ impl ProxyHttp for Gateway {
         let client = client_ip(session)
             .map(|ip| ip.to_string())
             .unwrap_or_default();
-        tracing::info!(
-            target: "omnigate::access",
-            request_id = %ctx.request_id,
-            listener = %self.listener.name,
-            client = %client,
+        crate::accesslog::write(&crate::accesslog::Entry {
+            request_id: &ctx.request_id,
+            listener: &self.listener.name,
+            client: &client,
             method,
-            host = Self::raw_host(session.req_header()).unwrap_or("-"),
-            // The query string is left out: it can carry tokens.
-            path = session.req_header().uri.path(),
+            host: Self::raw_host(session.req_header()).unwrap_or("-"),
+            path: session.req_header().uri.path(),
             route,
             upstream,
             address,
             status,
-            bytes_in = ctx.body_seen,
-            bytes_out = session.body_bytes_sent(),
-            duration_ms = elapsed.as_secs_f64() * 1000.0,
-            attempts = ctx.tried.len(),
-            problem = ctx.problem.unwrap_or("-"),
-            error = e.map(|e| e.etype().as_str()).unwrap_or(""),
-        );
+            bytes_in: ctx.body_seen,
+            bytes_out: session.body_bytes_sent(),
+            duration_ms: elapsed.as_secs_f64() * 1000.0,
+            attempts: ctx.tried.len(),
+            problem: ctx.problem.unwrap_or("-"),
+            error: e.map(|e| e.etype().as_str()).unwrap_or(""),
+        });
     }
 }
