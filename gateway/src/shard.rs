@@ -24,8 +24,14 @@ use async_trait::async_trait;
 use pingora_core::apps::ServerApp;
 use pingora_core::listeners::tls::Acceptor;
 use pingora_core::protocols::l4::stream::Stream as L4Stream;
-use pingora_core::protocols::GetSocketDigest;
+use pingora_core::protocols::l4::stream::{
+    DEFAULT_L4_READ_BUFFER_SIZE, DEFAULT_L4_WRITE_BUFFER_SIZE,
+};
 use pingora_core::protocols::SocketDigest;
+use pingora_core::protocols::{
+    GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, Ssl, TimingDigest, UniqueID,
+    UniqueIDType,
+};
 use pingora_core::server::ListenFds;
 use pingora_core::server::ShutdownWatch;
 use pingora_core::services::Service;
@@ -159,6 +165,11 @@ async fn serve(
     let digest = SocketDigest::from_raw_fd(std::os::fd::AsRawFd::as_raw_fd(&l4));
     let _ = digest.peer_addr.set(Some(peer.into()));
     l4.set_socket_digest(digest);
+    let l4 = Buffered(tokio::io::BufStream::with_capacity(
+        DEFAULT_L4_READ_BUFFER_SIZE,
+        DEFAULT_L4_WRITE_BUFFER_SIZE,
+        l4,
+    ));
     let stream: pingora_core::protocols::Stream = match tls {
         None => Box::new(l4),
         Some((acceptor, failures)) => {
@@ -180,5 +191,100 @@ async fn serve(
     let mut next = Some(stream);
     while let Some(stream) = next.take() {
         next = proxy.process_new(stream, &shutdown).await;
+    }
+}
+
+/// A client connection with the buffers Pingora's own listener gives it
+/// (`Stream::from` leaves a stream unbuffered and Pingora's setter is private
+/// to it): a response header and a small body leave in one `send`, not two,
+/// and TLS records are read in few system calls. Like Pingora's stream, it
+/// relies on the HTTP layer to flush, which it does at the end of every
+/// response and after headers that have no length.
+#[derive(Debug)]
+struct Buffered(tokio::io::BufStream<L4Stream>);
+
+impl Buffered {
+    fn l4(&self) -> &L4Stream {
+        self.0.get_ref()
+    }
+}
+
+impl tokio::io::AsyncRead for Buffered {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Buffered {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
+#[async_trait]
+impl Shutdown for Buffered {
+    async fn shutdown(&mut self) {
+        use tokio::io::AsyncWriteExt;
+        let _ = self.0.flush().await;
+        Shutdown::shutdown(self.0.get_mut()).await;
+    }
+}
+
+impl UniqueID for Buffered {
+    fn id(&self) -> UniqueIDType {
+        self.l4().id()
+    }
+}
+
+impl Ssl for Buffered {}
+
+#[async_trait]
+impl Peek for Buffered {
+    /// Peeks through the read buffer: the bytes stay there for the next read.
+    async fn try_peek(&mut self, buf: &mut [u8]) -> std::io::Result<bool> {
+        let buffered = tokio::io::AsyncBufReadExt::fill_buf(&mut self.0).await?;
+        let n = buffered.len().min(buf.len());
+        buf[..n].copy_from_slice(&buffered[..n]);
+        Ok(true)
+    }
+}
+
+impl GetTimingDigest for Buffered {
+    fn get_timing_digest(&self) -> Vec<Option<TimingDigest>> {
+        self.l4().get_timing_digest()
+    }
+}
+
+impl GetProxyDigest for Buffered {
+    fn get_proxy_digest(&self) -> Option<Arc<pingora_core::protocols::raw_connect::ProxyDigest>> {
+        self.l4().get_proxy_digest()
+    }
+}
+
+impl GetSocketDigest for Buffered {
+    fn get_socket_digest(&self) -> Option<Arc<SocketDigest>> {
+        self.l4().get_socket_digest()
     }
 }
