@@ -318,9 +318,14 @@ routes:
 
 #[tokio::test]
 async fn sigterm_finishes_in_flight_requests_and_exits_cleanly() {
-    let slow = Upstream::start(|_req| async {
-        tokio::time::sleep(Duration::from_millis(800)).await;
-        text_response(200, "text/plain", "done".into())
+    let (arrived, mut arrival) = tokio::sync::mpsc::unbounded_channel();
+    let slow = Upstream::start(move |_req| {
+        let arrived = arrived.clone();
+        async move {
+            let _ = arrived.send(());
+            tokio::time::sleep(Duration::from_millis(800)).await;
+            text_response(200, "text/plain", "done".into())
+        }
     })
     .await;
     let cfg = config_with(&format!(
@@ -330,7 +335,10 @@ async fn sigterm_finishes_in_flight_requests_and_exits_cleanly() {
     let mut gw = Gateway::start(&cfg, &[]).await;
     let c = Client::plain(gw.addr("http"));
     let pending = tokio::spawn(async move { c.get("shop.test", "/").await });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // In flight: the backend has it (however slowly the machine runs).
+    tokio::time::timeout(Duration::from_secs(10), arrival.recv())
+        .await
+        .expect("the request reaches the backend");
     gw.signal("TERM");
     let r = pending.await.unwrap();
     assert_eq!(r.status, 200);

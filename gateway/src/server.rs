@@ -136,6 +136,10 @@ pub fn run(config_path: &Path) -> Result<(), StartError> {
         server.add_service(service);
     }
     if sharded {
+        app.accept_loops_expected.store(
+            threads * config.listeners.len(),
+            std::sync::atomic::Ordering::Relaxed,
+        );
         for i in 0..threads {
             let mut listeners = Vec::new();
             for ((l, socket), tls) in config.listeners.iter().zip(&sockets).zip(&acceptors) {
@@ -160,6 +164,7 @@ pub fn run(config_path: &Path) -> Result<(), StartError> {
                     socket,
                     tls: tls.clone(),
                     proxy: Arc::new(pingora_proxy::http_proxy(&conf, gateway)),
+                    app: app.clone(),
                 });
             }
             server.add_service(crate::shard::Shard {

@@ -17,6 +17,7 @@
 //! takes the next connection.
 
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -69,6 +70,8 @@ pub struct ShardListener {
     pub tls: Option<Arc<Acceptor>>,
     /// The proxy for this listener; its upstream pool belongs to this shard.
     pub proxy: Arc<HttpProxy<Gateway>>,
+    /// The process state; readiness counts the running accept loops.
+    pub app: Arc<crate::state::App>,
 }
 
 /// A Pingora service that runs on exactly one thread.
@@ -117,6 +120,8 @@ async fn accept_loop(l: ShardListener, mut shutdown: ShutdownWatch) {
             return;
         }
     };
+    let app = l.app.clone();
+    app.accept_loops.fetch_add(1, Ordering::Relaxed);
     loop {
         let accepted = tokio::select! {
             biased;
@@ -150,6 +155,7 @@ async fn accept_loop(l: ShardListener, mut shutdown: ShutdownWatch) {
             }
         }
     }
+    app.accept_loops.fetch_sub(1, Ordering::Relaxed);
     l.proxy.cleanup().await;
 }
 

@@ -70,6 +70,10 @@ pub struct App {
     shutting_down: AtomicBool,
     /// Set once every customer listener has accepted a connection.
     pub listeners_up: AtomicBool,
+    /// Worker accept loops running, and how many there should be (one per
+    /// worker and listener; 0 when Pingora's own listeners are used).
+    pub accept_loops: std::sync::atomic::AtomicUsize,
+    pub accept_loops_expected: std::sync::atomic::AtomicUsize,
     pub auth: crate::auth::Authenticator,
     pub signer: crate::identity::assertion::Signer,
     pub http: crate::auth::jwks::HttpClient,
@@ -168,6 +172,8 @@ impl App {
             reload_lock: tokio::sync::Mutex::new(()),
             shutting_down: AtomicBool::new(false),
             listeners_up: AtomicBool::new(false),
+            accept_loops: Default::default(),
+            accept_loops_expected: Default::default(),
             auth: crate::auth::Authenticator::new(directory, metrics.clone()),
             signer,
             http,

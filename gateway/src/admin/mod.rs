@@ -220,6 +220,17 @@ async fn readyz(app: &App) -> Resp {
     if app.shutting_down() {
         failing.push("shutting down".to_string());
     }
+    let (running, expected) = (
+        app.accept_loops.load(Ordering::Relaxed),
+        app.accept_loops_expected.load(Ordering::Relaxed),
+    );
+    if running < expected {
+        // The sockets are bound before the workers start: a connection
+        // would be queued, not served, until every worker accepts.
+        failing.push(format!(
+            "{running} of {expected} worker accept loops are running"
+        ));
+    }
     let listeners: &[crate::config::model::Listener] = if app.listeners_up.load(Ordering::Relaxed) {
         &[]
     } else {
