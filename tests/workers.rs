@@ -124,3 +124,49 @@ async fn work_stealing_pool_serves_plain_and_tls() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn a_taken_port_is_a_clear_start_error() {
+    let up = Upstream::echo("app").await;
+    let config = "server:\n  threads: 2\n  state_dir: {dir}/state\nadmin:\n  address: 127.0.0.1:{admin}\n\
+                  listeners:\n  - name: http\n    address: 127.0.0.1:{http}\n\
+                  upstreams:\n  app: { addresses: [\"UP\"] }\nroutes:\n  - { name: app, path_prefix: /, upstream: app }\n"
+        .replace("UP", &up.addr.to_string());
+    let first = Gateway::start(&config, &[]).await;
+
+    // A second gateway (own admin port and state) asks for the same customer
+    // port: the workers' shared-port sockets must not let it in.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let second = config
+        .replace("{http}", &first.port("http").to_string())
+        .replace("{admin}", &reserve_ports()["admin"].to_string())
+        .replace("{dir}", &dir.path().display().to_string());
+    let path = dir.path().join("config.yaml");
+    std::fs::write(&path, second).expect("write config");
+    let out = tokio::time::timeout(
+        Duration::from_secs(20),
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_omnigate"))
+            .args(["run", "--config"])
+            .arg(&path)
+            .output(),
+    )
+    .await
+    .expect("the second gateway exits")
+    .expect("run");
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a second gateway started:\n{text}");
+    assert!(
+        text.contains(&format!(
+            "listener `http` on 127.0.0.1:{}",
+            first.port("http")
+        )) && text.contains("in use"),
+        "{text}"
+    );
+
+    // The first one still serves.
+    let r = Client::plain(first.addr("http"))
+        .get("shop.test", "/")
+        .await;
+    assert_eq!(r.status, 200);
+}

@@ -62,14 +62,14 @@ pub fn run(config_path: &Path) -> Result<(), StartError> {
     let threads = config.server.threads;
     let sharded = !config.server.work_stealing;
     // Bound here, in the control runtime, so a taken port is a clear start
-    // error; the workers accept on duplicates of these sockets.
-    let sockets = if sharded {
+    // error: one socket per worker and listener.
+    let mut sockets = if sharded {
         control.block_on(async {
             config
                 .listeners
                 .iter()
                 .map(|l| {
-                    crate::shard::bind(l.address).map_err(|e| {
+                    crate::shard::bind(l.address, threads).map_err(|e| {
                         StartError::Io(format!("listener `{}` on {}: {e}", l.name, l.address))
                     })
                 })
@@ -142,10 +142,10 @@ pub fn run(config_path: &Path) -> Result<(), StartError> {
         );
         for i in 0..threads {
             let mut listeners = Vec::new();
-            for ((l, socket), tls) in config.listeners.iter().zip(&sockets).zip(&acceptors) {
-                let socket = socket
-                    .try_clone()
-                    .map_err(|e| StartError::Io(format!("listener `{}`: {e}", l.name)))?;
+            for ((l, sockets), tls) in config.listeners.iter().zip(&mut sockets).zip(&acceptors) {
+                let socket = sockets.pop().ok_or_else(|| {
+                    StartError::Io(format!("listener `{}`: no socket for worker {i}", l.name))
+                })?;
                 let gateway = Gateway {
                     app: app.clone(),
                     listener: l.clone(),
@@ -172,7 +172,6 @@ pub fn run(config_path: &Path) -> Result<(), StartError> {
                 listeners,
             });
         }
-        drop(sockets);
     }
     server.add_service(background_service("lifecycle", Lifecycle(app.clone())));
     server.run(RunArgs::default());
