@@ -63,7 +63,7 @@ pub fn run(config_path: &Path) -> Result<(), StartError> {
     let sharded = !config.server.work_stealing;
     // Bound here, in the control runtime, so a taken port is a clear start
     // error: one socket per worker and listener.
-    let mut sockets = if sharded {
+    let sockets = if sharded {
         control.block_on(async {
             config
                 .listeners
@@ -99,21 +99,7 @@ pub fn run(config_path: &Path) -> Result<(), StartError> {
     let conf = server.configuration.clone();
     let mut acceptors = Vec::new();
     for l in &config.listeners {
-        let tls = match &l.tls {
-            None => None,
-            Some(tls) => {
-                let resolver = app.resolvers.get(&l.name).cloned().ok_or_else(|| {
-                    StartError::Io(format!("listener `{}` has no certificates", l.name))
-                })?;
-                let mut settings = TlsSettings::intermediate("", "")
-                    .map_err(|e| StartError::Io(format!("listener `{}`: {e}", l.name)))?;
-                settings.set_cert_resolver(resolver);
-                if tls.http2 {
-                    settings.enable_h2();
-                }
-                Some(settings)
-            }
-        };
+        let tls = tls_settings(&app, l)?;
         tracing::info!(listener = %l.name, address = %l.address, tls = l.tls.is_some(), "customer listener");
         if sharded {
             acceptors.push(tls.map(|settings| Arc::new(settings.build())));
@@ -136,41 +122,8 @@ pub fn run(config_path: &Path) -> Result<(), StartError> {
         server.add_service(service);
     }
     if sharded {
-        app.accept_loops_expected.store(
-            threads * config.listeners.len(),
-            std::sync::atomic::Ordering::Relaxed,
-        );
-        for i in 0..threads {
-            let mut listeners = Vec::new();
-            for ((l, sockets), tls) in config.listeners.iter().zip(&mut sockets).zip(&acceptors) {
-                let socket = sockets.pop().ok_or_else(|| {
-                    StartError::Io(format!("listener `{}`: no socket for worker {i}", l.name))
-                })?;
-                let gateway = Gateway {
-                    app: app.clone(),
-                    listener: l.clone(),
-                };
-                let worker = i.to_string();
-                listeners.push(crate::shard::ShardListener {
-                    accepted: app
-                        .metrics
-                        .connections_accepted
-                        .with_label_values(&[l.name.as_str(), worker.as_str()]),
-                    handshake_failures: app
-                        .metrics
-                        .tls_handshake_failures
-                        .with_label_values(&[l.name.as_str()]),
-                    name: l.name.clone(),
-                    socket,
-                    tls: tls.clone(),
-                    proxy: Arc::new(pingora_proxy::http_proxy(&conf, gateway)),
-                    app: app.clone(),
-                });
-            }
-            server.add_service(crate::shard::Shard {
-                name: format!("worker {i}"),
-                listeners,
-            });
+        for shard in shards(&app, &conf, &config.listeners, sockets, &acceptors)? {
+            server.add_service(shard);
         }
     }
     server.add_service(background_service("lifecycle", Lifecycle(app.clone())));
@@ -178,6 +131,75 @@ pub fn run(config_path: &Path) -> Result<(), StartError> {
     tracing::info!("omnigate stopped");
     drop(control);
     Ok(())
+}
+
+/// The rustls settings of a TLS listener (certificates by SNI, ALPN h2).
+fn tls_settings(
+    app: &App,
+    l: &crate::config::model::Listener,
+) -> Result<Option<TlsSettings>, StartError> {
+    let Some(tls) = &l.tls else { return Ok(None) };
+    let resolver = app
+        .resolvers
+        .get(&l.name)
+        .cloned()
+        .ok_or_else(|| StartError::Io(format!("listener `{}` has no certificates", l.name)))?;
+    let mut settings = TlsSettings::intermediate("", "")
+        .map_err(|e| StartError::Io(format!("listener `{}`: {e}", l.name)))?;
+    settings.set_cert_resolver(resolver);
+    if tls.http2 {
+        settings.enable_h2();
+    }
+    Ok(Some(settings))
+}
+
+/// One worker shard per thread, each serving every listener on its own
+/// socket (`sockets[listener][worker]`) with its own proxy and upstream pool.
+fn shards(
+    app: &Arc<App>,
+    conf: &Arc<ServerConf>,
+    listeners: &[crate::config::model::Listener],
+    mut sockets: Vec<Vec<std::net::TcpListener>>,
+    acceptors: &[Option<Arc<pingora_core::listeners::tls::Acceptor>>],
+) -> Result<Vec<crate::shard::Shard>, StartError> {
+    let threads = app.startup.server.threads;
+    app.accept_loops_expected.store(
+        threads * listeners.len(),
+        std::sync::atomic::Ordering::Relaxed,
+    );
+    (0..threads)
+        .map(|i| {
+            let worker = i.to_string();
+            let mut served = Vec::new();
+            for ((l, sockets), tls) in listeners.iter().zip(&mut sockets).zip(acceptors) {
+                let socket = sockets.pop().ok_or_else(|| {
+                    StartError::Io(format!("listener `{}`: no socket for worker {i}", l.name))
+                })?;
+                let gateway = Gateway {
+                    app: app.clone(),
+                    listener: l.clone(),
+                };
+                let metrics = &app.metrics;
+                served.push(crate::shard::ShardListener {
+                    accepted: metrics
+                        .connections_accepted
+                        .with_label_values(&[l.name.as_str(), worker.as_str()]),
+                    handshake_failures: metrics
+                        .tls_handshake_failures
+                        .with_label_values(&[l.name.as_str()]),
+                    name: l.name.clone(),
+                    socket,
+                    tls: tls.clone(),
+                    proxy: Arc::new(pingora_proxy::http_proxy(conf, gateway)),
+                    app: app.clone(),
+                });
+            }
+            Ok(crate::shard::Shard {
+                name: format!("worker {i}"),
+                listeners: served,
+            })
+        })
+        .collect()
 }
 
 /// Marks the gateway not ready as soon as shutdown begins, so load balancers

@@ -134,8 +134,7 @@ async fn accept_loop(l: ShardListener, mut shutdown: ShutdownWatch) {
             return;
         }
     };
-    let app = l.app.clone();
-    app.accept_loops.fetch_add(1, Ordering::Relaxed);
+    l.app.accept_loops.fetch_add(1, Ordering::Relaxed);
     loop {
         let accepted = tokio::select! {
             biased;
@@ -169,7 +168,7 @@ async fn accept_loop(l: ShardListener, mut shutdown: ShutdownWatch) {
             }
         }
     }
-    app.accept_loops.fetch_sub(1, Ordering::Relaxed);
+    l.app.accept_loops.fetch_sub(1, Ordering::Relaxed);
     l.proxy.cleanup().await;
 }
 
