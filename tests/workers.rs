@@ -9,8 +9,14 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::*;
 
-fn workers_config(up: &Upstream, server: &str) -> String {
-    config_with(&format!(
+/// A gateway with a plain and a TLS (h2) listener in front of an echo
+/// backend, `server` replacing the one-thread server settings. The CA and the
+/// backend are returned so they live as long as the test.
+async fn start_workers(server: &str) -> (TestCa, Upstream, Gateway) {
+    let ca = TestCa::new();
+    let (cert, key) = ca.leaf(&["shop.test"]);
+    let up = Upstream::echo("app").await;
+    let config = config_with(&format!(
         "listeners:
   - name: http
     address: 127.0.0.1:{{http}}
@@ -27,7 +33,9 @@ routes:
 ",
         up.addr
     ))
-    .replace("  threads: 1\n", server)
+    .replace("  threads: 1\n", server);
+    let gw = Gateway::start(&config, &[("shop.pem", &cert), ("shop.key", &key)]).await;
+    (ca, up, gw)
 }
 
 /// Sends `n` requests at once, each on its own connection, and checks that
@@ -61,14 +69,7 @@ async fn accepted_on_http(gw: &Gateway) -> f64 {
 
 #[tokio::test]
 async fn every_worker_serves_every_listener() {
-    let ca = TestCa::new();
-    let (cert, key) = ca.leaf(&["shop.test"]);
-    let up = Upstream::echo("app").await;
-    let gw = Gateway::start(
-        &workers_config(&up, "  threads: 2\n"),
-        &[("shop.pem", &cert), ("shop.key", &key)],
-    )
-    .await;
+    let (ca, _up, gw) = start_workers("  threads: 2\n").await;
 
     // Each worker reports its own count; together they saw every connection.
     let before = accepted_on_http(&gw).await;
@@ -109,14 +110,7 @@ async fn every_worker_serves_every_listener() {
 
 #[tokio::test]
 async fn work_stealing_pool_serves_plain_and_tls() {
-    let ca = TestCa::new();
-    let (cert, key) = ca.leaf(&["shop.test"]);
-    let up = Upstream::echo("app").await;
-    let gw = Gateway::start(
-        &workers_config(&up, "  threads: 2\n  work_stealing: true\n"),
-        &[("shop.pem", &cert), ("shop.key", &key)],
-    )
-    .await;
+    let (ca, _up, gw) = start_workers("  threads: 2\n  work_stealing: true\n").await;
     many_connections(&Client::plain(gw.addr("http")), 20).await;
     many_connections(
         &Client::tls(gw.addr("https"), &ca.cert_pem, "shop.test", true),
