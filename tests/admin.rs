@@ -153,7 +153,12 @@ async fn the_served_openapi_document_is_the_repository_file_and_covers_the_api()
 #[tokio::test]
 async fn repeated_failures_are_slowed_down_with_429() {
     let cfg = config_with(&format!(
-        "{HTTP_LISTENER}abuse: {{ free_failures: 2, max_backoff: 30s }}\n"
+        "{HTTP_LISTENER}abuse: {{ free_failures: 2, max_backoff: 30s }}
+upstreams:
+  crm: {{ addresses: [\"127.0.0.1:9\"] }}
+routes:
+  - {{ name: crm, hosts: [crm.test], path_prefix: /, upstream: crm }}
+"
     ));
     let gw = Gateway::start(&cfg, &[]).await;
     let c = Client::plain(gw.addr("http"));

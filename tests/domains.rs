@@ -88,7 +88,7 @@ routes:
     assert_eq!(customer_id_in(crm_text), customer);
     assert!(crm_text.contains("\"upstream\":\"crm\""), "{crm_text}");
     assert!(
-        !crm_text.contains("code="),
+        !crm_text.contains("code=") && !crm_text.contains("omnigate_hop"),
         "the hop code reached the backend: {crm_text}"
     );
 
@@ -111,29 +111,16 @@ routes:
     let login_host = format!("login.shop.test:{https}");
     let crm_host = format!("crm.brand.test:{https}");
     let account_host = format!("account.shop.test:{https}");
-    let mint = || {
-        get(
-            login_host.clone(),
-            format!(
-                "/_auth/login?return_to={}",
-                url_encode(&format!("{crm_base}/x"))
-            ),
-            Some(shared.clone()),
-        )
-    };
-    let code_url = |r: &Resp| {
-        assert_eq!(r.status, 303, "{}", r.text());
-        let to = r.header("location").unwrap().to_string();
-        assert!(
-            to.starts_with(&format!("{crm_base}/_auth/hop?code=")),
-            "{to}"
-        );
-        to[crm_base.len()..].to_string()
+    let signed_in = || {
+        let mut jar = Jar::default();
+        jar.add_domain("shop.test", &shared);
+        jar
     };
 
-    // A code works once, on its host only.
-    let hop = code_url(&mint().await);
-    let r = get(crm_host.clone(), hop.clone(), None).await;
+    // A code works once, on its host only, in the browser that asked for it.
+    let mut jar = signed_in();
+    let hop = mint_code(&c, &mut jar, https, &format!("{crm_base}/x")).await;
+    let r = get(crm_host.clone(), hop.clone(), jar.header("crm.brand.test")).await;
     assert_eq!(r.status, 303, "{}", r.text());
     assert_eq!(r.header("location"), Some("/x"));
     let second = format!(
@@ -145,18 +132,29 @@ routes:
         200
     );
     assert_eq!(
-        get(crm_host.clone(), hop, None).await.status,
+        get(crm_host.clone(), hop, jar.header("crm.brand.test"))
+            .await
+            .status,
         400,
         "replayed code"
     );
-    let hop = code_url(&mint().await);
+    let mut jar = signed_in();
+    let hop = mint_code(&c, &mut jar, https, &format!("{crm_base}/x")).await;
     assert_eq!(
-        get(account_host.clone(), hop.clone(), None).await.status,
+        get(
+            account_host.clone(),
+            hop.clone(),
+            jar.header("crm.brand.test")
+        )
+        .await
+        .status,
         400,
         "a code for the CRM host redeemed on another host"
     );
     assert_eq!(
-        get(crm_host.clone(), hop, None).await.status,
+        get(crm_host.clone(), hop, jar.header("crm.brand.test"))
+            .await
+            .status,
         400,
         "spent by the refused try"
     );
@@ -166,6 +164,22 @@ routes:
             .status,
         400
     );
+    // Login CSRF: a code another customer minted, opened in a victim's
+    // browser (no nonce, or the victim's own), signs nobody in.
+    let mut attacker = signed_in();
+    let hop = mint_code(&c, &mut attacker, https, &format!("{crm_base}/x")).await;
+    let mut victim = Jar::default();
+    victim.add(
+        "crm.brand.test",
+        "__Host-omnigate-hop=the-victims-own-nonce",
+    );
+    let r = get(crm_host.clone(), hop, victim.header("crm.brand.test")).await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .all(|v| !v.to_str().unwrap().starts_with("__Host-omnigate=")));
     // No code for a host the configuration does not name.
     let r = get(
         login_host.clone(),
@@ -177,6 +191,59 @@ routes:
     )
     .await;
     assert_eq!(r.header("location"), Some("/"));
+    // URLs for providers are built from configured hosts only.
+    let r = get(
+        format!("evil.test:{https}"),
+        "/_auth/login/idp".into(),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 421, "{}", r.text());
+    assert!(r.header("location").is_none());
+
+    assert_eq!(
+        gw.metric("omnigate_logins_total{provider=\"idp\",result=\"hop_success\"}")
+            .await,
+        Some(2.0)
+    );
+
+    // Open redirects: every return URL is followed, through the hop, to
+    // where the browser lands; dot segments that collapse into `//` and
+    // wrong ports never leave the configured hosts.
+    let hosts = [
+        "login.shop.test",
+        "www.shop.test",
+        "account.shop.test",
+        "crm.brand.test",
+    ];
+    for evil in [
+        format!("{crm_base}//evil.test/"),
+        format!("{crm_base}/.//evil.test/"),
+        format!("{crm_base}/x/..//evil.test/"),
+        format!("{crm_base}/%2e//evil.test/"),
+        format!("{crm_base}///evil.test/"),
+        "https://crm.brand.test:1/".to_string(),
+        format!("{www}//evil.test/"),
+        "/.//evil.test/".to_string(),
+        "/x/..//evil.test/".to_string(),
+        "/%2e//evil.test/".to_string(),
+        "///evil.test/".to_string(),
+        "//evil.test/".to_string(),
+        "/\\evil.test/".to_string(),
+        format!("https://evil.test:{https}/"),
+    ] {
+        let start = format!(
+            "https://login.shop.test:{https}/_auth/login?return_to={}",
+            url_encode(&evil)
+        );
+        let (visited, last) = follow(&c, &mut signed_in(), &start, &hosts).await;
+        let landed = visited.last().unwrap();
+        assert!(
+            hosts.contains(&landed.host_str().unwrap_or("")) && landed.port() == Some(https),
+            "{evil} left the configured hosts: {visited:?}"
+        );
+        assert!(last.status < 500, "{evil}: {}", last.status);
+    }
 
     // Signing out on the CRM ends the sign-in on every domain.
     let page = get(
@@ -192,19 +259,52 @@ routes:
         .and_then(|s| s.split('"').next())
         .expect("csrf field on the sign-out page")
         .to_string();
-    let r = c
-        .send(request(
-            "POST",
-            &crm_host,
-            "/_auth/logout",
-            &[
-                ("cookie", &crm_cookie),
-                ("content-type", "application/x-www-form-urlencoded"),
-            ],
-            Bytes::from(format!("csrf={}&scope=this", url_encode(&csrf))),
-        ))
-        .await
-        .unwrap();
+    let sign_out = |origin: Option<String>| {
+        let c = c.clone();
+        let (crm_host, crm_cookie, csrf) = (crm_host.clone(), crm_cookie.clone(), csrf.clone());
+        async move {
+            let mut headers = vec![
+                ("cookie", crm_cookie.clone()),
+                (
+                    "content-type",
+                    "application/x-www-form-urlencoded".to_string(),
+                ),
+            ];
+            if let Some(o) = origin {
+                headers.push(("origin", o));
+            }
+            let headers: Vec<(&str, &str)> =
+                headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            c.send(request(
+                "POST",
+                &crm_host,
+                "/_auth/logout",
+                &headers,
+                Bytes::from(format!("csrf={}&scope=this", url_encode(&csrf))),
+            ))
+            .await
+            .unwrap()
+        }
+    };
+    // Forced sign-out from another site: refused, whatever the Origin looks like.
+    for evil in [
+        "https://evil.test".to_string(),
+        "null".to_string(),
+        format!("https://crm.brand.test.evil.test:{https}"),
+        format!("http://crm.brand.test:{https}"),
+        "https://crm.brand.test".to_string(),
+    ] {
+        let r = sign_out(Some(evil.clone())).await;
+        assert_eq!(r.status, 403, "{evil}: {}", r.text());
+        assert_eq!(
+            get(crm_host.clone(), "/".into(), Some(crm_cookie.clone()))
+                .await
+                .status,
+            200,
+            "{evil} signed the customer out"
+        );
+    }
+    let r = sign_out(Some(crm_base.clone())).await;
     assert_eq!(r.status, 303, "{}", r.text());
     for (host, cookie) in [
         (format!("www.shop.test:{https}"), shared.clone()),
@@ -214,9 +314,34 @@ routes:
         let r = get(host.clone(), "/".into(), Some(cookie)).await;
         assert_eq!(r.status, 302, "{host} still signed in");
     }
-    assert_eq!(
-        gw.metric("omnigate_logins_total{provider=\"idp\",result=\"hop_success\"}")
-            .await,
-        Some(2.0)
-    );
+}
+
+/// Asks the auth host for a sign-in code for `target` (a CRM URL) as a
+/// browser holding `jar` would: the CRM host binds the code to this browser
+/// with a nonce first. Returns the code's path on the CRM host, unredeemed.
+async fn mint_code(c: &Client, jar: &mut Jar, https: u16, target: &str) -> String {
+    let mut at = url::Url::parse(&format!(
+        "https://login.shop.test:{https}/_auth/login?return_to={}",
+        url_encode(target)
+    ))
+    .unwrap();
+    for _ in 0..4 {
+        let host = at.host_str().unwrap().to_string();
+        let pq = format!("{}?{}", at.path(), at.query().unwrap_or(""));
+        let r = c
+            .get_with_cookie(
+                &format!("{host}:{https}"),
+                &pq,
+                jar.header(&host).as_deref(),
+            )
+            .await;
+        jar.store(&host, &r);
+        assert_eq!(r.status, 303, "{at}: {}", r.text());
+        at = at.join(r.header("location").unwrap()).unwrap();
+        if at.path() == "/_auth/hop" {
+            assert_eq!(at.host_str(), Some("crm.brand.test"));
+            return format!("{}?{}", at.path(), at.query().unwrap());
+        }
+    }
+    panic!("no code minted: ended at {at}");
 }

@@ -61,7 +61,7 @@ async fn one_provider_setup(
             "{extra}upstreams:
   store: {{ addresses: [\"{}\"] }}
 routes:
-  - {{ name: r, path_prefix: {route}, upstream: store, kind: web, access: required }}
+  - {{ name: r, hosts: [shop.test], path_prefix: {route}, upstream: store, kind: web, access: required }}
 ",
             store.addr
         ),
@@ -182,18 +182,49 @@ routes:
 #[tokio::test]
 async fn return_urls_to_foreign_hosts_are_refused() {
     let (idp, _store, ports, cfg) = one_provider_setup("", "/").await;
+    let https = ports["https"];
     let gw = Gateway::start_on(ports, &cfg, &[]).await;
     let c = gw.dev_client();
-    for evil in ["https://evil.test/", "//evil.test/steal", "/\\evil.test"] {
-        let path = format!("/_auth/login/idp?return_to={}", url_encode(evil));
-        let r = c
-            .send(request("GET", "shop.test", &path, &[], Bytes::new()))
-            .await
-            .unwrap();
-        assert_eq!(r.status, 303);
-        let location = r.header("location").unwrap().to_string();
-        assert!(location.starts_with(&idp.issuer), "{location}");
-        assert!(!location.contains("evil.test"), "{location}");
+    let base = format!("https://shop.test:{https}");
+    // Before sign-in the return URL is kept server-side: nothing of it goes
+    // to the provider.
+    let r = c
+        .get(
+            "shop.test",
+            &format!(
+                "/_auth/login/idp?return_to={}",
+                url_encode("https://evil.test/")
+            ),
+        )
+        .await;
+    assert_eq!(r.status, 303);
+    let location = r.header("location").unwrap().to_string();
+    assert!(location.starts_with(&idp.issuer), "{location}");
+    assert!(!location.contains("evil.test"), "{location}");
+    // Signed in, each return URL is followed to where the browser lands.
+    let (_, cookie) = browser_sign_in("return-urls", &format!("{base}/"), "rita").await;
+    let mut jar = Jar::default();
+    jar.add("shop.test", &cookie);
+    for evil in [
+        "https://evil.test/",
+        "//evil.test/steal",
+        "///evil.test/",
+        "/\\evil.test",
+        "\\\\evil.test/",
+        "/.//evil.test/",
+        "/x/..//evil.test/",
+        "/%2e//evil.test/",
+        &format!("https://shop.test:{https}//evil.test/"),
+        &format!("https://shop.test:{https}@evil.test/"),
+        "https://shop.test:1/",
+        "javascript:alert(1)",
+    ] {
+        let start = format!("{base}/_auth/login?return_to={}", url_encode(evil));
+        let (visited, last) = follow(&c, &mut jar.clone(), &start, &["shop.test"]).await;
+        let landed = visited.last().unwrap();
+        assert_eq!(landed.host_str(), Some("shop.test"), "{evil}: {visited:?}");
+        assert_eq!(landed.port(), Some(https), "{evil}: {visited:?}");
+        assert_eq!(last.status, 200, "{evil}: {visited:?}");
     }
     // A callback without the browser-bound state is refused, not followed.
     let r = c
@@ -237,8 +268,8 @@ providers:
 upstreams:
   store: {{ addresses: [\"{}\"] }}
 routes:
-  - {{ name: account, path_prefix: /account, upstream: store, kind: web, access: required }}
-  - {{ name: home, path_prefix: /, upstream: store, kind: web }}
+  - {{ name: account, hosts: [shop.test], path_prefix: /account, upstream: store, kind: web, access: required }}
+  - {{ name: home, hosts: [shop.test], path_prefix: /, upstream: store, kind: web }}
 ",
         idp.issuer,
         other.issuer,
@@ -489,7 +520,7 @@ async fn provider_logout_setup(
             "upstreams:
   store: {{ addresses: [\"{}\"] }}
 routes:
-  - {{ name: account, path_prefix: /account, upstream: store, kind: web, access: required }}
+  - {{ name: account, hosts: [shop.test], path_prefix: /account, upstream: store, kind: web, access: required }}
 ",
             store.addr
         ),
@@ -577,8 +608,8 @@ async fn a_guest_who_signs_in_at_checkout_hands_over_the_guest_id() {
             "upstreams:
   store: {{ addresses: [\"{}\"] }}
 routes:
-  - {{ name: cart, path_prefix: /cart, upstream: store, kind: web, access: guest }}
-  - {{ name: checkout, path_prefix: /checkout, upstream: store, kind: web, access: required }}
+  - {{ name: cart, hosts: [shop.test], path_prefix: /cart, upstream: store, kind: web, access: guest }}
+  - {{ name: checkout, hosts: [shop.test], path_prefix: /checkout, upstream: store, kind: web, access: required }}
 events:
   webhooks:
     - {{ name: store, url: \"http://{}/hooks\", secret: {}, events: [identity.guest_converted] }}

@@ -18,4 +18,5 @@ mod pages;
 mod proxy;
 mod reload;
 mod tls;
+mod trust;
 mod workers;

@@ -524,7 +524,7 @@ async fn guests_get_a_stable_id_that_clients_cannot_choose() {
     ] {
         assert!(set.contains(attr), "{attr} missing: {set}");
     }
-    let id = set
+    let value = set
         .split(';')
         .next()
         .unwrap()
@@ -532,14 +532,17 @@ async fn guests_get_a_stable_id_that_clients_cannot_choose() {
         .unwrap()
         .1
         .to_string();
+    // The cookie carries the id and its MAC; the backend gets the id.
+    let (id, mac) = value.split_once('.').expect("id.mac");
+    assert_eq!(mac.len(), 32, "{value}");
     assert_eq!(
         first.json()["headers"]["x-guest-id"],
-        id.as_str(),
+        id,
         "spoofed header replaced"
     );
 
     // Next visits with the cookie: the same id, no new cookie, cookie not forwarded.
-    let cookie = format!("__Host-omnigate-guest={id}; cart=3");
+    let cookie = format!("__Host-omnigate-guest={value}; cart=3");
     for _ in 0..2 {
         let r = c
             .send(request(
@@ -551,29 +554,43 @@ async fn guests_get_a_stable_id_that_clients_cannot_choose() {
             ))
             .await
             .unwrap();
-        assert_eq!(r.json()["headers"]["x-guest-id"], id.as_str());
+        assert_eq!(r.json()["headers"]["x-guest-id"], id);
         assert!(r.header("set-cookie").is_none());
         assert_eq!(r.json()["headers"]["cookie"], "cart=3");
     }
 
-    // A forged or malformed guest cookie is replaced, not trusted.
-    let r = c
-        .send(request(
-            "GET",
-            "shop.test",
-            "/",
-            &[("cookie", "__Host-omnigate-guest=admin")],
-            Bytes::new(),
-        ))
-        .await
-        .unwrap();
-    let replaced = r.json()["headers"]["x-guest-id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    assert!(
-        replaced.starts_with("gst_") && replaced.len() == 36,
-        "{replaced}"
-    );
-    assert!(r.header("set-cookie").is_some());
+    // A forged, malformed or well-formed but never issued guest id (the
+    // victim's id, say, with a made-up or another id's MAC) is replaced.
+    let victim = "gst_0123456789abcdef0123456789abcdef";
+    for forged in [
+        "admin".to_string(),
+        victim.to_string(),
+        format!("{victim}.00000000000000000000000000000000"),
+        format!("{victim}.{mac}"),
+        format!("{id}.{}", "f".repeat(32)),
+    ] {
+        let r = c
+            .send(request(
+                "GET",
+                "shop.test",
+                "/",
+                &[("cookie", &format!("__Host-omnigate-guest={forged}"))],
+                Bytes::new(),
+            ))
+            .await
+            .unwrap();
+        let replaced = r.json()["headers"]["x-guest-id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            replaced.starts_with("gst_") && replaced.len() == 36,
+            "{replaced}"
+        );
+        assert!(
+            replaced != victim && replaced != id,
+            "{forged} was accepted"
+        );
+        assert!(r.header("set-cookie").is_some(), "{forged}");
+    }
 }

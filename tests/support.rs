@@ -174,6 +174,13 @@ impl Gateway {
         Client::tls(self.addr("https"), &cert, "localhost", false)
     }
 
+    /// An HTTP/2 client of the HTTPS listener (development certificate).
+    pub fn dev_client_h2(&self) -> Client {
+        let cert = std::fs::read_to_string(self.dir.path().join("state/dev-cert.pem"))
+            .expect("the gateway's development certificate");
+        Client::tls(self.addr("https"), &cert, "localhost", true)
+    }
+
     /// Replaces the config file (placeholders rendered as at start).
     pub fn rewrite_config(&self, config: &str) {
         let mut t = config.to_string();
@@ -1168,4 +1175,164 @@ pub fn link_in(mail: &str, path: &str) -> String {
         .find(|w| w.starts_with("http") && w.contains(path))
         .unwrap_or_else(|| panic!("no {path} link in mail:\n{mail}"))
         .to_string()
+}
+
+/// Cookies as a browser keeps them: host-only or for a domain and its
+/// subdomains; `Max-Age=0` deletes.
+#[derive(Debug, Default, Clone)]
+pub struct Jar {
+    /// (host or domain, is a domain cookie, name, value)
+    cookies: Vec<(String, bool, String, String)>,
+}
+
+impl Jar {
+    /// Keeps the `Set-Cookie` headers of a response from `host`.
+    pub fn store(&mut self, host: &str, r: &Resp) {
+        for v in r
+            .headers
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+        {
+            let mut parts = v.split(';').map(str::trim);
+            let Some((name, value)) = parts.next().and_then(|p| p.split_once('=')) else {
+                continue;
+            };
+            let mut scope = (host.to_string(), false);
+            let mut gone = false;
+            for attr in parts {
+                let lower = attr.to_ascii_lowercase();
+                if let Some(d) = lower.strip_prefix("domain=") {
+                    scope = (d.trim_start_matches('.').to_string(), true);
+                }
+                if lower == "max-age=0" {
+                    gone = true;
+                }
+            }
+            self.cookies
+                .retain(|(h, d, n, _)| !(h == &scope.0 && *d == scope.1 && n == name));
+            if !gone {
+                self.cookies
+                    .push((scope.0, scope.1, name.to_string(), value.to_string()));
+            }
+        }
+    }
+
+    /// Adds a host-only `name=value` cookie for `host`.
+    pub fn add(&mut self, host: &str, pair: &str) {
+        if let Some((n, v)) = pair.split_once('=') {
+            self.cookies
+                .push((host.to_string(), false, n.to_string(), v.to_string()));
+        }
+    }
+
+    /// Adds a `name=value` cookie for `domain` and its subdomains.
+    pub fn add_domain(&mut self, domain: &str, pair: &str) {
+        if let Some((n, v)) = pair.split_once('=') {
+            self.cookies
+                .push((domain.to_string(), true, n.to_string(), v.to_string()));
+        }
+    }
+
+    /// The `Cookie` header a browser sends to `host`.
+    pub fn header(&self, host: &str) -> Option<String> {
+        let sent: Vec<String> = self
+            .cookies
+            .iter()
+            .filter(|(h, d, _, _)| h == host || (*d && host.ends_with(&format!(".{h}"))))
+            .map(|(_, _, n, v)| format!("{n}={v}"))
+            .collect();
+        (!sent.is_empty()).then(|| sent.join("; "))
+    }
+}
+
+/// Follows the gateway's redirects from `start` as a browser does: each
+/// `Location` resolved against the current URL (WHATWG, the `url` crate),
+/// cookies kept per host. Stops at a response that is not a redirect, or at
+/// a URL whose host is not in `gateway_hosts` (the browser would leave).
+/// Returns every URL visited (the last is where the browser lands) and the
+/// last response from the gateway.
+pub async fn follow(
+    c: &Client,
+    jar: &mut Jar,
+    start: &str,
+    gateway_hosts: &[&str],
+) -> (Vec<url::Url>, Resp) {
+    let mut at = url::Url::parse(start).expect("start URL");
+    let mut visited = vec![at.clone()];
+    for _ in 0..12 {
+        let host = at.host_str().unwrap_or("").to_string();
+        let authority = match at.port() {
+            Some(p) => format!("{host}:{p}"),
+            None => host.clone(),
+        };
+        let pq = match at.query() {
+            Some(q) => format!("{}?{q}", at.path()),
+            None => at.path().to_string(),
+        };
+        let cookie = jar.header(&host);
+        let r = c.get_with_cookie(&authority, &pq, cookie.as_deref()).await;
+        jar.store(&host, &r);
+        let Some(loc) = r
+            .header("location")
+            .filter(|_| (300..400).contains(&r.status))
+        else {
+            return (visited, r);
+        };
+        at = at.join(loc).expect("a Location a browser can follow");
+        visited.push(at.clone());
+        if !gateway_hosts.contains(&at.host_str().unwrap_or("")) {
+            return (visited, r);
+        }
+    }
+    panic!("redirect loop: {visited:?}");
+}
+
+/// Sends `GET raw_target` (exactly as written, no normalisation) over plain
+/// HTTP/1.1 and returns the status and body.
+pub async fn raw_get(
+    addr: SocketAddr,
+    host: &str,
+    raw_target: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    let mut req = format!("GET {raw_target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).await.expect("write");
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf)).await;
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    (status, body)
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        body = rest[n..].trim_start_matches("\r\n");
+    }
+    out
 }

@@ -29,8 +29,8 @@ pub struct Snapshot {
     pub route_metrics: Vec<RouteMetrics>,
     /// Metrics for requests that matched no route.
     pub unrouted: RouteMetrics,
-    /// Header names stripped from every client request (identity namespace).
-    pub identity_headers: std::collections::BTreeSet<String>,
+    /// Which client headers reach backends (identity, chain, underscores).
+    pub header_policy: crate::edge::header_policy::HeaderPolicy,
     /// Key sets of the configured providers.
     pub providers: Vec<Arc<crate::auth::jwks::ProviderKeys>>,
     pools: HashMap<String, Arc<Pool>>,
@@ -94,6 +94,8 @@ pub struct App {
     pub consent_cache: moka::future::Cache<String, Arc<std::collections::BTreeMap<String, u32>>>,
     /// `jti`s of accepted logout tokens, so none is replayed.
     pub seen_logout_tokens: moka::future::Cache<String, ()>,
+    /// The MAC key of guest ids, shared by every node (customer directory).
+    pub guest_key: crate::session::GuestKey,
 }
 
 impl App {
@@ -127,6 +129,15 @@ impl App {
         let directory = crate::customers::open(&config.customers)
             .await
             .map_err(|e| format!("customers: {e}"))?;
+        let guest_secret = directory
+            .shared_secret(
+                crate::session::GuestKey::NAME,
+                &crate::session::new_token(),
+                unix_now(),
+            )
+            .await
+            .map_err(|e| format!("customers: {e}"))?;
+        let guest_key = crate::session::GuestKey::new(guest_secret.as_bytes());
         let http = HttpClient::new(std::time::Duration::from_secs(5))?;
         let stats = crate::session::CacheStats::new(&metrics.session_cache);
         let sessions: Arc<dyn crate::session::SessionStore> = match &config.sessions.store {
@@ -194,6 +205,7 @@ impl App {
                 .max_capacity(100_000)
                 .time_to_live(std::time::Duration::from_secs(3600))
                 .build(),
+            guest_key,
             metrics,
         }))
     }
@@ -423,7 +435,10 @@ async fn build(
             .map(|r| metrics.route(&r.name))
             .collect(),
         unrouted: metrics.route("-"),
-        identity_headers: config.mapped_identity_headers(),
+        header_policy: crate::edge::header_policy::HeaderPolicy {
+            underscores: config.requests.underscores,
+            mapped: config.mapped_identity_headers(),
+        },
         providers,
         route_pools,
         pools,

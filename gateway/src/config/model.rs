@@ -28,6 +28,14 @@ pub struct Config {
     pub pages: PagesLook,
     /// Purposes customers consent to, in declaration order.
     pub purposes: Vec<crate::consent::Purpose>,
+    pub requests: Requests,
+}
+
+/// What the gateway accepts from clients before routing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Requests {
+    pub underscores: crate::edge::header_policy::Underscores,
+    pub paths: crate::edge::path::PathRules,
 }
 
 /// Email + password accounts.
@@ -250,6 +258,21 @@ impl Config {
         self.providers.iter().filter(|p| p.login.is_some())
     }
 
+    /// Whether URLs the gateway builds may name `host` (lower-case, no
+    /// port): a host a route or the sessions name, or `accounts.public_url`'s.
+    pub fn known_host(&self, host: &str) -> bool {
+        self.sessions.trusted_host(host, &self.routes)
+            || url::Url::parse(&self.accounts.public_url)
+                .ok()
+                .and_then(|u| u.host_str().map(|h| h.eq_ignore_ascii_case(host)))
+                .unwrap_or(false)
+    }
+
+    /// Whether browsers may be sent to `port`: a port of a listener.
+    pub fn listener_port(&self, port: u16) -> bool {
+        self.listeners.iter().any(|l| l.address.port() == port)
+    }
+
     pub fn upstream(&self, name: &str) -> Option<&Upstream> {
         self.upstreams.iter().find(|u| u.name == name)
     }
@@ -259,7 +282,8 @@ impl Config {
     pub fn mapped_identity_headers(&self) -> std::collections::BTreeSet<String> {
         self.upstreams
             .iter()
-            .flat_map(|u| u.identity_headers.names().map(str::to_string))
+            .flat_map(|u| u.identity_headers.names())
+            .map(|n| crate::edge::header_policy::backend_name(n).into_owned())
             .collect()
     }
 }
@@ -373,6 +397,8 @@ pub struct Route {
     pub verified_email: bool,
     /// Purposes identified callers must have granted.
     pub consent: Option<crate::consent::RouteRule>,
+    /// The prefix matches in any case (for case-insensitive backends).
+    pub case_insensitive: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]

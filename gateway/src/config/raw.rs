@@ -34,6 +34,28 @@ pub struct RawConfig {
     pub abuse: Option<RawAbuse>,
     pub accounts: Option<RawAccounts>,
     pub pages: Option<RawPages>,
+    pub requests: Option<RawRequests>,
+}
+
+/// What the gateway accepts from clients before routing.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRequests {
+    /// `drop` (default), `keep` or `reject`.
+    pub underscores_in_headers: Option<String>,
+    pub paths: Option<RawPaths>,
+}
+
+/// How strict the canonical request path is.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPaths {
+    /// `refuse` (default) or `keep`: `%2F` and `%5C`.
+    pub encoded_slashes: Option<String>,
+    /// `refuse` (default) or `keep`: `;` path parameters.
+    pub semicolons: Option<String>,
+    /// `true` (default): `//` merged; `false`: refused.
+    pub merge_slashes: Option<bool>,
 }
 
 /// Customer accounts with email and password, and the mail they receive.
@@ -354,6 +376,9 @@ pub struct RawRoute {
     #[serde(default)]
     pub verified_email: bool,
     pub consent: Option<RawRouteConsent>,
+    /// The backend ignores the case of paths (IIS): match the prefix so too.
+    #[serde(default)]
+    pub case_insensitive: bool,
 }
 
 #[derive(Debug, Deserialize)]

@@ -153,6 +153,7 @@ pub(super) fn validate(
         }
     }
     let pages = pages(main.pages.as_ref(), base, &mut r);
+    let requests = requests(main.requests.as_ref(), &mut r);
     let abuse = Abuse {
         free_failures: main
             .abuse
@@ -195,6 +196,7 @@ pub(super) fn validate(
         }
     }
 
+    no_host_for_sign_in(&main, &routes, &sessions, &accounts, &mut r);
     if !r.diags.is_empty() {
         return Err(ConfigErrors(r.diags));
     }
@@ -216,7 +218,77 @@ pub(super) fn validate(
         accounts,
         pages,
         purposes,
+        requests,
     })
+}
+
+/// Sign-in builds URLs for providers and other hosts (redirect URIs, the
+/// cross-domain hop) from configured hosts only, never from a request's Host.
+fn no_host_for_sign_in(
+    main: &RawConfig,
+    routes: &[Route],
+    sessions: &Sessions,
+    accounts: &Accounts,
+    r: &mut Report<'_>,
+) {
+    let named = routes.iter().any(|rt| !rt.hosts.is_empty())
+        || sessions.auth_host.is_some()
+        || !sessions.cookie_domains.is_empty()
+        || url::Url::parse(&accounts.public_url).is_ok_and(|u| u.host_str().is_some());
+    if named {
+        return;
+    }
+    for (i, p) in main.providers.iter().enumerate() {
+        if p.login.is_some() {
+            r.error(
+                0,
+                &join(&index("providers", i), "login"),
+                "no host is configured, so there is no address to build the provider's redirect URI from".into(),
+                Some("name the site's hosts on its routes (`hosts: [shop.example]`), or set `accounts.public_url` or `sessions.auth_host`; a request's Host header is never used".into()),
+            );
+        }
+    }
+}
+
+fn requests(raw: Option<&RawRequests>, r: &mut Report<'_>) -> Requests {
+    use crate::edge::header_policy::Underscores;
+    let mut out = Requests::default();
+    let Some(raw) = raw else { return out };
+    out.underscores = match raw.underscores_in_headers.as_deref() {
+        None | Some("drop") => Underscores::Drop,
+        Some("keep") => Underscores::Keep,
+        Some("reject") => Underscores::Reject,
+        Some(other) => {
+            r.error(
+                0,
+                "requests.underscores_in_headers",
+                format!("unknown setting `{other}`"),
+                Some("`drop` (default, as nginx), `keep` (names the gateway owns are still dropped) or `reject` (400)".into()),
+            );
+            Underscores::Drop
+        }
+    };
+    let Some(paths) = &raw.paths else { return out };
+    let mut keep = |value: Option<&str>, field: &str| match value {
+        None | Some("refuse") => false,
+        Some("keep") => true,
+        Some(other) => {
+            r.error(
+                0,
+                field,
+                format!("unknown setting `{other}`"),
+                Some("`refuse` (default) or `keep`".into()),
+            );
+            false
+        }
+    };
+    out.paths.keep_encoded_slashes = keep(
+        paths.encoded_slashes.as_deref(),
+        "requests.paths.encoded_slashes",
+    );
+    out.paths.keep_semicolons = keep(paths.semicolons.as_deref(), "requests.paths.semicolons");
+    out.paths.merge_slashes = paths.merge_slashes.unwrap_or(true);
+    out
 }
 
 /// Lawful bases of GDPR Art. 6(1).
@@ -1402,6 +1474,24 @@ fn route(
             Some(format!("write `/{path_prefix}`")),
         );
     }
+    if path_prefix.starts_with('/') {
+        use crate::edge::path::{canonical, PathRules};
+        match canonical(&path_prefix, &PathRules::default()) {
+            Ok(c) if c == path_prefix => {}
+            Ok(c) => r.error(
+                file,
+                &join(p, "path_prefix"),
+                format!("`{path_prefix}` is not in canonical form, so no request path would match it"),
+                Some(format!("write `{c}`")),
+            ),
+            Err(e) => r.error(
+                file,
+                &join(p, "path_prefix"),
+                format!("`{path_prefix}` can never match: {e}"),
+                Some("request paths with it are refused with 400; write the prefix as backends read it".into()),
+            ),
+        }
+    }
     let kind = match raw.kind.as_deref().unwrap_or("web") {
         "web" => RouteKind::Web,
         "api" => RouteKind::Api,
@@ -1567,6 +1657,7 @@ fn route(
         kind,
         strip_prefix: raw.strip_prefix,
         max_body,
+        case_insensitive: raw.case_insensitive,
     })
 }
 

@@ -172,6 +172,22 @@ pub trait Directory: Send + Sync {
         customer_id: &str,
     ) -> Result<Vec<crate::consent::Record>, DirectoryError>;
 
+    /// The deployment-wide secret `name`: the stored one, or `fresh` if
+    /// none was stored yet (of nodes asking at once, the first write wins).
+    async fn shared_secret(
+        &self,
+        name: &str,
+        fresh: &str,
+        now: i64,
+    ) -> Result<String, DirectoryError>;
+    /// The signing key of rotation `slot` (kid, private key PEM): the stored
+    /// one, or `fresh` if the slot had none yet (the first write wins).
+    async fn signing_key(
+        &self,
+        slot: i64,
+        fresh: (&str, &str),
+        now: i64,
+    ) -> Result<(String, String), DirectoryError>;
     /// Puts an event in the outbox (changes that emit one do it in their own
     /// transaction instead).
     async fn enqueue(&self, event: &Event) -> Result<(), DirectoryError>;

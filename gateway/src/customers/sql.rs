@@ -100,6 +100,13 @@ fn like_pattern(query: &str) -> String {
     p
 }
 
+const PUT_SECRET: &str = "INSERT INTO deployment_secrets (name, value, created_at)
+    VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING";
+const SECRET: &str = "SELECT value FROM deployment_secrets WHERE name = $1";
+const PUT_KEY: &str = "INSERT INTO signing_keys (slot, kid, private_pem, created_at)
+    VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING";
+const KEY: &str = "SELECT kid, private_pem FROM signing_keys WHERE slot = $1";
+
 fn unavailable(e: sqlx::Error) -> DirectoryError {
     DirectoryError::Unavailable(e.to_string())
 }
@@ -265,6 +272,52 @@ macro_rules! sql_directory {
                     name: profile.name.clone(),
                     status: "active".into(),
                 })
+            }
+
+            async fn shared_secret(
+                &self,
+                name: &str,
+                fresh: &str,
+                now: i64,
+            ) -> Result<String, DirectoryError> {
+                sqlx::query(PUT_SECRET)
+                    .bind(name)
+                    .bind(fresh)
+                    .bind(now)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(unavailable)?;
+                let row = sqlx::query(SECRET)
+                    .bind(name)
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(unavailable)?;
+                row.try_get::<String, _>(0).map_err(unavailable)
+            }
+
+            async fn signing_key(
+                &self,
+                slot: i64,
+                fresh: (&str, &str),
+                now: i64,
+            ) -> Result<(String, String), DirectoryError> {
+                sqlx::query(PUT_KEY)
+                    .bind(slot)
+                    .bind(fresh.0)
+                    .bind(fresh.1)
+                    .bind(now)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(unavailable)?;
+                let row = sqlx::query(KEY)
+                    .bind(slot)
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(unavailable)?;
+                Ok((
+                    row.try_get::<String, _>(0).map_err(unavailable)?,
+                    row.try_get::<String, _>(1).map_err(unavailable)?,
+                ))
             }
 
             async fn lookup(&self, id: &ExternalId) -> Result<Option<Customer>, DirectoryError> {
@@ -869,10 +922,19 @@ impl PgDirectory {
             .connect_with(base.clone())
             .await
             .map_err(unavailable)?;
-        sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
-            .execute(&admin)
+        // Nodes starting at once would race on the schema's catalog row: one
+        // creates it under a lock per schema name, the others wait and find it.
+        let mut tx = admin.begin().await.map_err(unavailable)?;
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+            .bind(format!("omnigate-schema:{schema}"))
+            .execute(&mut *tx)
             .await
             .map_err(unavailable)?;
+        sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
         admin.close().await;
         admin = sqlx::postgres::PgPoolOptions::new()
             .max_connections(16)

@@ -123,7 +123,8 @@ impl Gateway {
         post: bool,
     ) -> Result<bool> {
         let passwords = snap.config.accounts.passwords;
-        let return_to = || self.return_to(snap, query(q, "return_to").as_deref());
+        let here = ctx.here.clone();
+        let return_to = || self.return_to(snap, here.as_ref(), query(q, "return_to").as_deref());
         match path {
             "/_auth/register" if get && passwords => {
                 let to = return_to();
@@ -143,8 +144,7 @@ impl Gateway {
                 self.register(session, ctx, snap, host, raw_host).await?
             }
             "/_auth/login/password" if post && passwords => {
-                self.password_login(session, ctx, snap, host, raw_host)
-                    .await?
+                self.password_login(session, ctx, snap, host).await?
             }
             "/_auth/verify" if get => {
                 let token = query(q, "token").unwrap_or_default();
@@ -166,8 +166,7 @@ impl Gateway {
                 .await?
             }
             "/_auth/reset" if post && passwords => {
-                self.reset_request(session, ctx, snap, host, raw_host)
-                    .await?
+                self.reset_request(session, ctx, snap, host).await?
             }
             "/_auth/reset/confirm" if get && passwords => {
                 let token = query(q, "token").unwrap_or_default();
@@ -175,13 +174,9 @@ impl Gateway {
                     .await?
             }
             "/_auth/reset/confirm" if post && passwords => {
-                self.reset_confirm(session, ctx, snap, host, raw_host)
-                    .await?
+                self.reset_confirm(session, ctx, snap, host).await?
             }
-            "/_auth/prove" if post => {
-                self.prove_with_password(session, ctx, snap, host, raw_host)
-                    .await?
-            }
+            "/_auth/prove" if post => self.prove_with_password(session, ctx, snap, host).await?,
             "/_auth/prove/cancel" if get => {
                 if let Some(token) = self.cookie_value(session, PROVE_COOKIE) {
                     let _ = self
@@ -210,7 +205,7 @@ impl Gateway {
         Ok(true)
     }
 
-    fn cookie_value(&self, session: &Session, name: &str) -> Option<String> {
+    pub(super) fn cookie_value(&self, session: &Session, name: &str) -> Option<String> {
         super::endpoints::cookie_header(session)
             .as_deref()
             .and_then(|h| sess::cookie(Some(h), name))
@@ -232,38 +227,16 @@ impl Gateway {
         }
     }
 
-    /// Whether a submitted form is this site's own: its `Origin` (when sent)
-    /// is this host, and its `csrf` field matches the session's token or the
-    /// double-submit cookie.
-    fn form_ok(
-        &self,
-        session: &Session,
-        raw_host: &str,
-        current: Option<&Browser>,
-        form: &Form,
-    ) -> bool {
-        let origin_ok = match session
-            .req_header()
-            .headers
-            .get(http::header::ORIGIN)
-            .and_then(|v| v.to_str().ok())
-        {
-            None => true,
-            Some(o) => url::Url::parse(o).ok().is_some_and(|u| {
-                let authority = match u.port() {
-                    Some(p) => format!("{}:{p}", u.host_str().unwrap_or("")),
-                    None => u.host_str().unwrap_or("").to_string(),
-                };
-                authority.eq_ignore_ascii_case(raw_host)
-            }),
-        };
+    /// Whether a submitted form carries this browser's CSRF token: the
+    /// session's, or the double-submit cookie's. (`Origin` was checked
+    /// before any handler ran: `Gateway::own_pages_refusal`.)
+    fn form_ok(&self, session: &Session, current: Option<&Browser>, form: &Form) -> bool {
         let sent = form.get("csrf");
-        let token_ok = !sent.is_empty()
+        !sent.is_empty()
             && (current.is_some_and(|s| sess::same_token(sent, &s.csrf))
                 || self
                     .cookie_value(session, CSRF_COOKIE)
-                    .is_some_and(|c| sess::same_token(sent, &c)));
-        origin_ok && token_ok
+                    .is_some_and(|c| sess::same_token(sent, &c)))
     }
 
     /// The sign-in page: password sign-in and registration (when enabled)
@@ -339,16 +312,15 @@ impl Gateway {
         ctx: &mut Ctx,
         snap: &Snapshot,
         host: &str,
-        raw_host: &str,
     ) -> Result<()> {
         let form = Form(read_form(session).await?);
-        let return_to = self.return_to(snap, Some(form.get("return_to")));
+        let return_to = self.return_to(snap, ctx.here.as_ref(), Some(form.get("return_to")));
         let current = self.current_session(session, snap, host).await;
         let mut state = SigninState {
             login_email: form.get("email").trim().to_string(),
             ..SigninState::default()
         };
-        if !self.form_ok(session, raw_host, current.as_deref(), &form) {
+        if !self.form_ok(session, current.as_deref(), &form) {
             state.form_error = Some(FORM_EXPIRED.into());
             return self
                 .signin_page(session, ctx, snap, host, 403, false, &return_to, &state)
@@ -500,14 +472,14 @@ impl Gateway {
         raw_host: &str,
     ) -> Result<()> {
         let form = Form(read_form(session).await?);
-        let return_to = self.return_to(snap, Some(form.get("return_to")));
+        let return_to = self.return_to(snap, ctx.here.as_ref(), Some(form.get("return_to")));
         let current = self.current_session(session, snap, host).await;
         let mut state = SigninState {
             register_email: form.get("email").trim().to_string(),
             register_name: form.get("name").trim().to_string(),
             ..SigninState::default()
         };
-        if !self.form_ok(session, raw_host, current.as_deref(), &form) {
+        if !self.form_ok(session, current.as_deref(), &form) {
             state.form_error = Some(FORM_EXPIRED.into());
             return self
                 .signin_page(session, ctx, snap, host, 403, true, &return_to, &state)
@@ -837,14 +809,13 @@ impl Gateway {
         ctx: &mut Ctx,
         snap: &Snapshot,
         host: &str,
-        raw_host: &str,
     ) -> Result<()> {
         let form = Form(read_form(session).await?);
-        let return_to = self.return_to(snap, Some(form.get("return_to")));
+        let return_to = self.return_to(snap, ctx.here.as_ref(), Some(form.get("return_to")));
         let current = self.current_session(session, snap, host).await;
         let typed = form.get("email").trim().to_string();
         let mut errors = Errors::new();
-        if !self.form_ok(session, raw_host, current.as_deref(), &form) {
+        if !self.form_ok(session, current.as_deref(), &form) {
             errors.insert("email", FORM_EXPIRED.into());
             return self
                 .reset_request_page(
@@ -977,13 +948,12 @@ impl Gateway {
         ctx: &mut Ctx,
         snap: &Snapshot,
         host: &str,
-        raw_host: &str,
     ) -> Result<()> {
         let form = Form(read_form(session).await?);
         let token = form.get("token").to_string();
         let current = self.current_session(session, snap, host).await;
         let mut errors = Errors::new();
-        if !self.form_ok(session, raw_host, current.as_deref(), &form) {
+        if !self.form_ok(session, current.as_deref(), &form) {
             errors.insert("password", FORM_EXPIRED.into());
             return self
                 .reset_page(session, ctx, snap, host, 403, &token, &errors)
@@ -1401,7 +1371,6 @@ impl Gateway {
         ctx: &mut Ctx,
         snap: &Snapshot,
         host: &str,
-        raw_host: &str,
     ) -> Result<()> {
         let form = Form(read_form(session).await?);
         let key = self
@@ -1422,7 +1391,7 @@ impl Gateway {
         };
         let current = self.current_session(session, snap, host).await;
         let account_key = crate::throttle::account(&proof.email);
-        let refused = !self.form_ok(session, raw_host, current.as_deref(), &form);
+        let refused = !self.form_ok(session, current.as_deref(), &form);
         if !refused
             && (self
                 .throttled(session, ctx, snap, "password", false)
@@ -1570,7 +1539,7 @@ impl Gateway {
         if path == "/_account/consent" || path.starts_with("/_account/consent/") {
             let form = if post {
                 let form = Form(read_form(session).await?);
-                if !self.form_ok(session, &raw_host, Some(&me), &form) {
+                if !self.form_ok(session, Some(&me), &form) {
                     let html = self.app.pages.message(
                         "The form had expired",
                         "Nothing was changed. Please make your choice again.",
@@ -1636,7 +1605,7 @@ impl Gateway {
             return self.page(session, ctx, 404, html).await;
         }
         let form = Form(read_form(session).await?);
-        if !self.form_ok(session, &raw_host, Some(&me), &form) {
+        if !self.form_ok(session, Some(&me), &form) {
             let mut errors = Errors::new();
             errors.insert("name", FORM_EXPIRED.into());
             return self

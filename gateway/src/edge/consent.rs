@@ -93,7 +93,8 @@ impl Gateway {
         }
         let Some(form) = form else {
             let ask = query(q, "ask").unwrap_or_default();
-            let return_to = self.return_to(snap, query(q, "return_to").as_deref());
+            let return_to =
+                self.return_to(snap, ctx.here.as_ref(), query(q, "return_to").as_deref());
             let notice = query(q, "notice")
                 .filter(|n| n == "saved")
                 .map(|_| "Saved.");
@@ -105,7 +106,7 @@ impl Gateway {
                 .await;
         };
         let purposes = &snap.config.purposes;
-        let return_to = self.return_to(snap, Some(form.get("return_to")));
+        let return_to = self.return_to(snap, ctx.here.as_ref(), Some(form.get("return_to")));
         let ask = form.get("ask").to_string();
         let decisions: Vec<Decision> = if !ask.is_empty() {
             // The prompt: every purpose asked gets an answer (unticked: declined).

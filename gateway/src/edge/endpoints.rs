@@ -14,10 +14,11 @@ use bytes::Bytes;
 use pingora_core::{Error, ErrorType, Result};
 use pingora_http::ResponseHeader;
 use pingora_proxy::Session;
+use url::Url;
 
 use super::{Ctx, Gateway};
 use crate::config::model::Provider;
-use crate::login::{self, LoginError, Pending};
+use crate::login::{self, destination, LoginError, Pending};
 use crate::session::{self as sess, Grant, Group, Session as Browser, LOGIN_COOKIE};
 use crate::state::Snapshot;
 
@@ -223,7 +224,47 @@ impl Gateway {
             .await
     }
 
+    /// A 303 to `location` (a path or URL on a configured host), checked
+    /// on the URL the browser lands on: anything else goes to `/`.
     pub(super) async fn redirect(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        location: &str,
+        cookies: &[String],
+    ) -> Result<()> {
+        let checked = self.checked_location(session, ctx, location);
+        self.redirect_external(session, ctx, &checked, cookies)
+            .await
+    }
+
+    /// The `Location` to emit for `candidate`: see `login::destination`.
+    pub(super) fn checked_location(
+        &self,
+        session: &Session,
+        ctx: &mut Ctx,
+        candidate: &str,
+    ) -> String {
+        let here = match ctx.here.clone() {
+            Some(h) => Some(h),
+            None => self.current_url(session),
+        };
+        let snap = ctx.snapshot.clone().unwrap_or_else(|| self.app.snapshot());
+        let target = here
+            .as_ref()
+            .and_then(|h| Some((h, self.destination(&snap, h, candidate)?)));
+        match target {
+            Some((h, t)) => destination::location(h, &t),
+            None => {
+                tracing::warn!(request_id = %ctx.request_id, "redirect target outside the configured hosts refused");
+                "/".to_string()
+            }
+        }
+    }
+
+    /// A 303 to a URL the configuration or a provider's discovery document
+    /// names (authorization and sign-out endpoints): not a customer's input.
+    pub(super) async fn redirect_external(
         &self,
         session: &mut Session,
         ctx: &mut Ctx,
@@ -254,7 +295,14 @@ impl Gateway {
         let raw_host = Self::raw_host(req).unwrap_or(host).to_ascii_lowercase();
         let get = method == http::Method::GET || method == http::Method::HEAD;
         let post = method == http::Method::POST;
-        let return_to = || self.return_to(&snap, query(q.as_deref(), "return_to").as_deref());
+        let here = ctx.here.clone();
+        let return_to = || {
+            self.return_to(
+                &snap,
+                here.as_ref(),
+                query(q.as_deref(), "return_to").as_deref(),
+            )
+        };
         if self
             .accounts_endpoint(
                 session,
@@ -287,8 +335,10 @@ impl Gateway {
             }
             p if get && p.starts_with("/_auth/login/") => {
                 let name = &p["/_auth/login/".len()..];
-                if let Some(to) = self.auth_host_url(&snap, host, &raw_host, p, &return_to()) {
-                    return self.redirect(session, ctx, &to, &[]).await;
+                if let Some((to, nonce)) =
+                    self.auth_host_url(&snap, host, &raw_host, p, &return_to())
+                {
+                    return self.redirect(session, ctx, &to, &[nonce]).await;
                 }
                 let intent = if query(q.as_deref(), "prove").is_some() {
                     login::Intent::Prove
@@ -309,6 +359,7 @@ impl Gateway {
                 self.finish_login(session, ctx, &snap, &name, host, &raw_host, q.as_deref())
                     .await
             }
+            "/_auth/hop/begin" if get => self.begin_hop(session, ctx, &snap, q.as_deref()).await,
             "/_auth/hop" if get => {
                 if self.throttled(session, ctx, &snap, "hop", false).await? {
                     return Ok(());
@@ -370,14 +421,42 @@ impl Gateway {
         }
     }
 
-    /// The checked `return_to` of a sign-in: a path, or a URL on a configured host.
-    pub(super) fn return_to(&self, snap: &Snapshot, raw: Option<&str>) -> String {
-        let sessions = &snap.config.sessions;
-        login::safe_return_to(raw, |h| sessions.trusted_host(h, &snap.config.routes))
+    /// The checked `return_to` of a sign-in, as the absolute URL the browser
+    /// would land on (`/` when it would leave the configured hosts).
+    pub(super) fn return_to(
+        &self,
+        snap: &Snapshot,
+        here: Option<&Url>,
+        raw: Option<&str>,
+    ) -> String {
+        let checked = here
+            .zip(raw)
+            .and_then(|(h, r)| self.destination(snap, h, r));
+        checked.map_or_else(|| "/".to_string(), String::from)
+    }
+
+    /// The URL this request's browser is on (scheme, Host, path and query).
+    pub(super) fn current_url(&self, session: &Session) -> Option<Url> {
+        let req = session.req_header();
+        let host = Self::raw_host(req)?;
+        let pq = req.uri.path_and_query().map_or("/", |p| p.as_str());
+        Url::parse(&format!("{}://{host}{pq}", self.scheme())).ok()
+    }
+
+    /// Where `candidate` sends a browser on `here`, if it stays on this
+    /// host or a configured one, on a port the gateway is reached on.
+    pub(super) fn destination(&self, snap: &Snapshot, here: &Url, candidate: &str) -> Option<Url> {
+        let here_host = here.host_str()?.to_ascii_lowercase();
+        let here_port = here.port_or_known_default()?;
+        let config = &snap.config;
+        destination::resolve(here, candidate, |h, p| {
+            (h == here_host || config.known_host(h)) && (p == here_port || config.listener_port(p))
+        })
     }
 
     /// With an auth host configured and this not being it: the same sign-in
-    /// URL on the auth host, returning to this host.
+    /// URL on the auth host, returning to this host, and the cookie that
+    /// binds the code the auth host will send back to this browser.
     fn auth_host_url(
         &self,
         snap: &Snapshot,
@@ -385,7 +464,7 @@ impl Gateway {
         raw_host: &str,
         path: &str,
         return_to: &str,
-    ) -> Option<String> {
+    ) -> Option<(String, String)> {
         let auth = snap.config.sessions.auth_host.as_deref()?;
         if auth == host {
             return None;
@@ -395,13 +474,45 @@ impl Gateway {
         } else {
             return_to.to_string()
         };
-        Some(format!(
-            "{}://{auth}{}{path}{}return_to={}",
-            self.scheme(),
-            port_part(raw_host),
-            if path.contains('?') { '&' } else { '?' },
-            enc(&back)
+        let (back, cookie) = with_hop_nonce(&back)?;
+        Some((
+            format!(
+                "{}://{auth}{}{path}{}return_to={}",
+                self.scheme(),
+                port_part(raw_host),
+                if path.contains('?') { '&' } else { '?' },
+                enc(&back)
+            ),
+            cookie,
         ))
+    }
+
+    /// `/_auth/hop/begin?return_to=…&from=…`: this host binds the sign-in
+    /// code it is about to receive to this browser, then sends the browser
+    /// back to the host it signed in on (`from`) for the code.
+    async fn begin_hop(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        snap: &Snapshot,
+        q: Option<&str>,
+    ) -> Result<()> {
+        let here = ctx.here.clone();
+        let back = self.return_to(snap, here.as_ref(), query(q, "return_to").as_deref());
+        let on_this_host = url::Url::parse(&back)
+            .ok()
+            .zip(here.as_ref())
+            .is_some_and(|(b, h)| b.origin() == h.origin());
+        let from = query(q, "from").unwrap_or_default();
+        let Some((back, cookie)) = with_hop_nonce(&back).filter(|_| on_this_host) else {
+            return self.redirect(session, ctx, "/", &[]).await;
+        };
+        let to = format!(
+            "{}/_auth/login?return_to={}",
+            from.trim_end_matches('/'),
+            enc(&back)
+        );
+        self.redirect(session, ctx, &to, &[cookie]).await
     }
 
     /// `/_auth/login`: to the auth host if there is one; straight on when
@@ -422,8 +533,8 @@ impl Gateway {
         } else {
             "/_auth/login"
         };
-        if let Some(to) = self.auth_host_url(snap, host, raw_host, path, &return_to) {
-            return self.redirect(session, ctx, &to, &[]).await;
+        if let Some((to, nonce)) = self.auth_host_url(snap, host, raw_host, path, &return_to) {
+            return self.redirect(session, ctx, &to, &[nonce]).await;
         }
         if let Some(s) = self.current_session(session, snap, host).await {
             return self
@@ -488,14 +599,17 @@ impl Gateway {
         return_to: &str,
         cookies: Vec<String>,
     ) -> Result<()> {
-        let target = url::Url::parse(return_to).ok();
-        let Some((target, target_host)) = target.as_ref().and_then(|u| {
+        let parsed = url::Url::parse(return_to)
+            .ok()
+            .map(|u| sess::split_hop_param(&u));
+        let Some((target, target_host, challenge)) = parsed.and_then(|(u, c)| {
             let h = u.host_str()?.to_ascii_lowercase();
-            Some((u, h))
+            Some((u, h, c))
         }) else {
             // A path on this host.
             return self.redirect(session, ctx, return_to, &cookies).await;
         };
+        let return_to = target.as_str();
         let domains = &snap.config.sessions.cookie_domains;
         let here = sess::cookie_domain(host, domains);
         let shared = target_host == host
@@ -507,14 +621,31 @@ impl Gateway {
             Some(p) => format!("{target_host}:{p}"),
             None => target_host.clone(),
         };
-        let mut path = target.path().to_string();
-        if let Some(q) = target.query() {
-            path.push('?');
-            path.push_str(q);
-        }
+        let Some(challenge) = challenge else {
+            // That host has not bound this browser yet: it sets its nonce
+            // first and sends the browser back here for the code.
+            let from = ctx
+                .here
+                .as_ref()
+                .map(|h| h.origin().ascii_serialization())
+                .unwrap_or_default();
+            let to = format!(
+                "{}://{authority}/_auth/hop/begin?return_to={}&from={}",
+                if self.listener.tls.is_some() {
+                    "https"
+                } else {
+                    target.scheme()
+                },
+                enc(return_to),
+                enc(&from)
+            );
+            return self.redirect(session, ctx, &to, &cookies).await;
+        };
         let grant = Grant {
+            challenge,
             host: authority.clone(),
-            return_to: path,
+            // The whole URL: redeemed, it is checked again where it lands.
+            return_to: target.to_string(),
             source: signed_in.id_hash.clone(),
             expires_at: now() + sess::GRANT_TTL,
         };
@@ -578,9 +709,17 @@ impl Gateway {
         let idle = snap.config.sessions.idle_timeout.as_secs() as i64;
         let t = now();
         let mut source = None;
+        // The browser that asked for the code holds the nonce; another one
+        // (a code pushed into a victim's browser) does not.
+        let nonce = self.cookie_value(session, sess::HOP_COOKIE);
+        let bound = |g: &Grant| {
+            nonce
+                .as_deref()
+                .is_some_and(|n| sess::same_token(&sess::hop_challenge(n), &g.challenge))
+        };
         if let Some(g) = grant
             .as_ref()
-            .filter(|g| g.host == raw_host && g.expires_at >= t)
+            .filter(|g| g.host == raw_host && g.expires_at >= t && bound(g))
         {
             source = match self.app.sessions.get(&g.source).await {
                 Ok(s) => s.filter(|s| s.live(t, idle)),
@@ -622,7 +761,8 @@ impl Gateway {
             .inc();
         let domain = sess::cookie_domain(host, &snap.config.sessions.cookie_domains);
         let cookie = sess::set_session_cookie(domain, &id, record.expires_at - t);
-        self.redirect(session, ctx, &grant.return_to, &[cookie])
+        let spent = sess::set_cookie(sess::HOP_COOKIE, "", 0);
+        self.redirect(session, ctx, &grant.return_to, &[cookie, spent])
             .await
     }
 
@@ -746,7 +886,7 @@ impl Gateway {
                 )
                 .await;
         }
-        self.redirect(
+        self.redirect_external(
             session,
             ctx,
             &url,
@@ -990,7 +1130,7 @@ impl Gateway {
         let guest = cookie_header(session)
             .as_deref()
             .and_then(|h| sess::cookie(Some(h), sess::GUEST_COOKIE))
-            .filter(|g| sess::is_guest_id(g))
+            .and_then(|g| sess::guest_from_cookie(g, &self.app.guest_key))
             .map(str::to_string);
         let first = Browser {
             id_hash: String::new(),
@@ -1195,11 +1335,13 @@ impl Gateway {
             );
             return self.page(session, ctx, 503, html).await;
         }
-        let to = self
-            .provider_logout_url(snap, &s.provider, raw_host)
-            .await
-            .unwrap_or_else(|| "/_auth/signed-out".to_string());
-        self.redirect(session, ctx, &to, &[clear]).await
+        match self.provider_logout_url(snap, &s.provider, raw_host).await {
+            Some(to) => self.redirect_external(session, ctx, &to, &[clear]).await,
+            None => {
+                self.redirect(session, ctx, "/_auth/signed-out", &[clear])
+                    .await
+            }
+        }
     }
 
     pub(super) async fn session_ended(&self, customer_id: Option<&str>, reason: &str, ended: u64) {
@@ -1277,6 +1419,16 @@ pub(super) async fn read_form(session: &mut Session) -> Result<Vec<(String, Stri
         }
     }
     Ok(url::form_urlencoded::parse(&body).into_owned().collect())
+}
+
+/// `url` with a new hop nonce's challenge added, and the cookie holding the nonce.
+fn with_hop_nonce(url: &str) -> Option<(String, String)> {
+    let (mut u, _) = sess::split_hop_param(&url::Url::parse(url).ok()?);
+    let nonce = sess::new_token();
+    u.query_pairs_mut()
+        .append_pair(sess::HOP_PARAM, &sess::hop_challenge(&nonce));
+    let cookie = sess::set_cookie(sess::HOP_COOKIE, &nonce, sess::HOP_NONCE_TTL);
+    Some((u.to_string(), cookie))
 }
 
 pub(super) fn enc(s: &str) -> String {

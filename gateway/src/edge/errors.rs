@@ -12,6 +12,8 @@ use crate::config::model::RouteKind;
 #[non_exhaustive]
 pub enum Problem {
     BadRequest(&'static str),
+    /// The path is refused by the canonical-path rules.
+    BadPath(crate::edge::path::PathRefusal),
     NotFound,
     MethodNotAllowed,
     PayloadTooLarge {
@@ -31,12 +33,16 @@ pub enum Problem {
     ConsentRequired(Vec<String>),
     /// Provider keys or the customer directory could not be reached.
     IdentityUnavailable,
+    /// The gateway's own pages on a host the configuration does not name.
+    UnknownHost,
+    /// A state-changing request to the gateway's pages sent by another site.
+    CrossSiteForm,
 }
 
 impl Problem {
     pub fn status(&self) -> u16 {
         match self {
-            Problem::BadRequest(_) => 400,
+            Problem::BadRequest(_) | Problem::BadPath(_) => 400,
             Problem::NotFound => 404,
             Problem::MethodNotAllowed => 405,
             Problem::PayloadTooLarge { .. } => 413,
@@ -49,6 +55,8 @@ impl Problem {
             | Problem::EmailUnverified
             | Problem::ConsentRequired(_) => 403,
             Problem::IdentityUnavailable => 503,
+            Problem::UnknownHost => 421,
+            Problem::CrossSiteForm => 403,
         }
     }
 
@@ -56,6 +64,7 @@ impl Problem {
     pub fn code(&self) -> &'static str {
         match self {
             Problem::BadRequest(_) => "bad-request",
+            Problem::BadPath(_) => "bad-request",
             Problem::NotFound => "no-route",
             Problem::MethodNotAllowed => "method-not-allowed",
             Problem::PayloadTooLarge { .. } => "body-too-large",
@@ -69,12 +78,14 @@ impl Problem {
             Problem::EmailUnverified => "email-unverified",
             Problem::ConsentRequired(_) => "consent-required",
             Problem::IdentityUnavailable => "identity-unavailable",
+            Problem::UnknownHost => "unknown-host",
+            Problem::CrossSiteForm => "cross-site-request",
         }
     }
 
     pub fn title(&self) -> &'static str {
         match self {
-            Problem::BadRequest(_) => "Bad request",
+            Problem::BadRequest(_) | Problem::BadPath(_) => "Bad request",
             Problem::NotFound => "Page not found",
             Problem::MethodNotAllowed => "Method not allowed",
             Problem::PayloadTooLarge { .. } => "Request too large",
@@ -87,12 +98,15 @@ impl Problem {
             Problem::EmailUnverified => "Please confirm your email address",
             Problem::ConsentRequired(_) => "Consent needed",
             Problem::IdentityUnavailable => "Sign-in temporarily unavailable",
+            Problem::UnknownHost => "Unknown address",
+            Problem::CrossSiteForm => "Form from another site",
         }
     }
 
     pub fn detail(&self) -> String {
         match self {
             Problem::BadRequest(why) => format!("The request could not be understood: {why}."),
+            Problem::BadPath(why) => format!("The request could not be understood: {why}."),
             Problem::NotFound => "No service is configured for this address.".into(),
             Problem::MethodNotAllowed => "This address does not accept that method.".into(),
             Problem::PayloadTooLarge { limit } => {
@@ -117,6 +131,8 @@ impl Problem {
             Problem::IdentityUnavailable => {
                 "Sign-in could not be checked right now. Please try again shortly.".into()
             }
+            Problem::UnknownHost => "Sign-in is not offered at this address. Please use the address of the site you came from.".into(),
+            Problem::CrossSiteForm => "This form was not sent from this site, so nothing was changed. Please use the form on this site.".into(),
         }
     }
 }

@@ -51,15 +51,22 @@ pub fn client_address(
     Some(nearest)
 }
 
-/// Sets the forwarding headers on the request going upstream.
-pub fn apply(
-    req: &mut RequestHeader,
-    client: Option<IpAddr>,
-    tls: bool,
-    trusted: bool,
-    request_id: &str,
-) -> Result<()> {
-    let client = client.map(|ip| ip.to_string()).unwrap_or_default();
+/// Where a request came from, as the forwarding headers tell it.
+pub struct Hop {
+    /// The address that connected to the gateway.
+    pub peer: Option<IpAddr>,
+    /// The client: the peer, or behind trusted proxies the nearest untrusted address.
+    pub client: Option<IpAddr>,
+    pub tls: bool,
+    /// The peer is a configured trusted proxy (its chain is extended).
+    pub trusted: bool,
+}
+
+/// Sets the forwarding headers on the request going upstream. An untrusted
+/// client's chain headers were removed by the header policy already; these
+/// replace them whatever is left.
+pub fn apply(req: &mut RequestHeader, hop: &Hop, request_id: &str) -> Result<()> {
+    let peer = hop.peer.map(|ip| ip.to_string()).unwrap_or_default();
     let host = req
         .uri
         .authority()
@@ -70,18 +77,18 @@ pub fn apply(
                 .and_then(|h| h.to_str().ok())
                 .map(str::to_string)
         });
-    if trusted {
+    if hop.trusted {
         let xff = match req
             .headers
             .get("x-forwarded-for")
             .and_then(|v| v.to_str().ok())
         {
-            Some(prev) if !prev.is_empty() => format!("{prev}, {client}"),
-            _ => client,
+            Some(prev) if !prev.is_empty() => format!("{prev}, {peer}"),
+            _ => peer,
         };
         req.insert_header("x-forwarded-for", xff)?;
         if req.headers.get("x-forwarded-proto").is_none() {
-            req.insert_header("x-forwarded-proto", proto(tls))?;
+            req.insert_header("x-forwarded-proto", proto(hop.tls))?;
         }
         if req.headers.get("x-forwarded-host").is_none() {
             if let Some(h) = host {
@@ -90,13 +97,20 @@ pub fn apply(
         }
     } else {
         req.remove_header("forwarded");
-        req.insert_header("x-forwarded-for", client)?;
-        req.insert_header("x-forwarded-proto", proto(tls))?;
+        req.insert_header("x-forwarded-for", peer)?;
+        req.insert_header("x-forwarded-proto", proto(hop.tls))?;
         match host {
             Some(h) => req.insert_header("x-forwarded-host", h)?,
             None => {
                 req.remove_header("x-forwarded-host");
             }
+        }
+    }
+    // As nginx users expect: the client's address, never the client's word.
+    match hop.client {
+        Some(ip) => req.insert_header("x-real-ip", ip.to_string())?,
+        None => {
+            req.remove_header("x-real-ip");
         }
     }
     req.insert_header("x-request-id", request_id)?;
@@ -133,6 +147,15 @@ mod tests {
         r
     }
 
+    fn hop(peer: &str, client: &str, trusted: bool) -> Hop {
+        Hop {
+            peer: peer.parse().ok(),
+            client: client.parse().ok(),
+            tls: false,
+            trusted,
+        }
+    }
+
     fn get<'a>(r: &'a RequestHeader, k: &str) -> &'a str {
         r.headers.get(k).unwrap().to_str().unwrap()
     }
@@ -140,15 +163,10 @@ mod tests {
     #[test]
     fn untrusted_client_cannot_spoof_the_chain() {
         let mut r = req();
-        apply(
-            &mut r,
-            Some("10.1.2.3".parse().unwrap()),
-            false,
-            false,
-            "rid",
-        )
-        .unwrap();
+        r.insert_header("x-real-ip", "6.6.6.6").unwrap();
+        apply(&mut r, &hop("10.1.2.3", "10.1.2.3", false), "rid").unwrap();
         assert_eq!(get(&r, "x-forwarded-for"), "10.1.2.3");
+        assert_eq!(get(&r, "x-real-ip"), "10.1.2.3");
         assert_eq!(get(&r, "x-forwarded-proto"), "http");
         assert_eq!(get(&r, "x-forwarded-host"), "shop.test");
         assert_eq!(get(&r, "x-request-id"), "rid");
@@ -157,15 +175,9 @@ mod tests {
     #[test]
     fn trusted_proxy_chain_is_extended() {
         let mut r = req();
-        apply(
-            &mut r,
-            Some("10.1.2.3".parse().unwrap()),
-            false,
-            true,
-            "rid",
-        )
-        .unwrap();
+        apply(&mut r, &hop("10.1.2.3", "6.6.6.6", true), "rid").unwrap();
         assert_eq!(get(&r, "x-forwarded-for"), "6.6.6.6, 10.1.2.3");
+        assert_eq!(get(&r, "x-real-ip"), "6.6.6.6");
         assert_eq!(get(&r, "x-forwarded-proto"), "https");
     }
 

@@ -16,6 +16,8 @@ mod accounts;
 pub(crate) mod consent;
 mod endpoints;
 mod forwarded;
+pub mod header_policy;
+pub mod path;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -71,12 +73,15 @@ pub struct Ctx {
     problem: Option<&'static str>,
     /// The verified caller, on routes that take identity.
     principal: Option<Arc<crate::auth::Principal>>,
-    /// The anonymous visitor's guest id on `guest` routes, and whether it is new.
-    guest: Option<(String, bool)>,
+    /// The anonymous visitor's guest id on `guest` routes, and the cookie
+    /// value to set when it is new.
+    guest: Option<(String, Option<String>)>,
     /// The guest id a new sign-in took over, told to the backend once.
     previous_guest: Option<String>,
     /// The identified caller's granted purposes (id → version).
     consents: Option<Arc<std::collections::BTreeMap<String, u32>>>,
+    /// The URL the browser is on, for pages and redirects the gateway writes.
+    here: Option<url::Url>,
     _in_flight: Option<InFlightGuard>,
 }
 
@@ -188,15 +193,17 @@ impl Gateway {
             .inc();
         match decision {
             Decision::Anonymous if r.access == Access::Guest => {
+                let key = &self.app.guest_key;
                 let cookies = endpoints::cookie_header(session);
+                // Only an id this deployment issued (its MAC checks out) is kept.
                 let known =
                     crate::session::cookie(cookies.as_deref(), crate::session::GUEST_COOKIE)
-                        .filter(|v| crate::session::is_guest_id(v))
+                        .and_then(|v| crate::session::guest_from_cookie(v, key))
                         .map(str::to_string);
-                ctx.guest = Some(match known {
-                    Some(id) => (id, false),
-                    None => (crate::session::new_guest_id(), true),
-                });
+                ctx.guest = match known {
+                    Some(id) => Some((id, None)),
+                    None => crate::session::new_guest_id(key).map(|(id, c)| (id, Some(c))),
+                };
                 Ok(false)
             }
             Decision::Anonymous => Ok(false),
@@ -301,6 +308,36 @@ impl Gateway {
         }
     }
 
+    /// Why a request to the gateway's own pages is refused before any
+    /// handler sees it: a host the configuration does not name (URLs built
+    /// from it would reach third parties), or a state change sent by
+    /// another site (login CSRF, forced sign-out).
+    fn own_pages_refusal(
+        &self,
+        session: &Session,
+        ctx: &Ctx,
+        config: &crate::config::model::Config,
+        host: &str,
+    ) -> Option<Problem> {
+        use crate::login::origin;
+        let req = session.req_header();
+        // A provider's server-to-server POST builds no URL and proves itself.
+        if origin::exempt(req.uri.path()) {
+            return None;
+        }
+        if !config.known_host(host) {
+            return Some(Problem::UnknownHost);
+        }
+        if !origin::changes_state(&req.method) {
+            return None;
+        }
+        let header = |name: &str| req.headers.get(name).and_then(|v| v.to_str().ok());
+        let ok = ctx.here.as_ref().is_some_and(|here| {
+            origin::same_origin(header("origin"), header("sec-fetch-site"), here)
+        });
+        (!ok).then_some(Problem::CrossSiteForm)
+    }
+
     /// A redirect without a body that no cache keeps.
     async fn bare_redirect(
         &self,
@@ -309,6 +346,7 @@ impl Gateway {
         status: u16,
         location: &str,
     ) -> Result<()> {
+        let location = self.checked_location(session, ctx, location);
         ctx.local_status = Some(status);
         let mut resp = ResponseHeader::build(status, Some(4))?;
         resp.insert_header("location", location)?;
@@ -617,6 +655,7 @@ impl ProxyHttp for Gateway {
             guest: None,
             previous_guest: None,
             consents: None,
+            here: None,
             _in_flight: None,
         }
     }
@@ -643,6 +682,21 @@ impl ProxyHttp for Gateway {
                 .and_then(|v| v.to_str().ok()),
         );
         ctx.snapshot = Some(snap.clone());
+        // Before anything reads a header: no client spelling of a header the
+        // gateway owns survives (identity, proxy chain, path overrides).
+        let trusted = ctx.trusted_client;
+        if let Err(name) = snap.header_policy.apply(session.req_header_mut(), trusted) {
+            let _ = name;
+            self.respond(
+                session,
+                ctx,
+                Problem::BadRequest("a header name contains `_`"),
+                &[],
+            )
+            .await?;
+            return Ok(true);
+        }
+        let req = session.req_header();
 
         let Some(host) = Self::raw_host(req).and_then(route::normalize_host) else {
             self.respond(
@@ -670,6 +724,22 @@ impl ProxyHttp for Gateway {
             return Ok(true);
         }
 
+        // One canonical path: the one matched is the one forwarded.
+        match path::canonical(req.uri.path(), &config.requests.paths) {
+            Ok(std::borrow::Cow::Borrowed(_)) => {}
+            Ok(std::borrow::Cow::Owned(canonical)) => {
+                let uri = path::with_path(&req.uri, &canonical).map_err(|_| {
+                    Error::explain(ErrorType::InternalError, "canonical path is not a URI")
+                })?;
+                session.req_header_mut().set_uri(uri);
+            }
+            Err(refusal) => {
+                self.respond(session, ctx, Problem::BadPath(refusal), &[])
+                    .await?;
+                return Ok(true);
+            }
+        }
+        let req = session.req_header();
         let path = req.uri.path();
         if path == JWKS_PATH {
             let body = Bytes::from(self.app.signer.jwks().to_string());
@@ -683,22 +753,20 @@ impl ProxyHttp for Gateway {
             session.write_response_body(Some(body), true).await?;
             return Ok(true);
         }
+        if path.starts_with("/_auth/") || path == "/_account" || path.starts_with("/_account/") {
+            ctx.here = self.current_url(session);
+            if let Some(problem) = self.own_pages_refusal(session, ctx, &config, &host) {
+                self.respond(session, ctx, problem, &[]).await?;
+                return Ok(true);
+            }
+        }
+        let path = session.req_header().uri.path();
         if path.starts_with("/_auth/") {
             self.auth_endpoint(session, ctx, &host).await?;
             return Ok(true);
         }
         if path == "/_account" || path.starts_with("/_account/") {
             self.account_endpoint(session, ctx, &host).await?;
-            return Ok(true);
-        }
-        if !route::path_is_clean(path) {
-            self.respond(
-                session,
-                ctx,
-                Problem::BadRequest("the path contains dot segments"),
-                &[],
-            )
-            .await?;
             return Ok(true);
         }
         let method = req.method.as_str();
@@ -812,12 +880,20 @@ impl ProxyHttp for Gateway {
         ctx: &mut Ctx,
     ) -> Result<()> {
         let tls = self.listener.tls.is_some();
-        let client = client_ip(session);
-        forwarded::apply(upstream, client, tls, ctx.trusted_client, &ctx.request_id)?;
-        if let Some(snap) = &ctx.snapshot {
-            // Whatever the route, no client-sent identity header reaches a backend.
-            crate::identity::headers::strip(upstream, &snap.identity_headers);
-        }
+        let peer = client_ip(session);
+        // Client spellings of identity and chain headers were removed in
+        // `request_filter`; what the gateway sets starts here.
+        let client = match &ctx.snapshot {
+            Some(snap) if ctx.trusted_client => self.client(session, snap),
+            _ => peer,
+        };
+        let hop = forwarded::Hop {
+            peer,
+            client,
+            tls,
+            trusted: ctx.trusted_client,
+        };
+        forwarded::apply(upstream, &hop, &ctx.request_id)?;
         if let (Some(p), Some(pool)) = (&ctx.principal, &ctx.pool) {
             let purposes = ctx
                 .snapshot
@@ -863,10 +939,10 @@ impl ProxyHttp for Gateway {
         ctx: &mut Ctx,
     ) -> Result<()> {
         resp.insert_header("x-request-id", ctx.request_id.as_str())?;
-        if let Some((guest, true)) = &ctx.guest {
+        if let Some((_, Some(value))) = &ctx.guest {
             let cookie = crate::session::set_cookie(
                 crate::session::GUEST_COOKIE,
-                guest,
+                value,
                 crate::session::GUEST_MAX_AGE,
             );
             resp.append_header("set-cookie", cookie)?;

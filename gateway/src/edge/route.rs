@@ -55,7 +55,12 @@ impl Router {
         // matches, so check each route's own host list.
         for &i in &self.order {
             let r = &routes[i];
-            if !host_matches(&r.hosts, host) || !prefix_matches(&r.path_prefix, path) {
+            let on_path = if r.case_insensitive {
+                prefix_matches_any_case(&r.path_prefix, path)
+            } else {
+                prefix_matches(&r.path_prefix, path)
+            };
+            if !host_matches(&r.hosts, host) || !on_path {
                 continue;
             }
             if r.methods.is_empty() || r.methods.iter().any(|m| m == method) {
@@ -95,6 +100,18 @@ pub fn prefix_matches(prefix: &str, path: &str) -> bool {
     }
 }
 
+/// `prefix_matches` for a backend that ignores case (IIS): `/ACCT/x` is `/acct/x`.
+pub fn prefix_matches_any_case(prefix: &str, path: &str) -> bool {
+    let n = prefix.len();
+    match path.get(..n) {
+        Some(head) if head.eq_ignore_ascii_case(prefix) => {
+            let rest = &path[n..];
+            prefix == "/" || prefix.ends_with('/') || rest.is_empty() || rest.starts_with('/')
+        }
+        _ => false,
+    }
+}
+
 /// The path an upstream sees after `prefix` is stripped (never empty).
 pub fn strip_prefix<'p>(prefix: &str, path: &'p str) -> std::borrow::Cow<'p, str> {
     let trimmed = prefix.trim_end_matches('/');
@@ -126,23 +143,6 @@ pub fn normalize_host(raw: &str) -> Option<String> {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'[' | b']' | b':'));
     valid.then(|| host.to_ascii_lowercase())
-}
-
-/// Rejects paths that could escape a prefix once a backend normalizes them:
-/// dot segments, also percent-encoded, and backslashes.
-pub fn path_is_clean(path: &str) -> bool {
-    if !path.starts_with('/') || path.contains('\\') {
-        return false;
-    }
-    let lower = path.to_ascii_lowercase();
-    let decoded = lower
-        .replace("%2e", ".")
-        .replace("%2f", "/")
-        .replace("%5c", "\\");
-    if decoded.contains('\\') {
-        return false;
-    }
-    !decoded.split('/').any(|seg| seg == "." || seg == "..")
 }
 
 #[cfg(test)]

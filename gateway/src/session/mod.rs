@@ -70,18 +70,54 @@ pub const GUEST_COOKIE: &str = "__Host-omnigate-guest";
 /// How long a guest id lives without a visit.
 pub const GUEST_MAX_AGE: i64 = 30 * 24 * 3600;
 
-/// A new guest id: `gst_` and 128 random bits.
-pub fn new_guest_id() -> String {
-    format!("gst_{}", hex::encode(rand::random::<[u8; 16]>()))
+/// A new guest id (`gst_` and 128 random bits) and the cookie value that
+/// carries it: the id, `.`, and its MAC under the deployment's guest key.
+pub fn new_guest_id(key: &GuestKey) -> Option<(String, String)> {
+    let id = format!("gst_{}", hex::encode(rand::random::<[u8; 16]>()));
+    let cookie = format!("{id}.{}", key.mac(&id)?);
+    Some((id, cookie))
 }
 
-/// Whether a cookie value is a guest id this gateway could have issued.
-pub fn is_guest_id(v: &str) -> bool {
-    v.len() == 36
-        && v.starts_with("gst_")
-        && v[4..]
+/// The guest id a cookie value carries, if this deployment issued it (its
+/// MAC checks out, in constant time). A well-formed id a client chose fails.
+pub fn guest_from_cookie<'a>(v: &'a str, key: &GuestKey) -> Option<&'a str> {
+    let (id, mac) = v.split_once('.')?;
+    let shaped = id.len() == 36
+        && id.starts_with("gst_")
+        && id[4..]
             .bytes()
-            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase());
+    let expected = key.mac(id)?;
+    (shaped && same_token(mac, &expected)).then_some(id)
+}
+
+/// The key of the guest-id MAC, shared by every node of a deployment.
+#[derive(Clone)]
+pub struct GuestKey(Vec<u8>);
+
+impl GuestKey {
+    /// The name it is stored under in the customer directory.
+    pub const NAME: &'static str = "guest-id-mac";
+
+    pub fn new(secret: &[u8]) -> GuestKey {
+        GuestKey(secret.to_vec())
+    }
+
+    /// HMAC-SHA256 of the id, 128 bits in hex; `None` cannot happen (HMAC
+    /// takes keys of any length) but fails closed if it did.
+    fn mac(&self, id: &str) -> Option<String> {
+        use hmac::{Hmac, Mac};
+        let mut m = Hmac::<Sha256>::new_from_slice(&self.0).ok()?;
+        m.update(b"omnigate-guest:");
+        m.update(id.as_bytes());
+        Some(hex::encode(&m.finalize().into_bytes()[..16]))
+    }
+}
+
+impl std::fmt::Debug for GuestKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("GuestKey(..)")
+    }
 }
 
 /// Binds a pending login to the browser that started it.
@@ -192,6 +228,46 @@ pub struct Grant {
     /// The session (id hash) it extends.
     pub source: String,
     pub expires_at: i64,
+    /// `hop_challenge` of the nonce the redeeming browser holds in
+    /// [`HOP_COOKIE`] on that host: a code opened in another browser fails.
+    pub challenge: String,
+}
+
+/// The nonce a host sets before sending a browser to be signed in elsewhere.
+pub const HOP_COOKIE: &str = "__Host-omnigate-hop";
+/// The query parameter that carries the nonce's challenge in a return URL.
+pub const HOP_PARAM: &str = "omnigate_hop";
+/// How long a browser may take between leaving a host and coming back.
+pub const HOP_NONCE_TTL: i64 = 600;
+
+/// The challenge of a hop nonce (as PKCE's S256).
+pub fn hop_challenge(nonce: &str) -> String {
+    B64.encode(Sha256::digest(nonce.as_bytes()))
+}
+
+/// `url` without the hop parameter, and the parameter's value if present.
+pub fn split_hop_param(url: &url::Url) -> (url::Url, Option<String>) {
+    let mut found = None;
+    let kept: Vec<(String, String)> = url
+        .query_pairs()
+        .filter(|(k, v)| {
+            let ours = k == HOP_PARAM;
+            if ours && found.is_none() {
+                found = Some(v.to_string());
+            }
+            !ours
+        })
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let mut out = url.clone();
+    if found.is_some() {
+        if kept.is_empty() {
+            out.set_query(None);
+        } else {
+            out.query_pairs_mut().clear().extend_pairs(kept);
+        }
+    }
+    (out, found)
 }
 
 /// How long a cross-domain sign-in code is valid.
@@ -332,6 +408,19 @@ mod unit {
     use super::*;
 
     #[test]
+    fn the_hop_parameter_is_taken_out_of_a_return_url() {
+        let u = url::Url::parse("https://crm.test/x?a=1&omnigate_hop=abc&b=2").unwrap();
+        let (rest, hop) = split_hop_param(&u);
+        assert_eq!(hop.as_deref(), Some("abc"));
+        assert_eq!(rest.as_str(), "https://crm.test/x?a=1&b=2");
+        let u = url::Url::parse("https://crm.test/x?omnigate_hop=abc").unwrap();
+        assert_eq!(split_hop_param(&u).0.as_str(), "https://crm.test/x");
+        let u = url::Url::parse("https://crm.test/x?q=%2F").unwrap();
+        assert_eq!(split_hop_param(&u), (u.clone(), None));
+        assert_ne!(hop_challenge("n1"), hop_challenge("n2"));
+    }
+
+    #[test]
     fn cookies_are_found_and_own_cookies_never_forwarded() {
         let h = "theme=dark; __Host-omnigate=abc; cart=7; __Host-omnigate-login=xyz; __Secure-omnigate=d";
         assert_eq!(cookie(Some(h), COOKIE), Some("abc"));
@@ -365,17 +454,22 @@ mod unit {
     }
 
     #[test]
-    fn guest_ids_have_one_shape() {
-        let g = new_guest_id();
-        assert!(is_guest_id(&g), "{g}");
+    fn guest_ids_are_the_deployments_own() {
+        let key = GuestKey::new(b"k1");
+        let (id, cookie) = new_guest_id(&key).unwrap();
+        assert_eq!(guest_from_cookie(&cookie, &key), Some(id.as_str()));
+        assert_eq!(guest_from_cookie(&cookie, &GuestKey::new(b"k2")), None);
+        let chosen = "gst_00000000000000000000000000000000";
         for bad in [
             "",
             "gst_",
-            "gst_XYZ",
-            "cus_00000000000000000000000000000000",
-            "gst_0000000000000000000000000000000G",
+            chosen,
+            &format!("{chosen}.00000000000000000000000000000000"),
+            &format!("{chosen}.{}", &cookie[37..]),
+            &format!("{}.", &cookie[..36]),
+            "cus_00000000000000000000000000000000.x",
         ] {
-            assert!(!is_guest_id(bad), "{bad}");
+            assert_eq!(guest_from_cookie(bad, &key), None, "{bad}");
         }
     }
 

