@@ -12,6 +12,7 @@ mod deploy;
 mod domains;
 mod errors;
 mod events;
+mod faults;
 mod health;
 mod login;
 mod pages;

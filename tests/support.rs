@@ -857,6 +857,11 @@ pub const SERVICE_CLIENT: (&str, &str) = ("svc", "svc-secret-0123456789");
 pub const WEB_CLIENT: (&str, &str) = ("web", "web-secret-0123456789");
 
 impl Idp {
+    /// Kills the provider (a provider that went down); its port refuses.
+    pub async fn stop(&mut self) {
+        let _ = self.child.kill().await;
+    }
+
     /// Starts a provider with one client-credentials client (`SERVICE_CLIENT`).
     pub async fn start() -> Idp {
         Idp::start_with_web_client(None).await

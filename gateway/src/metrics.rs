@@ -25,6 +25,7 @@ pub struct Metrics {
     pub jwks_fetches: IntCounterVec,
     pub logins: IntCounterVec,
     pub sessions_active: IntGauge,
+    pub dependency_up: IntGaugeVec,
     pub session_cache: IntCounterVec,
     pub jwks_cache: IntCounterVec,
     pub outbox_depth: IntGauge,
@@ -137,6 +138,13 @@ impl Metrics {
         let sessions_active = must(IntGauge::new(
             "omnigate_sessions_active",
             "Unexpired sessions in the session store (shared by all nodes on Redis), read at scrape",
+        ));
+        let dependency_up = must(IntGaugeVec::new(
+            Opts::new(
+                "omnigate_dependency_up",
+                "1 while a dependency answers within its timeout, 0 while it fails (sessions, customers)",
+            ),
+            &["dependency"],
         ));
         let session_cache = must(IntCounterVec::new(
             Opts::new(
@@ -253,6 +261,7 @@ impl Metrics {
             Box::new(jwks_fetches.clone()),
             Box::new(logins.clone()),
             Box::new(sessions_active.clone()),
+            Box::new(dependency_up.clone()),
             Box::new(session_cache.clone()),
             Box::new(jwks_cache.clone()),
             Box::new(outbox_depth.clone()),
@@ -302,6 +311,7 @@ impl Metrics {
             jwks_fetches,
             logins,
             sessions_active,
+            dependency_up,
             session_cache,
             jwks_cache,
             outbox_depth,

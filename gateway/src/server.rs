@@ -55,6 +55,7 @@ pub fn run(config_path: &Path) -> Result<(), StartError> {
             tracing::info!(address = %admin.address, "admin listener up: /healthz /readyz /metrics");
         }
         tokio::spawn(reload_on_sighup(app.clone()));
+        app.spawn_health_probe();
         tokio::spawn(crate::events::run(app.clone()));
         Ok::<_, StartError>(app)
     })?;

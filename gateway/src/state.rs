@@ -96,6 +96,48 @@ pub struct App {
     pub seen_logout_tokens: moka::future::Cache<String, ()>,
     /// The MAC key of guest ids, shared by every node (customer directory).
     pub guest_key: crate::session::GuestKey,
+    /// What the stores answered lately (readiness, `omnigate_dependency_up`).
+    pub health: Health,
+}
+
+/// The gateway's dependencies.
+pub struct Health {
+    pub sessions: Arc<crate::health::Dependency>,
+    pub customers: Arc<crate::health::Dependency>,
+}
+
+impl Health {
+    pub fn all(&self) -> [&crate::health::Dependency; 2] {
+        [&self.sessions, &self.customers]
+    }
+}
+
+impl App {
+    /// Probes each store once a second (within its timeout), so readiness
+    /// and the metric follow a store's loss and return without traffic.
+    pub fn spawn_health_probe(self: &Arc<App>) {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(app) = weak.upgrade() else { return };
+                let _ = app.sessions.ping().await;
+                let wait = match &app.startup.customers {
+                    crate::config::model::CustomerStore::Postgres { timeout, .. } => *timeout,
+                    crate::config::model::CustomerStore::Embedded { .. } => {
+                        std::time::Duration::from_secs(5)
+                    }
+                };
+                match tokio::time::timeout(wait, app.auth.directory().ping()).await {
+                    Ok(Ok(())) => app.health.customers.up(),
+                    Ok(Err(e)) => app.health.customers.down(&e.to_string()),
+                    Err(_) => app.health.customers.down("no answer within the timeout"),
+                }
+            }
+        });
+    }
 }
 
 impl App {
@@ -150,11 +192,22 @@ impl App {
                 .map_err(|e| format!("sessions: {e}"))?,
             ),
             crate::config::model::SessionStoreKind::Redis { url, key_prefix } => {
-                crate::session::RedisStore::open(url, key_prefix, stats)
+                crate::session::RedisStore::open(url, key_prefix, stats, config.sessions.timeout)
                     .await
                     .map_err(|e| format!("sessions: {e}"))?
             }
         };
+        let health = Health {
+            sessions: crate::health::Dependency::new("sessions", &metrics),
+            customers: crate::health::Dependency::new("customers", &metrics),
+        };
+        // Every call bounded and recorded: a hung store answers 503, not never.
+        let sessions: Arc<dyn crate::session::SessionStore> =
+            Arc::new(crate::session::Bounded::new(
+                sessions,
+                config.sessions.timeout,
+                health.sessions.clone(),
+            ));
         let pages = crate::pages::Pages::new(&config.pages)?;
         let mailer = match &config.accounts.mail {
             Some(m) => Some(Arc::new(crate::accounts::mail::Mailer::new(
@@ -206,6 +259,7 @@ impl App {
                 .time_to_live(std::time::Duration::from_secs(3600))
                 .build(),
             guest_key,
+            health,
             metrics,
         }))
     }

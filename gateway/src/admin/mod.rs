@@ -254,17 +254,43 @@ async fn readyz(app: &App) -> Resp {
         app.listeners_up.store(true, Ordering::Relaxed);
     }
     let generation = app.snapshot().generation;
-    if failing.is_empty() {
+    let mut dependencies = serde_json::Map::new();
+    let mut degraded = false;
+    for d in app.health.all() {
+        let state = d.state();
+        degraded |= state == crate::health::State::Down;
+        let mut entry = serde_json::json!({ "status": state });
+        if state == crate::health::State::Down {
+            entry["error"] = d.last_error().into();
+        }
+        dependencies.insert(d.name.to_string(), entry);
+    }
+    let degraded_ok = app
+        .startup
+        .admin
+        .as_ref()
+        .is_none_or(|a| a.ready_when_degraded);
+    if failing.is_empty() && (!degraded || degraded_ok) {
+        let status = if degraded { "degraded" } else { "ready" };
         respond(
             200,
             "application/json",
-            serde_json::json!({"status": "ready", "config_generation": generation}).to_string(),
+            serde_json::json!({"status": status, "config_generation": generation, "dependencies": dependencies}).to_string(),
         )
     } else {
+        if degraded {
+            failing.push("a dependency is down (admin.ready_when_degraded: false)".into());
+        }
+        let status = if degraded && failing.len() == 1 {
+            "degraded"
+        } else {
+            "not ready"
+        };
         respond(
             503,
             "application/json",
-            serde_json::json!({"status": "not ready", "reasons": failing}).to_string(),
+            serde_json::json!({"status": status, "reasons": failing, "dependencies": dependencies})
+                .to_string(),
         )
     }
 }

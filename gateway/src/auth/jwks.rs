@@ -51,7 +51,7 @@ impl HttpClient {
         url: &str,
         basic: (&str, &str),
         form: &[(&str, &str)],
-    ) -> Result<T, String> {
+    ) -> Result<T, FetchError> {
         use base64::Engine;
         let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
         // RFC 6749 2.3.1: id and secret are form-encoded before Basic encoding.
@@ -63,7 +63,7 @@ impl HttpClient {
         let body = url::form_urlencoded::Serializer::new(String::new())
             .extend_pairs(form.iter())
             .finish();
-        self.send_json("POST", url, Some(format!("Basic {cred}")), Some(body))
+        self.fetch_json("POST", url, Some(format!("Basic {cred}")), Some(body))
             .await
     }
 
@@ -150,6 +150,19 @@ impl HttpClient {
         authorization: Option<String>,
         form: Option<String>,
     ) -> Result<T, String> {
+        self.fetch_json(method, url, authorization, form)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// Like `send_json`, telling an unreachable server from one that said no.
+    async fn fetch_json<T: serde::de::DeserializeOwned>(
+        &self,
+        method: &str,
+        url: &str,
+        authorization: Option<String>,
+        form: Option<String>,
+    ) -> Result<T, FetchError> {
         let mut req = http::Request::builder()
             .method(method)
             .uri(url)
@@ -165,14 +178,36 @@ impl HttpClient {
         }
         let req = req
             .body(Full::new(Bytes::from(form.unwrap_or_default())))
-            .map_err(|_| format!("bad URL {url}"))?;
-        let (status, body) = self.exchange(req, 1 << 20).await?;
+            .map_err(|_| FetchError::Unreachable(format!("bad URL {url}")))?;
+        let (status, body) = self
+            .exchange(req, 1 << 20)
+            .await
+            .map_err(FetchError::Unreachable)?;
+        if status.is_server_error() {
+            return Err(FetchError::Unreachable(format!(
+                "{method} {url}: HTTP {status}"
+            )));
+        }
         if !status.is_success() {
-            return Err(format!("{method} {url}: HTTP {status}"));
+            return Err(FetchError::Refused(format!(
+                "{method} {url}: HTTP {status}"
+            )));
         }
         serde_json::from_slice(&body)
-            .map_err(|e| format!("{method} {url}: not the expected JSON: {e}"))
+            .map_err(|e| FetchError::Refused(format!("{method} {url}: not the expected JSON: {e}")))
     }
+}
+
+/// Why a call to another server failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FetchError {
+    /// No answer in time, no connection, or a 5xx: the server is down.
+    #[error("{0}")]
+    Unreachable(String),
+    /// It answered, and said no (4xx) or something unusable.
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// The parts of a provider's discovery document the gateway uses.

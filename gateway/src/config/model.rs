@@ -191,6 +191,8 @@ pub struct Sessions {
     /// The host every sign-in happens on; hosts in other cookie domains get
     /// their session through a single-use code from it.
     pub auth_host: Option<String>,
+    /// Bound on every call to the session store.
+    pub timeout: Duration,
 }
 
 impl Sessions {
@@ -228,12 +230,12 @@ pub struct Identity {
 #[derive(Debug, Clone, PartialEq)]
 pub enum CustomerStore {
     /// SQLite file (created if missing).
-    Embedded {
-        path: PathBuf,
-    },
+    Embedded { path: PathBuf },
     Postgres {
         url: String,
         schema: String,
+        /// How long a request waits for a connection of the pool.
+        timeout: Duration,
     },
 }
 
@@ -327,6 +329,8 @@ pub struct Certificate {
 pub struct Admin {
     pub address: SocketAddr,
     pub token: Option<String>,
+    /// `/readyz` answers 200 (status `degraded`) while a dependency is down.
+    pub ready_when_degraded: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -181,6 +181,8 @@ pub struct RawSessions {
     #[serde(default)]
     pub cookie_domains: Vec<String>,
     pub auth_host: Option<String>,
+    /// Bound on every call to the session store (default 1s).
+    pub timeout: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -207,6 +209,8 @@ pub struct RawCustomers {
     pub store: String,
     pub url: Option<String>,
     pub schema: Option<String>,
+    /// How long a request waits for a database connection (default 5s).
+    pub timeout: Option<String>,
 }
 
 /// A file named under `include:`: policies that extend the main config.
@@ -303,6 +307,8 @@ pub struct RawHsts {
 pub struct RawAdmin {
     pub address: String,
     pub token: Option<String>,
+    /// Whether `/readyz` answers 200 while a dependency is down (default true).
+    pub ready_when_degraded: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

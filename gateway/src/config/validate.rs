@@ -799,7 +799,15 @@ fn sessions(raw: Option<&RawSessions>, r: &mut Report<'_>) -> Sessions {
                 None
             }
         });
+    let timeout = duration(
+        raw.and_then(|s| s.timeout.as_deref()),
+        "1s",
+        50,
+        "sessions.timeout",
+        r,
+    );
     Sessions {
+        timeout,
         store,
         idle_timeout: idle,
         absolute_timeout: absolute,
@@ -1030,7 +1038,12 @@ fn customers(raw: Option<&RawCustomers>, server: &Server, r: &mut Report<'_>) ->
                     Some("use lower-case letters, digits and `_`".into()),
                 );
             }
-            CustomerStore::Postgres { url, schema }
+            let timeout = duration(c.timeout.as_deref(), "5s", 100, "customers.timeout", r);
+            CustomerStore::Postgres {
+                url,
+                schema,
+                timeout,
+            }
         }
         other => {
             r.error(
@@ -1243,7 +1256,11 @@ fn admin(a: &RawAdmin, listeners: &[Listener], r: &mut Report<'_>) -> Option<Adm
             );
         }
     }
-    Some(Admin { address, token })
+    Some(Admin {
+        address,
+        token,
+        ready_when_degraded: a.ready_when_degraded.unwrap_or(true),
+    })
 }
 
 fn upstream(name: &str, u: &RawUpstream, base: &Path, r: &mut Report<'_>) -> Option<Upstream> {

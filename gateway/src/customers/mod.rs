@@ -219,6 +219,8 @@ pub trait Directory: Send + Sync {
     ) -> Result<(), DirectoryError>;
     /// Events not yet delivered everywhere.
     async fn outbox_depth(&self) -> Result<u64, DirectoryError>;
+    /// Whether the directory answers (the health probe).
+    async fn ping(&self) -> Result<(), DirectoryError>;
 }
 
 /// What setting a password did.
@@ -290,9 +292,13 @@ pub struct Queued {
 pub async fn open(store: &CustomerStore) -> Result<Arc<dyn Directory>, DirectoryError> {
     match store {
         CustomerStore::Embedded { path } => Ok(Arc::new(sql::SqliteDirectory::open(path).await?)),
-        CustomerStore::Postgres { url, schema } => {
-            Ok(Arc::new(sql::PgDirectory::open(url, schema).await?))
-        }
+        CustomerStore::Postgres {
+            url,
+            schema,
+            timeout,
+        } => Ok(Arc::new(
+            sql::PgDirectory::open(url, schema, *timeout).await?,
+        )),
     }
 }
 

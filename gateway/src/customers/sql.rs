@@ -274,6 +274,14 @@ macro_rules! sql_directory {
                 })
             }
 
+            async fn ping(&self) -> Result<(), DirectoryError> {
+                sqlx::query("SELECT 1")
+                    .execute(&self.pool)
+                    .await
+                    .map_err(unavailable)?;
+                Ok(())
+            }
+
             async fn shared_secret(
                 &self,
                 name: &str,
@@ -914,11 +922,12 @@ impl SqliteDirectory {
 
 impl PgDirectory {
     /// Connects with `search_path` set to `schema` (created if missing) and migrates it.
-    pub async fn open(url: &str, schema: &str) -> Result<Self, DirectoryError> {
+    pub async fn open(url: &str, schema: &str, timeout: Duration) -> Result<Self, DirectoryError> {
         let base = sqlx::postgres::PgConnectOptions::from_str(url).map_err(unavailable)?;
         // The schema name was validated as [a-z_][a-z0-9_]*, so quoting is safe.
         let mut admin = sqlx::postgres::PgPoolOptions::new()
             .max_connections(1)
+            .acquire_timeout(timeout)
             .connect_with(base.clone())
             .await
             .map_err(unavailable)?;
@@ -938,7 +947,7 @@ impl PgDirectory {
         admin.close().await;
         admin = sqlx::postgres::PgPoolOptions::new()
             .max_connections(16)
-            .acquire_timeout(Duration::from_secs(5))
+            .acquire_timeout(timeout)
             .connect_with(base.options([("search_path", schema)]))
             .await
             .map_err(unavailable)?;

@@ -16,6 +16,7 @@ async fn engines() -> Vec<(&'static str, Arc<dyn Directory>, Option<tempfile::Te
     let pg = open(&CustomerStore::Postgres {
         url: PG.into(),
         schema,
+        timeout: std::time::Duration::from_secs(5),
     })
     .await
     .unwrap_or_else(|e| {

@@ -253,7 +253,7 @@ impl Gateway {
         return_to: &str,
         state: &SigninState,
     ) -> Result<()> {
-        let current = self.current_session(session, snap, host).await;
+        let current = self.current_session(session, snap, host).await?;
         let (csrf, cookie) = match &current {
             Some(s) => (s.csrf.clone(), None),
             None => self.anon_csrf(session),
@@ -315,7 +315,7 @@ impl Gateway {
     ) -> Result<()> {
         let form = Form(read_form(session).await?);
         let return_to = self.return_to(snap, ctx.here.as_ref(), Some(form.get("return_to")));
-        let current = self.current_session(session, snap, host).await;
+        let current = self.current_session(session, snap, host).await?;
         let mut state = SigninState {
             login_email: form.get("email").trim().to_string(),
             ..SigninState::default()
@@ -473,7 +473,7 @@ impl Gateway {
     ) -> Result<()> {
         let form = Form(read_form(session).await?);
         let return_to = self.return_to(snap, ctx.here.as_ref(), Some(form.get("return_to")));
-        let current = self.current_session(session, snap, host).await;
+        let current = self.current_session(session, snap, host).await?;
         let mut state = SigninState {
             register_email: form.get("email").trim().to_string(),
             register_name: form.get("name").trim().to_string(),
@@ -777,7 +777,7 @@ impl Gateway {
         errors: &Errors,
         sent: bool,
     ) -> Result<()> {
-        let current = self.current_session(session, snap, host).await;
+        let current = self.current_session(session, snap, host).await?;
         let (csrf, cookie) = match &current {
             Some(s) => (s.csrf.clone(), None),
             None => self.anon_csrf(session),
@@ -812,7 +812,7 @@ impl Gateway {
     ) -> Result<()> {
         let form = Form(read_form(session).await?);
         let return_to = self.return_to(snap, ctx.here.as_ref(), Some(form.get("return_to")));
-        let current = self.current_session(session, snap, host).await;
+        let current = self.current_session(session, snap, host).await?;
         let typed = form.get("email").trim().to_string();
         let mut errors = Errors::new();
         if !self.form_ok(session, current.as_deref(), &form) {
@@ -915,7 +915,7 @@ impl Gateway {
         token: &str,
         errors: &Errors,
     ) -> Result<()> {
-        let current = self.current_session(session, snap, host).await;
+        let current = self.current_session(session, snap, host).await?;
         let (csrf, cookie) = match &current {
             Some(s) => (s.csrf.clone(), None),
             None => self.anon_csrf(session),
@@ -951,7 +951,7 @@ impl Gateway {
     ) -> Result<()> {
         let form = Form(read_form(session).await?);
         let token = form.get("token").to_string();
-        let current = self.current_session(session, snap, host).await;
+        let current = self.current_session(session, snap, host).await?;
         let mut errors = Errors::new();
         if !self.form_ok(session, current.as_deref(), &form) {
             errors.insert("password", FORM_EXPIRED.into());
@@ -1108,7 +1108,7 @@ impl Gateway {
         let cookies = vec![clear_login.to_string()];
         match &pending.intent {
             Intent::Link { customer_id } => {
-                let current = self.current_session(session, snap, host).await;
+                let current = self.current_session(session, snap, host).await?;
                 if current.as_ref().map(|s| s.customer_id.as_str()) != Some(customer_id.as_str()) {
                     let html = self.app.pages.message(
                         "Nothing was linked",
@@ -1389,7 +1389,7 @@ impl Gateway {
             );
             return self.page(session, ctx, 400, html).await;
         };
-        let current = self.current_session(session, snap, host).await;
+        let current = self.current_session(session, snap, host).await?;
         let account_key = crate::throttle::account(&proof.email);
         let refused = !self.form_ok(session, current.as_deref(), &form);
         if !refused
@@ -1527,7 +1527,7 @@ impl Gateway {
         let get = req.method == http::Method::GET || req.method == http::Method::HEAD;
         let post = req.method == http::Method::POST;
         let raw_host = Self::raw_host(req).unwrap_or(host).to_ascii_lowercase();
-        let Some(me) = self.current_session(session, &snap, host).await else {
+        let Some(me) = self.current_session(session, &snap, host).await? else {
             let back = if get {
                 path.clone()
             } else {

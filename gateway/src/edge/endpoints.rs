@@ -369,7 +369,7 @@ impl Gateway {
                     .await
             }
             "/_auth/logout" if get => {
-                let current = self.current_session(session, &snap, host).await;
+                let current = self.current_session(session, &snap, host).await?;
                 let html = match current {
                     Some(s) => self.app.pages.render(
                         "logout.html",
@@ -536,7 +536,7 @@ impl Gateway {
         if let Some((to, nonce)) = self.auth_host_url(snap, host, raw_host, path, &return_to) {
             return self.redirect(session, ctx, &to, &[nonce]).await;
         }
-        if let Some(s) = self.current_session(session, snap, host).await {
+        if let Some(s) = self.current_session(session, snap, host).await? {
             return self
                 .continue_to(session, ctx, snap, host, &s, &return_to, Vec::new())
                 .await;
@@ -721,10 +721,13 @@ impl Gateway {
             .as_ref()
             .filter(|g| g.host == raw_host && g.expires_at >= t && bound(g))
         {
-            source = match self.app.sessions.get(&g.source).await {
-                Ok(s) => s.filter(|s| s.live(t, idle)),
-                Err(_) => None,
-            };
+            // A store that cannot answer is a 503, not "sign in again".
+            source = self
+                .app
+                .sessions
+                .get(&g.source)
+                .await?
+                .filter(|s| s.live(t, idle));
         }
         let (Some(grant), Some(source)) = (grant, source) else {
             self.count_failure(session, snap, "hop").await;
@@ -794,19 +797,28 @@ impl Gateway {
         Ok(taken.and_then(|json| serde_json::from_str(&json).ok()))
     }
 
-    /// The live session of this browser on this host, if any.
+    /// The live session of this browser on this host, if any. A store that
+    /// cannot answer is an error (a 503 up the call chain), never "signed out".
     pub(super) async fn current_session(
         &self,
         session: &Session,
         snap: &Snapshot,
         host: &str,
-    ) -> Option<Arc<Browser>> {
-        let header = cookie_header(session)?;
+    ) -> std::result::Result<Option<Arc<Browser>>, sess::StoreError> {
+        let Some(header) = cookie_header(session) else {
+            return Ok(None);
+        };
         let domain = sess::cookie_domain(host, &snap.config.sessions.cookie_domains);
-        let id = sess::cookie(Some(&header), sess::cookie_name(domain))?;
-        let s = self.app.sessions.get(&sess::hash_id(id)).await.ok()??;
-        s.live(now(), snap.config.sessions.idle_timeout.as_secs() as i64)
-            .then_some(s)
+        let Some(id) = sess::cookie(Some(&header), sess::cookie_name(domain)) else {
+            return Ok(None);
+        };
+        let Some(s) = self.app.sessions.get(&sess::hash_id(id)).await? else {
+            return Ok(None);
+        };
+        Ok(
+            s.live(now(), snap.config.sessions.idle_timeout.as_secs() as i64)
+                .then_some(s),
+        )
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -975,7 +987,9 @@ impl Gateway {
                     .with_label_values(&[name, result])
                     .inc();
                 tracing::warn!(provider = name, result, detail = e.detail(), "login failed");
-                if !matches!(e, LoginError::ProviderDown(_)) {
+                // A provider that is down is nobody's failure: a 503, not counted.
+                let down = matches!(e, LoginError::ProviderDown(_));
+                if !down {
                     self.count_failure(session, snap, "callback").await;
                 }
                 let again = format!(
@@ -984,19 +998,27 @@ impl Gateway {
                         .map(|p| p.return_to.clone())
                         .unwrap_or_else(|| "/".into()))
                 );
-                let html = self.app.pages.message(
-                    "Sign-in did not complete",
-                    &e.to_string(),
-                    Some((&again, "Sign in again")),
-                );
+                let (title, status, link) = if down {
+                    ("Sign-in is unavailable", 503, "Try again")
+                } else {
+                    ("Sign-in did not complete", 400, "Sign in again")
+                };
+                let html = self
+                    .app
+                    .pages
+                    .message(title, &e.to_string(), Some((&again, link)));
+                let mut headers = vec![("set-cookie", clear_login)];
+                if down {
+                    headers.push(("retry-after", "5".to_string()));
+                }
                 return self
                     .write(
                         session,
                         ctx,
-                        400,
+                        status,
                         "text/html; charset=utf-8",
                         html,
-                        &[("set-cookie", clear_login)],
+                        &headers,
                     )
                     .await;
             }
@@ -1120,7 +1142,7 @@ impl Gateway {
             }
         };
         // A new session id at every login: an old cookie (fixation) is dropped.
-        if let Some(old) = self.current_session(session, snap, host).await {
+        if let Some(old) = self.current_session(session, snap, host).await? {
             let _ = self.app.sessions.delete(&old.id_hash).await;
         }
         let t = now();
@@ -1299,7 +1321,7 @@ impl Gateway {
         host: &str,
         raw_host: &str,
     ) -> Result<()> {
-        let current = self.current_session(session, snap, host).await;
+        let current = self.current_session(session, snap, host).await?;
         let form = read_form(session).await?;
         let field = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
         let domain = sess::cookie_domain(host, &snap.config.sessions.cookie_domains);

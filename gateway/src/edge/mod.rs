@@ -164,17 +164,21 @@ impl Gateway {
         .map(str::to_string);
         let found = match token {
             Some(t) => Some(self.app.auth.bearer(&t, &snap.providers).await),
-            None => self.current_session(session, snap, host).await.map(|s| {
-                ctx.consents = Some(Arc::new(s.consents.clone()));
-                if let Some(g) = &s.converted_guest {
-                    ctx.previous_guest = Some(g.clone());
-                    let (store, id) = (self.app.sessions.clone(), s.id_hash.clone());
-                    tokio::spawn(async move {
-                        let _ = store.clear_converted_guest(&id).await;
-                    });
-                }
-                Ok(self.session_principal(&s, snap))
-            }),
+            // A store that cannot answer is "unavailable" (503), never "signed out".
+            None => match self.current_session(session, snap, host).await {
+                Err(e) => Some(Err(auth::AuthError::Unavailable(e.to_string()))),
+                Ok(s) => s.map(|s| {
+                    ctx.consents = Some(Arc::new(s.consents.clone()));
+                    if let Some(g) = &s.converted_guest {
+                        ctx.previous_guest = Some(g.clone());
+                        let (store, id) = (self.app.sessions.clone(), s.id_hash.clone());
+                        tokio::spawn(async move {
+                            let _ = store.clear_converted_guest(&id).await;
+                        });
+                    }
+                    Ok(self.session_principal(&s, snap))
+                }),
+            },
         };
         let decision = auth::decide(r.access, &r.scopes, r.verified_email, found.as_ref());
         let result = match &decision {
@@ -593,9 +597,21 @@ pub(super) fn client_ip(session: &Session) -> Option<std::net::IpAddr> {
         .map(|a| a.ip())
 }
 
+/// The error type of a store that could not answer on the request path.
+const DEPENDENCY_DOWN: &str = "DependencyUnavailable";
+
+/// A store failure on the request path: answered as a 503 with `Retry-After`
+/// (`problem_for`), never as a changed identity.
+impl From<crate::session::StoreError> for Box<Error> {
+    fn from(e: crate::session::StoreError) -> Self {
+        Error::because(ErrorType::Custom(DEPENDENCY_DOWN), "session store", e)
+    }
+}
+
 /// Maps a Pingora error to what the client is told.
 fn problem_for(e: &Error, ctx: &Ctx) -> Option<Problem> {
     match e.etype() {
+        ErrorType::Custom(DEPENDENCY_DOWN) => Some(Problem::IdentityUnavailable),
         ErrorType::HTTPStatus(413) => Some(Problem::PayloadTooLarge {
             limit: ctx.body_limit,
         }),
@@ -996,7 +1012,12 @@ impl ProxyHttp for Gateway {
             ctx.problem = Some(problem.code());
         } else {
             session.set_keepalive(None);
-            if let Err(err) = self.respond(session, ctx, problem, &[]).await {
+            let extra = if problem == Problem::IdentityUnavailable {
+                vec![("retry-after", "5".to_string())]
+            } else {
+                Vec::new()
+            };
+            if let Err(err) = self.respond(session, ctx, problem, &extra).await {
                 tracing::debug!(error = %err, "could not write error response; client gone");
             }
         }

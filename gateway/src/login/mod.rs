@@ -145,7 +145,11 @@ pub async fn complete(
             ],
         )
         .await
-        .map_err(LoginError::Refused)?;
+        .map_err(|e| match e {
+            // Unreachable or failing: not the customer's doing, never counted against them.
+            crate::auth::jwks::FetchError::Unreachable(d) => LoginError::ProviderDown(d),
+            other => LoginError::Refused(other.to_string()),
+        })?;
     let id_token = tokens
         .id_token
         .ok_or_else(|| LoginError::Invalid("token response without id_token".into()))?;

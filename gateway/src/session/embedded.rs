@@ -318,6 +318,14 @@ impl SessionStore for EmbeddedStore {
         Ok(until.filter(|u| *u > now).map(|u| u - now))
     }
 
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
     async fn active(&self, now: i64) -> Result<u64, StoreError> {
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sessions WHERE expires_at > $1")
             .bind(now)

@@ -8,6 +8,7 @@
 //! One login can hold several sessions, one per cookie scope (a domain it
 //! hopped to); they share a `login_id`, so signing out ends all of them.
 
+mod bounded;
 mod embedded;
 mod redis;
 
@@ -18,6 +19,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
 use sha2::{Digest, Sha256};
 
+pub use bounded::Bounded;
 pub use embedded::EmbeddedStore;
 pub use redis::RedisStore;
 
@@ -362,6 +364,8 @@ pub trait SessionStore: Send + Sync {
     async fn block(&self, key: &str, secs: i64) -> Result<(), StoreError>;
     /// Seconds left on the block of `key`, if any.
     async fn blocked(&self, key: &str) -> Result<Option<i64>, StoreError>;
+    /// Whether the store answers (the health probe).
+    async fn ping(&self) -> Result<(), StoreError>;
 }
 
 /// A new random token: 256 bits, base64url.

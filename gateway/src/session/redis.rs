@@ -34,11 +34,24 @@ impl RedisStore {
         url: &str,
         prefix: &str,
         stats: CacheStats,
+        timeout: Duration,
     ) -> Result<Arc<RedisStore>, StoreError> {
         let client = redis::Client::open(url).map_err(unavailable)?;
-        let conn = redis::aio::ConnectionManager::new(client.clone())
-            .await
-            .map_err(unavailable)?;
+        // Every attempt and every answer is bounded; a lost connection is
+        // retried soon (at most a second apart), so the store is back within
+        // about a second of Redis.
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(timeout)
+            .set_response_timeout(timeout)
+            .set_number_of_retries(1)
+            .set_max_delay(1000);
+        let conn = tokio::time::timeout(
+            timeout * 2,
+            redis::aio::ConnectionManager::new_with_config(client.clone(), config),
+        )
+        .await
+        .map_err(|_| StoreError::Unavailable(format!("no answer from {url} within {timeout:?}")))?
+        .map_err(unavailable)?;
         let store = Arc::new(RedisStore {
             conn,
             prefix: prefix.to_string(),
@@ -382,6 +395,14 @@ impl SessionStore for RedisStore {
             .await
             .map_err(unavailable)?;
         Ok((ttl > 0).then_some(ttl))
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let mut c = self.conn.clone();
+        redis::cmd("PING")
+            .query_async::<()>(&mut c)
+            .await
+            .map_err(unavailable)
     }
 
     async fn active(&self, now: i64) -> Result<u64, StoreError> {

@@ -159,14 +159,24 @@ async fn groups_single_use_and_counts(store: &dyn SessionStore) {
 async fn redis_nodes_share_sessions_and_see_logouts_within_a_second() {
     let prefix = format!("omnigate-test-{}:", hex::encode(rand::random::<[u8; 6]>()));
     let url = "redis://127.0.0.1:6379";
-    let a = RedisStore::open(url, &prefix, CacheStats::detached())
-        .await
-        .unwrap_or_else(|e| {
-            panic!("Redis at {url} is required for this test (tests/run starts it): {e}")
-        });
-    let b = RedisStore::open(url, &prefix, CacheStats::detached())
-        .await
-        .unwrap();
+    let a = RedisStore::open(
+        url,
+        &prefix,
+        CacheStats::detached(),
+        std::time::Duration::from_secs(1),
+    )
+    .await
+    .unwrap_or_else(|e| {
+        panic!("Redis at {url} is required for this test (tests/run starts it): {e}")
+    });
+    let b = RedisStore::open(
+        url,
+        &prefix,
+        CacheStats::detached(),
+        std::time::Duration::from_secs(1),
+    )
+    .await
+    .unwrap();
     // Let both subscriptions settle.
     tokio::time::sleep(Duration::from_millis(200)).await;
 

@@ -1,0 +1,287 @@
+//! Failing dependencies through the real binary: a store that goes away is a
+//! bounded 503 (never "signed out", never a hang) and the gateway is back
+//! within seconds of its return; nodes may start together on a fresh schema;
+//! a provider that is down at the callback is a 503 nobody is blamed for.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::accounts::Visitor;
+use crate::support::*;
+
+const PASSWORD: &str = "violet kettle 42 morning";
+
+/// A Redis of this test's own, on a port of its own, that it may kill.
+struct PrivateRedis {
+    port: u16,
+    child: Option<Child>,
+}
+
+impl PrivateRedis {
+    async fn start() -> PrivateRedis {
+        let mut r = PrivateRedis {
+            port: free_port(),
+            child: None,
+        };
+        r.start_again().await;
+        r
+    }
+
+    async fn start_again(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string()])
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server is required (tests/run installs it)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+            .await
+            .is_err()
+        {
+            assert!(
+                Instant::now() < deadline,
+                "private redis-server did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn shop_on_redis(sink: &MailSink, store: &Upstream, redis_port: u16) -> String {
+    config_with(&format!(
+        "listeners:
+  - name: https
+    address: 127.0.0.1:{{https}}
+    tls: {{ certificates: [] }}
+{}sessions: {{ store: redis, url: \"redis://127.0.0.1:{redis_port}\", key_prefix: \"f{}:\", timeout: 300ms }}
+upstreams:
+  store: {{ addresses: [\"{}\"] }}
+routes:
+  - {{ name: account, hosts: [shop.test], path_prefix: /account, upstream: store, kind: web, access: required }}
+  - {{ name: api, hosts: [shop.test], path_prefix: /api, upstream: store, kind: api, access: required }}
+  - {{ name: home, hosts: [shop.test], path_prefix: /, upstream: store, kind: web }}
+",
+        sink.accounts_config("https://shop.test:{https}", ""),
+        hex::encode(rand::random::<[u8; 4]>()),
+        store.addr
+    ))
+}
+
+async fn readyz(gw: &Gateway) -> (u16, serde_json::Value) {
+    let r = get(gw.addr("admin"), "/readyz").await.unwrap();
+    (r.status, r.json())
+}
+
+/// Waits (bounded) until `/readyz` says the sessions dependency is `want`.
+async fn wait_sessions(gw: &Gateway, want: &str, within: Duration) -> Duration {
+    let start = Instant::now();
+    loop {
+        let (_, body) = readyz(gw).await;
+        if body["dependencies"]["sessions"]["status"] == want {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < within,
+            "sessions not {want} in {within:?}: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn redis_down_is_a_bounded_503_never_a_sign_out_and_back_within_seconds() {
+    let mut redis = PrivateRedis::start().await;
+    let sink = MailSink::start().await;
+    let store = Upstream::echo("store").await;
+    let gw = Gateway::start(&shop_on_redis(&sink, &store, redis.port), &[]).await;
+    let mut ada = Visitor::new(gw.dev_client());
+    assert_eq!(ada.register("ada@example.test", PASSWORD).await.0, 303);
+    assert_eq!(ada.get("/account/orders").await.status, 200);
+    wait_sessions(&gw, "up", Duration::from_secs(5)).await;
+
+    redis.kill();
+    let c = gw.dev_client();
+    // A session this node has not cached: 503 with Retry-After, quickly;
+    // never a redirect to sign-in, a 401, or a hang.
+    let stranger = "__Host-omnigate=a-session-this-node-never-saw";
+    for (path, kind) in [
+        ("/account/orders", "page"),
+        ("/api/me", "api"),
+        ("/_account", "page"),
+    ] {
+        let t = Instant::now();
+        let r = c.get_with_cookie("shop.test", path, Some(stranger)).await;
+        let took = t.elapsed();
+        assert_eq!(r.status, 503, "{path}: {}", r.text());
+        assert_eq!(r.header("retry-after"), Some("5"), "{path}");
+        assert!(took < Duration::from_secs(3), "{path} took {took:?}");
+        if kind == "api" {
+            assert_eq!(
+                r.json()["type"],
+                "urn:omnigate:problem:identity-unavailable"
+            );
+        }
+    }
+    // Password sign-in: a bounded 503, not a hang and not a signed-in browser.
+    let mut bo = Visitor::new(gw.dev_client());
+    let t = Instant::now();
+    let (status, page) = bo.sign_in("ada@example.test", PASSWORD).await;
+    assert_eq!(status, 503, "{page}");
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    assert!(
+        !bo.cookies.contains_key("__Host-omnigate"),
+        "no session was handed out"
+    );
+    // Public pages keep serving.
+    assert_eq!(c.get("shop.test", "/").await.status, 200);
+    // Readiness and the metric say which dependency is down.
+    let noticed = wait_sessions(&gw, "down", Duration::from_secs(3)).await;
+    let (status, body) = readyz(&gw).await;
+    assert_eq!(status, 200, "degraded is ready by default: {body}");
+    assert_eq!(body["status"], "degraded");
+    assert_eq!(body["dependencies"]["customers"]["status"], "up");
+    assert_eq!(
+        gw.metric("omnigate_dependency_up{dependency=\"sessions\"}")
+            .await,
+        Some(0.0)
+    );
+
+    // Back: sign-in works again within 5 s, without a restart.
+    redis.start_again().await;
+    let back = Instant::now();
+    loop {
+        let mut again = Visitor::new(gw.dev_client());
+        let (status, _) = again.sign_in("ada@example.test", PASSWORD).await;
+        if status == 303 && again.get("/account/orders").await.status == 200 {
+            break;
+        }
+        assert!(
+            back.elapsed() < Duration::from_secs(5),
+            "not back 5 s after Redis returned"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let recovered = back.elapsed();
+    wait_sessions(&gw, "up", Duration::from_secs(3)).await;
+    assert_eq!(readyz(&gw).await.1["status"], "ready");
+    eprintln!("redis loss noticed by readiness in {noticed:?}; sign-in back {recovered:?} after Redis returned");
+}
+
+#[tokio::test]
+async fn degraded_can_mean_not_ready() {
+    let mut redis = PrivateRedis::start().await;
+    let sink = MailSink::start().await;
+    let store = Upstream::echo("store").await;
+    let cfg = shop_on_redis(&sink, &store, redis.port).replace(
+        "  token: test-admin-token",
+        "  ready_when_degraded: false\n  token: test-admin-token",
+    );
+    let gw = Gateway::start(&cfg, &[]).await;
+    redis.kill();
+    wait_sessions(&gw, "down", Duration::from_secs(3)).await;
+    let (status, body) = readyz(&gw).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["status"], "degraded");
+}
+
+#[tokio::test]
+async fn nodes_started_together_on_a_fresh_schema_all_come_up() {
+    let store = Upstream::echo("store").await;
+    for _ in 0..3 {
+        let cfg = config_with(&format!(
+            "{HTTP_LISTENER}customers: {{ store: postgres, url: \"postgres://postgres@127.0.0.1:5432/test\", schema: race_{} }}
+upstreams:
+  store: {{ addresses: [\"{}\"] }}
+routes:
+  - {{ name: home, path_prefix: /, upstream: store }}
+",
+            hex::encode(rand::random::<[u8; 6]>()),
+            store.addr
+        ));
+        let (a, b, c) = tokio::join!(
+            Gateway::start(&cfg, &[]),
+            Gateway::start(&cfg, &[]),
+            Gateway::start(&cfg, &[])
+        );
+        for gw in [&a, &b, &c] {
+            assert_eq!(
+                Client::plain(gw.addr("http"))
+                    .get("shop.test", "/")
+                    .await
+                    .status,
+                200
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_provider_down_at_the_callback_is_a_503_never_blamed_on_the_customer() {
+    let (ports, mut idp) = ports_and_idp().await;
+    let store = Upstream::echo("store").await;
+    let cfg = login_config(
+        &idp,
+        "",
+        "",
+        &format!(
+            "abuse: {{ free_failures: 1 }}
+upstreams:
+  store: {{ addresses: [\"{}\"] }}
+routes:
+  - {{ name: home, hosts: [shop.test], path_prefix: /, upstream: store, kind: web, access: required }}
+",
+            store.addr
+        ),
+    );
+    let gw = Gateway::start_on(ports, &cfg, &[]).await;
+    let c = gw.dev_client();
+    for i in 0..4 {
+        let r = c.get("shop.test", "/_auth/login/idp").await;
+        assert_eq!(r.status, 303, "{}", r.text());
+        let to = url::Url::parse(r.header("location").unwrap()).unwrap();
+        let state = to
+            .query_pairs()
+            .find(|(k, _)| k == "state")
+            .map(|(_, v)| v.into_owned())
+            .unwrap();
+        if i == 0 {
+            idp.stop().await;
+        }
+        let cookie = format!("__Host-omnigate-login={state}");
+        let r = c
+            .get_with_cookie(
+                "shop.test",
+                &format!("/_auth/callback/idp?code=abc&state={}", url_encode(&state)),
+                Some(&cookie),
+            )
+            .await;
+        assert_eq!(r.status, 503, "attempt {i}: {}", r.text());
+        assert_eq!(r.header("retry-after"), Some("5"));
+        assert!(r.text().contains("could not be reached"), "{}", r.text());
+    }
+    assert_eq!(
+        gw.metric("omnigate_logins_total{provider=\"idp\",result=\"provider_down\"}")
+            .await,
+        Some(4.0)
+    );
+    assert_eq!(
+        gw.metric("omnigate_logins_total{provider=\"idp\",result=\"refused\"}")
+            .await,
+        None
+    );
+}
