@@ -24,13 +24,80 @@ fn check_files(files: &[(&str, &str)]) {
             "OMNIGATE_ADMIN_TOKEN",
             "a-long-enough-admin-token-for-checks",
         )
+        .env("OMNIGATE_REDIS_URL", "redis://redis:6379")
+        .env(
+            "OMNIGATE_DATABASE_URL",
+            "postgres://omnigate@postgres:5432/omnigate",
+        )
         .output()
         .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+        "{}{stderr}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // Several replicas must agree on keys: no warning about that.
+    assert!(!stderr.contains("warning"), "{stderr}");
+}
+
+fn documents(file: &str) -> Vec<serde_yaml_ng::Value> {
+    use serde::Deserialize;
+    let text = std::fs::read_to_string(repo().join(file)).unwrap();
+    serde_yaml_ng::Deserializer::from_str(&text)
+        .map(|d| serde_yaml_ng::Value::deserialize(d).unwrap())
+        .collect()
+}
+
+#[test]
+fn manifests_reload_config_keep_the_admin_port_private_and_name_their_secret() {
+    let docs = documents("deploy/kubernetes/deployment.yaml");
+    let deployment = docs.iter().find(|d| d["kind"] == "Deployment").unwrap();
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    for m in container["volumeMounts"].as_sequence().unwrap() {
+        assert!(
+            m.get("subPath").is_none(),
+            "a subPath mount never sees a changed ConfigMap: {m:?}"
+        );
+    }
+    let customer = docs
+        .iter()
+        .find(|d| d["kind"] == "Service" && d["metadata"]["name"] == "omnigate")
+        .unwrap();
+    for p in customer["spec"]["ports"].as_sequence().unwrap() {
+        assert_ne!(
+            p["targetPort"], "admin",
+            "the admin port is on the customer Service"
+        );
+    }
+    let secret = &documents("deploy/kubernetes/secret.yaml")[0];
+    assert_eq!(secret["kind"], "Secret");
+    for env in container["env"].as_sequence().unwrap() {
+        let r = &env["valueFrom"]["secretKeyRef"];
+        assert_eq!(r["name"], secret["metadata"]["name"]);
+        let key = r["key"].as_str().unwrap();
+        assert!(
+            secret["stringData"].get(key).is_some(),
+            "the Secret lacks `{key}`"
+        );
+    }
+    let helm =
+        std::fs::read_to_string(repo().join("deploy/helm/omnigate/templates/deployment.yaml"))
+            .unwrap();
+    assert!(
+        !helm.contains("subPath:"),
+        "a subPath mount never sees a changed ConfigMap"
+    );
+    let customer_service = helm
+        .split("kind: Service")
+        .nth(1)
+        .unwrap()
+        .split("---")
+        .next()
+        .unwrap();
+    assert!(
+        !customer_service.contains("targetPort: admin"),
+        "{customer_service}"
     );
 }
 

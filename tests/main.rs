@@ -14,6 +14,7 @@ mod errors;
 mod events;
 mod faults;
 mod health;
+mod keys;
 mod login;
 mod pages;
 mod proxy;

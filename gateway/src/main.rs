@@ -50,6 +50,9 @@ fn main() -> ExitCode {
         },
         Command::Check { config } => match omnigate::server::check(&config) {
             Ok(c) => {
+                for w in omnigate::config::warnings(&c) {
+                    eprintln!("{}: warning: {w}", config.display());
+                }
                 println!(
                     "{}: ok ({} listeners, {} upstreams, {} routes)",
                     config.display(),

@@ -56,6 +56,7 @@ pub fn run(config_path: &Path) -> Result<(), StartError> {
         }
         tokio::spawn(reload_on_sighup(app.clone()));
         app.spawn_health_probe();
+        app.spawn_key_rotation();
         tokio::spawn(crate::events::run(app.clone()));
         Ok::<_, StartError>(app)
     })?;

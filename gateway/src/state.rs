@@ -98,6 +98,38 @@ pub struct App {
     pub guest_key: crate::session::GuestKey,
     /// What the stores answered lately (readiness, `omnigate_dependency_up`).
     pub health: Health,
+    /// The rotating signing keys in the directory (none with a key file).
+    pub keys: Option<Arc<crate::identity::keys::KeyStore>>,
+}
+
+/// The assertion signer: the configured key file, or the directory's keys
+/// on their rotation schedule.
+async fn signer(
+    config: &Config,
+    directory: &Arc<dyn crate::customers::Directory>,
+) -> Result<(Signer, Option<Arc<crate::identity::keys::KeyStore>>), String> {
+    let id = &config.identity;
+    if let Some(path) = &id.signing_key {
+        let s = Signer::load(path, false, &id.issuer, id.assertion_ttl)
+            .map_err(|e| format!("identity.signing_key: {e}"))?;
+        return Ok((s, None));
+    }
+    let schedule = crate::identity::rotation::Schedule::new(
+        id.key_rotation.as_secs(),
+        id.assertion_ttl.as_secs(),
+    );
+    let keys = Arc::new(crate::identity::keys::KeyStore::new(
+        directory.clone(),
+        schedule,
+    ));
+    let (active, published) = keys
+        .ring(crate::identity::keys::now())
+        .await
+        .map_err(|e| format!("identity: signing keys: {e}"))?;
+    let refs: Vec<&str> = published.iter().map(String::as_str).collect();
+    let s = Signer::from_ring(&active, &refs, &id.issuer, id.assertion_ttl)
+        .map_err(|e| format!("identity: signing keys: {e}"))?;
+    Ok((s, Some(keys)))
 }
 
 /// The gateway's dependencies.
@@ -113,6 +145,26 @@ impl Health {
 }
 
 impl App {
+    /// Keeps the signer on the rotation schedule: checks a few times per
+    /// `ahead` (at least every minute, at most every second).
+    pub fn spawn_key_rotation(self: &Arc<App>) {
+        let Some(keys) = self.keys.clone() else {
+            return;
+        };
+        let every = std::time::Duration::from_secs((keys.schedule.ahead / 4).clamp(1, 60));
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(app) = weak.upgrade() else { return };
+                keys.refresh(&app.signer, crate::identity::keys::now())
+                    .await;
+            }
+        });
+    }
+
     /// Probes each store once a second (within its timeout), so readiness
     /// and the metric follow a store's loss and return without traffic.
     pub fn spawn_health_probe(self: &Arc<App>) {
@@ -153,24 +205,13 @@ impl App {
                 resolvers.insert(l.name.clone(), Arc::new(SniResolver::new(table)));
             }
         }
-        let signer = match &config.identity.signing_key {
-            Some(path) => Signer::load(
-                path,
-                false,
-                &config.identity.issuer,
-                config.identity.assertion_ttl,
-            ),
-            None => Signer::load(
-                &config.server.state_dir.join("assertion-key.pem"),
-                true,
-                &config.identity.issuer,
-                config.identity.assertion_ttl,
-            ),
-        }
-        .map_err(|e| format!("identity.signing_key: {e}"))?;
         let directory = crate::customers::open(&config.customers)
             .await
             .map_err(|e| format!("customers: {e}"))?;
+        let (signer, keys) = signer(&config, &directory).await?;
+        for w in crate::config::warnings(&config) {
+            tracing::warn!("{w}");
+        }
         let guest_secret = directory
             .shared_secret(
                 crate::session::GuestKey::NAME,
@@ -260,6 +301,7 @@ impl App {
                 .build(),
             guest_key,
             health,
+            keys,
             metrics,
         }))
     }

@@ -117,6 +117,21 @@ impl<'a> Report<'a> {
 }
 
 /// Loads and validates `path` and every file it includes.
+/// What a valid configuration may still get wrong when several nodes run
+/// it (each a sentence with the field and a fix). Pure.
+pub fn warnings(c: &Config) -> Vec<String> {
+    use model::{CustomerStore, SessionStoreKind};
+    let mut out = Vec::new();
+    let several = matches!(c.sessions.store, SessionStoreKind::Redis { .. });
+    if several && matches!(c.customers, CustomerStore::Embedded { .. }) {
+        out.push("customers.store: sessions are shared on Redis (several nodes), but each node keeps its own customer directory, and with it its own signing keys and guest-id key: a backend fetching the JWKS from one node rejects another's assertions (use `customers: { store: postgres, ... }`)".into());
+    }
+    if several && c.identity.signing_key.is_some() {
+        out.push("identity.signing_key: every node must read the same key file, or backends reject some nodes' assertions (leave it out to keep rotating keys in the customer directory)".into());
+    }
+    out
+}
+
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     let mut files = Vec::new();
     let main: raw::RawConfig = match read_file(path, &mut files) {

@@ -222,8 +222,10 @@ pub enum SessionStoreKind {
 pub struct Identity {
     pub issuer: String,
     pub assertion_ttl: Duration,
-    /// PEM file of the ES256 key; `None`: `state_dir/assertion-key.pem`, created once.
+    /// PEM file of the one ES256 key; `None`: keys in the customer
+    /// directory, shared by every node and rotated every `key_rotation`.
     pub signing_key: Option<PathBuf>,
+    pub key_rotation: Duration,
 }
 
 /// The customer directory engine.

@@ -200,6 +200,8 @@ pub struct RawIdentity {
     pub issuer: Option<String>,
     pub assertion_ttl: Option<String>,
     pub signing_key: Option<String>,
+    /// How often the stored signing keys rotate (default 7d).
+    pub key_rotation: Option<String>,
 }
 
 /// Where customers and their identities are stored.

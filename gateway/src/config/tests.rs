@@ -222,3 +222,47 @@ routes:
     found("routes[1].consent");
     found("upstreams.app.consent_headers.email");
 }
+
+#[test]
+fn several_nodes_that_could_disagree_on_keys_are_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    let redis = "sessions: { store: redis, url: \"redis://127.0.0.1:6379\" }\n";
+    let pg = "customers: { store: postgres, url: \"postgres://u@h:5432/d\" }\n";
+    let p = write(dir.path(), "a.yaml", &format!("{BASE}{redis}"));
+    let w = warnings(&load(&p).unwrap());
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(w[0].starts_with("customers.store"), "{w:?}");
+    let p = write(dir.path(), "b.yaml", &format!("{BASE}{redis}{pg}"));
+    assert!(warnings(&load(&p).unwrap()).is_empty());
+    let p = write(dir.path(), "c.yaml", BASE);
+    assert!(
+        warnings(&load(&p).unwrap()).is_empty(),
+        "one node agrees with itself"
+    );
+}
+
+#[test]
+fn request_rules_and_prefixes_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "{BASE}requests: {{ underscores_in_headers: sometimes, paths: {{ semicolons: maybe }} }}\nroutes:\n  - {{ name: a, path_prefix: \"/a//b\", upstream: app }}\n  - {{ name: b, path_prefix: \"/x%2fy\", upstream: app }}\n"
+    );
+    let p = write(dir.path(), "r.yaml", &text);
+    let errs = load(&p).unwrap_err().0;
+    let fields: Vec<&str> = errs.iter().map(|d| d.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        [
+            "routes[0].path_prefix",
+            "routes[1].path_prefix",
+            "requests.underscores_in_headers",
+            "requests.paths.semicolons"
+        ],
+        "{errs:?}"
+    );
+    assert!(
+        errs[0].hint.as_deref().unwrap().contains("/a/b"),
+        "{}",
+        errs[0]
+    );
+}

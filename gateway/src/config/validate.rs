@@ -991,6 +991,13 @@ fn identity(raw: Option<&RawIdentity>, base: &Path, r: &mut Report<'_>) -> Ident
             .unwrap_or_else(|| "omnigate".into()),
         assertion_ttl: ttl,
         signing_key,
+        key_rotation: duration(
+            raw.and_then(|i| i.key_rotation.as_deref()),
+            "7d",
+            2_000,
+            "identity.key_rotation",
+            r,
+        ),
     }
 }
 

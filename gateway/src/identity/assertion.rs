@@ -1,7 +1,7 @@
 //! The signed identity assertion: a short-lived ES256 JWT per upstream, and
-//! the gateway's public key set that backends verify it with. The private key
-//! is created once in the state directory (mode 0600) or read from a
-//! configured PEM file; it is never logged or served.
+//! the gateway's public key set that backends verify it with. The keys come
+//! from the customer directory, rotated on a schedule (`rotation`), or from
+//! one configured PEM file; a private key is never logged or served.
 
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -43,13 +43,52 @@ pub struct AssertionClaims<'a> {
     pub consents: &'a str,
 }
 
-/// Signs assertions and publishes the matching JWKS.
-pub struct Signer {
+/// One ES256 key: its id, the private half and the public JWK.
+struct Key {
     kid: String,
     key: EncodingKey,
     jwk: serde_json::Value,
+}
+
+impl Key {
+    fn from_pem(pem: &str) -> Result<Key, KeyError> {
+        let kp = rcgen::KeyPair::from_pem(pem).map_err(|_| KeyError::NotP256)?;
+        if kp.algorithm() != &rcgen::PKCS_ECDSA_P256_SHA256 {
+            return Err(KeyError::NotP256);
+        }
+        let key = EncodingKey::from_ec_pem(pem.as_bytes()).map_err(|_| KeyError::NotP256)?;
+        let mut jwk = ec_p256_jwk(kp.public_key_raw()).ok_or(KeyError::NotP256)?;
+        let kid = thumbprint(&jwk);
+        jwk["kid"] = kid.clone().into();
+        jwk["use"] = "sig".into();
+        jwk["alg"] = "ES256".into();
+        Ok(Key { kid, key, jwk })
+    }
+}
+
+/// The key that signs and the set that is published, swapped as one.
+struct Ring {
+    active: Key,
+    jwks: serde_json::Value,
+}
+
+/// Signs assertions and publishes the matching JWKS.
+pub struct Signer {
+    ring: arc_swap::ArcSwap<Ring>,
     pub issuer: String,
     pub ttl: Duration,
+}
+
+/// A new P-256 private key in PKCS#8 PEM.
+pub fn new_key_pem() -> Result<String, KeyError> {
+    let kp = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+        .map_err(|e| KeyError::Write("(new key)".into(), e.to_string()))?;
+    Ok(kp.serialize_pem())
+}
+
+/// The key id (RFC 7638 thumbprint) of a PEM private key.
+pub fn kid_of(pem: &str) -> Result<String, KeyError> {
+    Key::from_pem(pem).map(|k| k.kid)
 }
 
 impl Signer {
@@ -62,13 +101,12 @@ impl Signer {
     ) -> Result<Signer, KeyError> {
         let shown = path.display().to_string();
         if create && !path.exists() {
-            let kp = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
-                .map_err(|e| KeyError::Write(shown.clone(), e.to_string()))?;
+            let pem = new_key_pem()?;
             if let Some(dir) = path.parent() {
                 std::fs::create_dir_all(dir)
                     .map_err(|e| KeyError::Write(shown.clone(), e.to_string()))?;
             }
-            crate::edge::tls::write_private(path, kp.serialize_pem().as_bytes())
+            crate::edge::tls::write_private(path, pem.as_bytes())
                 .map_err(|e| KeyError::Write(shown.clone(), e.to_string()))?;
         }
         let pem = std::fs::read_to_string(path)
@@ -78,41 +116,47 @@ impl Signer {
 
     /// A signer from a PKCS#8 PEM P-256 private key.
     pub fn from_pem(pem: &str, issuer: &str, ttl: Duration) -> Result<Signer, KeyError> {
-        let kp = rcgen::KeyPair::from_pem(pem).map_err(|_| KeyError::NotP256)?;
-        if kp.algorithm() != &rcgen::PKCS_ECDSA_P256_SHA256 {
-            return Err(KeyError::NotP256);
-        }
-        let key = EncodingKey::from_ec_pem(pem.as_bytes()).map_err(|_| KeyError::NotP256)?;
-        let jwk = ec_p256_jwk(kp.public_key_raw()).ok_or(KeyError::NotP256)?;
-        let kid = thumbprint(&jwk);
-        let mut jwk = jwk;
-        jwk["kid"] = kid.clone().into();
-        jwk["use"] = "sig".into();
-        jwk["alg"] = "ES256".into();
+        Signer::from_ring(pem, &[pem], issuer, ttl)
+    }
+
+    /// Signs with `active`, publishes `published` (which should hold it).
+    pub fn from_ring(
+        active: &str,
+        published: &[&str],
+        issuer: &str,
+        ttl: Duration,
+    ) -> Result<Signer, KeyError> {
         Ok(Signer {
-            kid,
-            key,
-            jwk,
+            ring: arc_swap::ArcSwap::from_pointee(ring(active, published)?),
             issuer: issuer.to_string(),
             ttl,
         })
     }
 
-    pub fn kid(&self) -> &str {
-        &self.kid
+    /// Swaps in a new signing key and published set (a rotation step).
+    pub fn rotate(&self, active: &str, published: &[&str]) -> Result<(), KeyError> {
+        self.ring
+            .store(std::sync::Arc::new(ring(active, published)?));
+        Ok(())
+    }
+
+    /// The id of the key that signs now.
+    pub fn kid(&self) -> String {
+        self.ring.load().active.kid.clone()
     }
 
     /// `{"keys": [...]}` for `/.well-known/omnigate/jwks.json`.
     pub fn jwks(&self) -> serde_json::Value {
-        serde_json::json!({ "keys": [self.jwk] })
+        self.ring.load().jwks.clone()
     }
 
-    /// Signs claims with this key (ES256, `kid` set).
+    /// Signs claims with the current key (ES256, `kid` set).
     pub fn sign(&self, claims: &AssertionClaims<'_>) -> Option<String> {
+        let ring = self.ring.load();
         let mut h = Header::new(Algorithm::ES256);
-        h.kid = Some(self.kid.clone());
+        h.kid = Some(ring.active.kid.clone());
         h.typ = Some("JWT".into());
-        jsonwebtoken::encode(&h, claims, &self.key).ok()
+        jsonwebtoken::encode(&h, claims, &ring.active.key).ok()
     }
 
     /// `iat` and `exp` for an assertion issued now.
@@ -123,6 +167,24 @@ impl Signer {
             .unwrap_or(0);
         (now, now + self.ttl.as_secs())
     }
+}
+
+fn ring(active: &str, published: &[&str]) -> Result<Ring, KeyError> {
+    let active = Key::from_pem(active)?;
+    let mut keys: Vec<serde_json::Value> = Vec::with_capacity(published.len() + 1);
+    for pem in published {
+        let k = Key::from_pem(pem)?;
+        if !keys.iter().any(|j| j["kid"] == k.jwk["kid"]) {
+            keys.push(k.jwk);
+        }
+    }
+    if !keys.iter().any(|j| j["kid"] == active.jwk["kid"]) {
+        keys.push(active.jwk.clone());
+    }
+    Ok(Ring {
+        active,
+        jwks: serde_json::json!({ "keys": keys }),
+    })
 }
 
 /// The public JWK of a P-256 key from its uncompressed point (0x04 ‖ X ‖ Y).
@@ -176,7 +238,7 @@ mod tests {
             })
             .unwrap();
         let set: jsonwebtoken::jwk::JwkSet = serde_json::from_value(s.jwks()).unwrap();
-        let jwk = set.find(s.kid()).unwrap();
+        let jwk = set.find(&s.kid()).unwrap();
         let mut v = jsonwebtoken::Validation::new(Algorithm::ES256);
         v.set_audience(&["store"]);
         v.set_issuer(&["omnigate"]);
@@ -191,6 +253,36 @@ mod tests {
             data.claims["exp"].as_u64().unwrap() - data.claims["iat"].as_u64().unwrap(),
             60
         );
+    }
+
+    #[test]
+    fn a_rotation_signs_with_the_next_key_and_keeps_the_old_one_published() {
+        let (a, b) = (new_key_pem().unwrap(), new_key_pem().unwrap());
+        let s = Signer::from_ring(&a, &[&a, &b], "omnigate", Duration::from_secs(60)).unwrap();
+        let (ka, kb) = (kid_of(&a).unwrap(), kid_of(&b).unwrap());
+        assert_eq!(s.kid(), ka);
+        let kids = |s: &Signer| -> Vec<String> {
+            s.jwks()["keys"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|k| k["kid"].as_str().unwrap().to_string())
+                .collect()
+        };
+        assert_eq!(
+            kids(&s),
+            vec![ka.clone(), kb.clone()],
+            "the next key is published before use"
+        );
+        s.rotate(&b, &[&a, &b]).unwrap();
+        assert_eq!(s.kid(), kb);
+        s.rotate(&b, &[&b]).unwrap();
+        assert_eq!(kids(&s), vec![kb.clone()]);
+        // The signing key is always published, even if the caller forgot it.
+        s.rotate(&a, &[&b]).unwrap();
+        assert!(kids(&s).contains(&ka));
+        assert!(s.rotate("garbage", &[&a]).is_err());
+        assert_eq!(s.kid(), ka, "a bad key leaves the ring as it was");
     }
 
     #[test]

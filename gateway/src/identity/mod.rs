@@ -4,3 +4,5 @@
 
 pub mod assertion;
 pub mod headers;
+pub mod keys;
+pub mod rotation;
