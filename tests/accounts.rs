@@ -17,7 +17,7 @@ const NEW_PASSWORD: &str = "orange harbour 7 lantern";
 
 /// A shop on `https://shop.test:{https}` with password accounts mailing
 /// through `sink`, the echo upstream `store`, and `extra` top-level lines.
-fn shop_config(sink: &MailSink, store: &Upstream, extra: &str) -> String {
+pub fn shop_config(sink: &MailSink, store: &Upstream, extra: &str) -> String {
     config_with(&format!(
         "listeners:
   - name: https

@@ -2,6 +2,8 @@
 //! and enable (enforced on the customer's next request), ending sessions,
 //! problem JSON for every error, and the OpenAPI document it serves.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 
 use crate::support::*;
@@ -205,5 +207,121 @@ routes:
             .await
             .status,
         200
+    );
+}
+
+/// Every way of ending sessions, each meeting live ones: an operator ending
+/// one by id, "sign out everywhere", a password reset, disabling.
+#[tokio::test]
+async fn every_way_of_ending_sessions_ends_live_ones() {
+    use crate::accounts::{shop_config, Visitor};
+    const PASSWORD: &str = "violet kettle 42 morning";
+    let sink = MailSink::start().await;
+    let store = Upstream::echo("store").await;
+    let gw = Gateway::start(&shop_config(&sink, &store, ""), &[]).await;
+    let email = "max@example.test";
+    let mut first = Visitor::new(gw.dev_client());
+    assert_eq!(first.register(email, PASSWORD).await.0, 303);
+    let id = first.get("/account/x").await.json()["headers"]["x-customer-id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let browsers = |n: usize, password: &'static str| {
+        let gw = &gw;
+        async move {
+            let mut out = Vec::new();
+            for _ in 0..n {
+                let mut v = Visitor::new(gw.dev_client());
+                assert_eq!(v.sign_in(email, password).await.0, 303);
+                out.push(v);
+            }
+            out
+        }
+    };
+    async fn open(vs: &mut [Visitor]) -> Vec<u16> {
+        let mut out = Vec::new();
+        for v in vs.iter_mut() {
+            out.push(v.get("/account/x").await.status);
+        }
+        out
+    }
+    let t = Some(ADMIN_TOKEN);
+
+    // An operator ends one session by its id: that browser only.
+    let mut live = browsers(2, PASSWORD).await;
+    live.push(first);
+    assert_eq!(open(&mut live).await, [200, 200, 200]);
+    let listed = admin(&gw, "GET", &format!("/admin/customers/{id}"), t)
+        .await
+        .json();
+    let sessions = listed["sessions"].as_array().unwrap();
+    assert_eq!(sessions.len(), 3, "{listed}");
+    let sid = sessions[0]["id"].as_str().unwrap();
+    let r = admin(
+        &gw,
+        "DELETE",
+        &format!("/admin/customers/{id}/sessions/{sid}"),
+        t,
+    )
+    .await;
+    assert_eq!(r.status, 204, "{}", r.text());
+    let after = open(&mut live).await;
+    assert_eq!(after.iter().filter(|s| **s == 302).count(), 1, "{after:?}");
+    assert_eq!(after.iter().filter(|s| **s == 200).count(), 2, "{after:?}");
+
+    // "Sign out everywhere" from one browser ends every one of them.
+    let mut live = browsers(3, PASSWORD).await;
+    let r = live[0]
+        .submit("/_auth/logout", "/_auth/logout", &[("scope", "everywhere")])
+        .await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    assert_eq!(open(&mut live).await, [302, 302, 302]);
+
+    // A password reset ends every session of the customer.
+    let mut live = browsers(2, PASSWORD).await;
+    let mut resetter = Visitor::new(gw.dev_client());
+    resetter
+        .submit("/_auth/reset", "/_auth/reset", &[("email", email)])
+        .await;
+    let mail = sink.wait_mail(email, 2, Duration::from_secs(10)).await;
+    let link = link_in(&unquote(&mail), "/_auth/reset/confirm");
+    let path = &link[link.find("/_auth/").unwrap()..];
+    let token = url::Url::parse(&link)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "token")
+        .map(|(_, v)| v.into_owned())
+        .unwrap();
+    const NEW: &str = "amber lantern 7 evening";
+    let r = resetter
+        .submit(
+            path,
+            "/_auth/reset/confirm",
+            &[("token", &token), ("password", NEW)],
+        )
+        .await;
+    assert!(r.status == 303 || r.status == 200, "{}", r.text());
+    assert_eq!(open(&mut live).await, [302, 302]);
+
+    // Disabling ends the live ones too, and says how many.
+    let mut live = browsers(2, NEW).await;
+    let listed = admin(&gw, "GET", &format!("/admin/customers/{id}"), t)
+        .await
+        .json();
+    assert!(
+        listed["sessions"].as_array().unwrap().len() >= 2,
+        "{listed}"
+    );
+    let r = admin(&gw, "POST", &format!("/admin/customers/{id}/disable"), t).await;
+    assert_eq!(r.json()["status"], "disabled");
+    for s in open(&mut live).await {
+        assert_ne!(s, 200, "a disabled customer's session still works");
+    }
+    let listed = admin(&gw, "GET", &format!("/admin/customers/{id}"), t)
+        .await
+        .json();
+    assert!(
+        listed["sessions"].as_array().unwrap().is_empty(),
+        "{listed}"
     );
 }

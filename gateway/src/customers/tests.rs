@@ -419,3 +419,58 @@ async fn the_consent_ledger_appends_chains_and_reports_every_decision() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_ledger_refuses_to_change_a_record_in_place() {
+    use crate::consent::{Action, Decision};
+    let decision = Decision {
+        purpose: "marketing_email".into(),
+        version: 1,
+        text_hash: "h".into(),
+        action: Action::Grant,
+        at: now(),
+        channel: "web:shop.test/_account/consent".into(),
+        method: "consent_page".into(),
+        user_agent: None,
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("ledger.db");
+    let sqlite = open(&CustomerStore::Embedded { path: path.clone() })
+        .await
+        .unwrap();
+    let schema = format!("t_{}", hex::encode(rand::random::<[u8; 6]>()));
+    let pg = open(&CustomerStore::Postgres {
+        url: PG.into(),
+        schema: schema.clone(),
+        timeout: std::time::Duration::from_secs(5),
+    })
+    .await
+    .unwrap();
+    for d in [&sqlite, &pg] {
+        let c = d
+            .register("led@example.test", None, "h")
+            .await
+            .unwrap()
+            .unwrap();
+        d.append_consent(&c.id, std::slice::from_ref(&decision))
+            .await
+            .unwrap();
+    }
+    let tamper = "UPDATE consent_records SET action = 'withdraw'";
+    let lite = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    let e = sqlx::query(tamper).execute(&lite).await.unwrap_err();
+    assert!(e.to_string().contains("append-only"), "sqlite: {e}");
+    let opts = <sqlx::postgres::PgConnectOptions as std::str::FromStr>::from_str(PG)
+        .unwrap()
+        .options([("search_path", schema.as_str())]);
+    let remote = sqlx::PgPool::connect_with(opts).await.unwrap();
+    let e = sqlx::query(tamper).execute(&remote).await.unwrap_err();
+    assert!(e.to_string().contains("append-only"), "postgres: {e}");
+    for d in [&sqlite, &pg] {
+        let c = d.search("led@", None, 1).await.unwrap().remove(0);
+        let kept = d.consent_records(&c.id).await.unwrap();
+        assert_eq!(crate::consent::verify(&kept), Ok(()));
+    }
+}
