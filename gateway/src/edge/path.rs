@@ -69,6 +69,23 @@ fn hex(b: u8) -> Option<u8> {
     }
 }
 
+/// Bytes a browser percent-encodes in a path (WHATWG's path percent-encode
+/// set, less the controls refused anyway) and raw non-ASCII: written
+/// encoded, so the canonical form reads one way everywhere.
+fn encode_raw(b: u8) -> bool {
+    matches!(
+        b,
+        b' ' | b'"' | b'#' | b'<' | b'>' | b'?' | b'`' | b'{' | b'}'
+    ) || b >= 0x80
+}
+
+fn push_encoded(out: &mut String, v: u8) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    out.push('%');
+    out.push(HEX[(v >> 4) as usize] as char);
+    out.push(HEX[(v & 15) as usize] as char);
+}
+
 fn unreserved(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
 }
@@ -88,7 +105,7 @@ fn plain(raw: &str, rules: &PathRules) -> bool {
             b'/' => prev == b'/',
             // A segment that starts with a dot may be `.` or `..`.
             b'.' => prev == b'/',
-            c => c < 0x20 || c == 0x7f,
+            c => c < 0x20 || c == 0x7f || encode_raw(c),
         };
         if bad {
             return false;
@@ -132,12 +149,7 @@ pub fn canonical<'a>(raw: &'a str, rules: &PathRules) -> Result<Cow<'a, str>, Pa
                     return Err(PathRefusal::EncodedSlash)
                 }
                 b';' if !rules.keep_semicolons => return Err(PathRefusal::Semicolon),
-                v => {
-                    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-                    out.push('%');
-                    out.push(HEX[(v >> 4) as usize] as char);
-                    out.push(HEX[(v & 15) as usize] as char);
-                }
+                v => push_encoded(&mut out, v),
             }
             continue;
         }
@@ -148,7 +160,11 @@ pub fn canonical<'a>(raw: &'a str, rules: &PathRules) -> Result<Cow<'a, str>, Pa
             _ => {}
         }
         decoded.push(c);
-        out.push(c as char);
+        if encode_raw(c) {
+            push_encoded(&mut out, c);
+        } else {
+            out.push(c as char);
+        }
         i += 1;
     }
     if std::str::from_utf8(&decoded).is_err() {
