@@ -336,7 +336,7 @@ routes:
 /// Two gateway nodes sharing Redis (sessions) and PostgreSQL (customers).
 #[tokio::test]
 async fn second_node_honours_the_session_and_the_logout_within_a_second() {
-    let unique = free_port();
+    let unique = hex::encode(rand::random::<[u8; 6]>());
     let shared = format!(
         "sessions: {{ store: redis, url: \"redis://127.0.0.1:6379\", key_prefix: \"omnigate-e2e-{unique}:\" }}
 customers: {{ store: postgres, url: \"postgres://postgres@127.0.0.1:5432/test\", schema: nodes_{unique} }}

@@ -22,12 +22,30 @@ use tokio::net::{TcpListener, TcpStream};
 
 pub type BoxBody = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
 
-/// A free loopback port (bound then released; the gateway binds it next).
+/// A loopback port for a process the test starts next (a gateway, a
+/// private Redis) or for an address that must stay dead. Taken below the
+/// kernel's ephemeral range, so no server or client binding `:0` (test
+/// upstreams, providers, outgoing connections) can take it meanwhile, and
+/// never handed out twice in this test binary; one that is busy (another
+/// run) is skipped.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000; // below 32768, where Linux starts ephemeral ports
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let _ = NEXT.compare_exchange(
+        0,
+        1 + rand::random::<u32>() % SPAN,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    for _ in 0..SPAN {
+        let port = (LOW + NEXT.fetch_add(1, Ordering::SeqCst) % SPAN) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {LOW}..{}", LOW + SPAN);
 }
 
 fn spawn_gateway(config: &Path, log: &Path) -> Child {

@@ -194,6 +194,9 @@ pub async fn complete(
 }
 
 #[cfg(test)]
+mod complete_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
