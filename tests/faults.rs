@@ -285,3 +285,165 @@ routes:
         None
     );
 }
+
+/// A PostgreSQL cluster of this test's own (initdb refuses root, so it runs
+/// as the `postgres` user), on a port of its own, that it may kill.
+struct PrivatePostgres {
+    dir: tempfile::TempDir,
+    port: u16,
+    child: Option<Child>,
+}
+
+fn as_postgres(program: &str) -> Command {
+    let mut c = Command::new("setpriv");
+    c.args([
+        "--reuid",
+        "postgres",
+        "--regid",
+        "postgres",
+        "--init-groups",
+        program,
+    ]);
+    c
+}
+
+fn pg_bin(name: &str) -> String {
+    let versions =
+        std::fs::read_dir("/usr/lib/postgresql").expect("PostgreSQL is installed (tests/run)");
+    let v = versions
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .max()
+        .expect("a PostgreSQL version");
+    v.join("bin").join(name).display().to_string()
+}
+
+impl PrivatePostgres {
+    async fn start() -> PrivatePostgres {
+        let dir = tempfile::tempdir().unwrap();
+        let _ = Command::new("chown")
+            .args(["postgres:postgres"])
+            .arg(dir.path())
+            .status();
+        let data = dir.path().join("data");
+        let ok = as_postgres(&pg_bin("initdb"))
+            .args([
+                "-D",
+                &data.display().to_string(),
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+            ])
+            .stdout(Stdio::null())
+            .status()
+            .expect("initdb");
+        assert!(ok.success(), "initdb failed");
+        let mut pg = PrivatePostgres {
+            dir,
+            port: free_port(),
+            child: None,
+        };
+        pg.start_again().await;
+        pg
+    }
+
+    async fn start_again(&mut self) {
+        let child = as_postgres(&pg_bin("postgres"))
+            .args(["-D", &self.dir.path().join("data").display().to_string()])
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-k",
+                &self.dir.path().display().to_string(),
+            ])
+            .args(["-c", "listen_addresses=127.0.0.1"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("postgres");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+            .await
+            .is_err()
+        {
+            assert!(
+                Instant::now() < deadline,
+                "private PostgreSQL did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        // The backends of a killed postmaster end when they notice; wait for the port.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+#[tokio::test]
+async fn postgres_down_is_a_bounded_503_and_back_within_seconds() {
+    let mut pg = PrivatePostgres::start().await;
+    let idp = Idp::start().await;
+    let api = Upstream::echo("api").await;
+    let cfg = bearer_me_config(
+        &idp,
+        &api,
+        &format!(
+            "customers: {{ store: postgres, url: \"postgres://postgres@127.0.0.1:{}/postgres\", schema: down, timeout: 1s }}\n",
+            pg.port
+        ),
+    );
+    let gw = Gateway::start(&cfg, &[]).await;
+    let c = Client::plain(gw.addr("http"));
+    assert_eq!(get_me(&c, &idp, "ann").await.status, 200);
+
+    pg.kill();
+    // A caller whose token this node has not seen needs the directory: 503.
+    for user in ["bea", "cid"] {
+        let t = Instant::now();
+        let r = get_me(&c, &idp, user).await;
+        assert_eq!(r.status, 503, "{}", r.text());
+        assert_eq!(r.header("retry-after"), Some("5"));
+        assert!(t.elapsed() < Duration::from_secs(4), "{:?}", t.elapsed());
+    }
+    let start = Instant::now();
+    loop {
+        let (_, body) = readyz(&gw).await;
+        if body["dependencies"]["customers"]["status"] == "down" {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "{body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    pg.start_again().await;
+    let back = Instant::now();
+    while get_me(&c, &idp, "dee").await.status != 200 {
+        assert!(
+            back.elapsed() < Duration::from_secs(5),
+            "not back 5 s after PostgreSQL returned"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!(
+        "directory back {:?} after PostgreSQL returned",
+        back.elapsed()
+    );
+}
