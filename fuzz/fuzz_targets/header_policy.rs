@@ -16,10 +16,7 @@ fuzz_target!(|data: &[u8]| {
         _ => Underscores::Reject,
     };
     let trusted = mode & 0x80 != 0;
-    let policy = HeaderPolicy {
-        underscores,
-        mapped: ["x-forwarded-user".to_string()].into(),
-    };
+    let policy = HeaderPolicy::new(underscores, ["x-forwarded-user".to_string(), "remote-user".to_string()].into());
     let seen = backend_name(name.as_str());
     let owned = is_identity(&seen, &policy.mapped)
         || is_path_override(&seen)

@@ -531,10 +531,10 @@ async fn build(
             .map(|r| metrics.route(&r.name))
             .collect(),
         unrouted: metrics.route("-"),
-        header_policy: crate::edge::header_policy::HeaderPolicy {
-            underscores: config.requests.underscores,
-            mapped: config.mapped_identity_headers(),
-        },
+        header_policy: crate::edge::header_policy::HeaderPolicy::new(
+            config.requests.underscores,
+            config.mapped_identity_headers(),
+        ),
         providers,
         route_pools,
         pools,

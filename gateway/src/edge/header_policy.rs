@@ -38,6 +38,16 @@ pub struct HeaderPolicy {
     /// Names upstreams receive identity under (lower-case), beyond the
     /// `x-customer-*` / `x-omnigate-*` namespace.
     pub mapped: BTreeSet<String>,
+    /// First letters (a–z as bits) of every name any list could hold.
+    initials: u32,
+}
+
+/// The bit of a name's first letter (0 for anything but a–z).
+fn initial(name: &str) -> u32 {
+    match name.as_bytes().first().map(u8::to_ascii_lowercase) {
+        Some(b @ b'a'..=b'z') => 1 << (b - b'a'),
+        _ => 0,
+    }
 }
 
 /// The identity namespace: only the gateway sets these.
@@ -115,9 +125,27 @@ pub fn is_path_override(name: &str) -> bool {
 }
 
 impl HeaderPolicy {
+    pub fn new(underscores: Underscores, mapped: BTreeSet<String>) -> HeaderPolicy {
+        let fixed = ["x", "f", "t", "c", "v"].iter().map(|s| initial(s));
+        let initials = fixed
+            .chain(mapped.iter().map(|m| initial(m)))
+            .fold(0, |a, b| a | b);
+        HeaderPolicy {
+            underscores,
+            mapped,
+            initials,
+        }
+    }
+
     /// The verdict on a client header `name` (as received, any case),
     /// sent by a trusted proxy or not.
     pub fn verdict(&self, name: &str, trusted: bool) -> Verdict {
+        // The common case on every request: a name no list can hold (every
+        // owned name starts with one of these letters; mapped ones are checked).
+        let i = initial(name);
+        if i != 0 && self.initials & i == 0 && !name.contains('_') {
+            return Verdict::Keep;
+        }
         let seen = backend_name(name);
         let respelled = name.contains('_');
         if respelled {

@@ -2,10 +2,15 @@ use super::*;
 use proptest::prelude::*;
 
 fn policy(underscores: Underscores) -> HeaderPolicy {
-    HeaderPolicy {
+    HeaderPolicy::new(
         underscores,
-        mapped: ["x-forwarded-user".to_string(), "x-remote-user".to_string()].into(),
-    }
+        [
+            "x-forwarded-user".to_string(),
+            "x-remote-user".to_string(),
+            "remote-user".to_string(),
+        ]
+        .into(),
+    )
 }
 
 /// The reference, written apart from the policy: the name a CGI-style
