@@ -292,3 +292,42 @@ async fn identity_routes_without_a_bearer_provider_are_a_config_error() {
         "{err}"
     );
 }
+
+/// A flood of tokens naming unknown keys costs the provider at most one key
+/// fetch per `jwks_min_refresh` (10 s by default), and every one is refused.
+#[tokio::test]
+async fn a_flood_of_unknown_kids_fetches_the_provider_keys_at_most_once() {
+    let idp = Idp::start().await;
+    let api = Upstream::echo("api").await;
+    let gw = Gateway::start(&bearer_me_config(&idp, &api, ""), &[]).await;
+    let c = Client::plain(gw.addr("http"));
+    assert_eq!(
+        get_me(&c, &idp, "ann").await.status,
+        200,
+        "keys fetched once"
+    );
+    let series = "omnigate_jwks_fetches_total{provider=\"idp\",result=\"success\"}";
+    let before = gw.metric(series).await.unwrap_or(0.0);
+    let good = idp.sign(idp.user_claims("ann", "", 300), "RS256").await;
+    for i in 0..40 {
+        let forged = with_kid(&good, &format!("unknown-{i}"));
+        let auth = format!("Bearer {forged}");
+        let r = c
+            .send(request(
+                "GET",
+                "api.test",
+                "/api/me",
+                &[("authorization", &auth)],
+                bytes::Bytes::new(),
+            ))
+            .await
+            .unwrap();
+        assert_eq!(r.status, 401, "{}", r.text());
+    }
+    let after = gw.metric(series).await.unwrap_or(0.0);
+    assert!(
+        after - before <= 1.0,
+        "{} key fetches for 40 unknown kids",
+        after - before
+    );
+}
