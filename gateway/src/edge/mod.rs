@@ -702,7 +702,7 @@ impl ProxyHttp for Gateway {
         // gateway owns survives (identity, proxy chain, path overrides).
         let trusted = ctx.trusted_client;
         if let Err(name) = snap.header_policy.apply(session.req_header_mut(), trusted) {
-            let _ = name;
+            tracing::debug!(header = %name, "request refused: a header name contains `_`");
             self.respond(
                 session,
                 ctx,
