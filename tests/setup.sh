@@ -29,6 +29,14 @@ if ! python3 -c 'import aiosmtpd' >/dev/null 2>&1; then
   python3 -m pip install --quiet --disable-pip-version-check aiosmtpd==1.4.6
 fi
 
+# schemathesis, which checks the live admin API against its OpenAPI document,
+# in a virtual environment of its own (its dependencies stay out of the system's).
+venv=tests/py/.venv
+if [ ! -x "$venv/bin/schemathesis" ]; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check schemathesis==4.32.5
+fi
+
 # Real PostgreSQL and Redis on 127.0.0.1 (tests use database `test`, a schema
 # and a key prefix of their own). Start them if stopped; install if missing.
 if ! command -v pg_ctlcluster >/dev/null 2>&1; then

@@ -16,8 +16,8 @@ use hyper::body::Incoming;
 use hyper::Request;
 
 use crate::config::model::Demo;
-use crate::edge::errors::escape;
 use crate::httpd::{respond, serve, Resp};
+use crate::problem::escape;
 
 #[derive(Clone, Copy)]
 enum App {

@@ -19,6 +19,8 @@ pub mod identity;
 pub mod login;
 pub mod metrics;
 pub mod pages;
+pub mod portal;
+pub mod problem;
 pub mod server;
 pub mod session;
 pub mod shard;

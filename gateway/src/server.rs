@@ -107,10 +107,7 @@ pub fn run(config_path: &Path) -> Result<(), StartError> {
             acceptors.push(tls.map(|settings| Arc::new(settings.build())));
             continue;
         }
-        let gateway = Gateway {
-            app: app.clone(),
-            listener: l.clone(),
-        };
+        let gateway = Gateway::new(app.clone(), l.clone());
         let mut service = pingora_proxy::http_proxy_service_with_name(
             &conf,
             gateway,
@@ -177,10 +174,7 @@ fn shards(
                 let socket = sockets.pop().ok_or_else(|| {
                     StartError::Io(format!("listener `{}`: no socket for worker {i}", l.name))
                 })?;
-                let gateway = Gateway {
-                    app: app.clone(),
-                    listener: l.clone(),
-                };
+                let gateway = Gateway::new(app.clone(), l.clone());
                 let metrics = &app.metrics;
                 served.push(crate::shard::ShardListener {
                     accepted: metrics

@@ -30,7 +30,7 @@ async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Resp
     match (method.as_str(), path.as_str()) {
         ("GET" | "HEAD", "/healthz") => respond(200, "application/json", r#"{"status":"ok"}"#),
         ("GET" | "HEAD", "/readyz") => readyz(&app).await,
-        ("GET" | "HEAD", crate::edge::JWKS_PATH) => {
+        ("GET" | "HEAD", crate::portal::JWKS_PATH) => {
             respond(200, "application/json", app.signer.jwks().to_string())
         }
         ("GET" | "HEAD", "/metrics") => {

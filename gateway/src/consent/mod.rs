@@ -295,5 +295,22 @@ pub fn receipt(
     })
 }
 
+/// `a,b` → the declared purposes with those ids, in declaration order. Pure.
+pub fn asked<'a>(ids: &str, purposes: &'a [Purpose]) -> Vec<&'a Purpose> {
+    let wanted: Vec<&str> = ids.split(',').map(str::trim).collect();
+    purposes
+        .iter()
+        .filter(|p| wanted.contains(&p.id.as_str()))
+        .collect()
+}
+
+/// Granted purposes whose text changed since (granted for another version). Pure.
+pub fn outdated<'a>(granted: &BTreeMap<String, u32>, purposes: &'a [Purpose]) -> Vec<&'a Purpose> {
+    purposes
+        .iter()
+        .filter(|p| granted.get(&p.id).is_some_and(|v| *v != p.version))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests;

@@ -130,3 +130,19 @@ fn receipts_carry_the_kantara_fields_and_the_chain() {
     assert_eq!(v["omnigate"]["hash"], r.hash.as_str());
     assert_eq!(v["omnigate"]["purposeVersion"], 3);
 }
+
+#[test]
+fn asked_and_outdated_purposes() {
+    let purposes = [purpose("a", 1), purpose("b", 2), purpose("c", 1)];
+    let ids: Vec<&str> = asked("c, a,zz", &purposes)
+        .iter()
+        .map(|p| p.id.as_str())
+        .collect();
+    assert_eq!(ids, ["a", "c"]);
+    let granted: BTreeMap<String, u32> = [("a".into(), 1), ("b".into(), 1)].into();
+    let old: Vec<&str> = outdated(&granted, &purposes)
+        .iter()
+        .map(|p| p.id.as_str())
+        .collect();
+    assert_eq!(old, ["b"]);
+}

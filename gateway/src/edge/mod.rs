@@ -7,14 +7,11 @@
 //! client is a configured trusted proxy, and never writes upstream error text,
 //! addresses or stack traces into a response.
 
-pub mod errors;
 pub mod pool;
 pub mod route;
 pub mod tls;
 
-mod accounts;
-pub(crate) mod consent;
-mod endpoints;
+mod bridge;
 mod forwarded;
 pub mod header_policy;
 pub mod path;
@@ -31,10 +28,8 @@ use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 
 use crate::config::model::{Access, Listener, RouteKind};
 
-/// Where backends fetch the keys that verify `X-Omnigate-Assertion`.
-pub const JWKS_PATH: &str = "/.well-known/omnigate/jwks.json";
+use crate::problem::{self as errors, Problem};
 use crate::state::{App, Snapshot};
-use errors::Problem;
 use pool::{InFlight, Pool};
 use route::Match;
 
@@ -43,6 +38,8 @@ pub struct Gateway {
     pub app: Arc<App>,
     /// The listener as configured at start (its socket cannot change).
     pub listener: Listener,
+    /// The gateway's own pages (`crate::portal`), reached through `bridge`.
+    portal: axum::Router,
 }
 
 /// Counts a request in `omnigate_requests_in_flight` until dropped.
@@ -86,6 +83,41 @@ pub struct Ctx {
 }
 
 impl Gateway {
+    pub fn new(app: Arc<App>, listener: Listener) -> Self {
+        let portal = crate::portal::router(app.clone());
+        Gateway {
+            app,
+            listener,
+            portal,
+        }
+    }
+
+    /// The address this request comes from (behind trusted proxies, the client's).
+    fn client(&self, session: &Session, snap: &Snapshot) -> Option<std::net::IpAddr> {
+        forwarded::client_address(
+            client_ip(session),
+            session
+                .req_header()
+                .headers
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok()),
+            &snap.config.trusted_proxies,
+        )
+    }
+
+    /// The URL this request's browser is on (scheme, Host, path and query).
+    fn current_url(&self, session: &Session) -> Option<url::Url> {
+        let req = session.req_header();
+        let host = Self::raw_host(req)?;
+        let pq = req.uri.path_and_query().map_or("/", |p| p.as_str());
+        let scheme = if self.listener.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        url::Url::parse(&format!("{scheme}://{host}{pq}")).ok()
+    }
+
     fn listener_now<'s>(&'s self, snap: &'s Snapshot) -> &'s Listener {
         snap.config
             .listeners
@@ -165,7 +197,14 @@ impl Gateway {
         let found = match token {
             Some(t) => Some(self.app.auth.bearer(&t, &snap.providers).await),
             // A store that cannot answer is "unavailable" (503), never "signed out".
-            None => match self.current_session(session, snap, host).await {
+            None => match crate::session::current(
+                &*self.app.sessions,
+                &session.req_header().headers,
+                host,
+                &snap.config.sessions,
+            )
+            .await
+            {
                 Err(e) => Some(Err(auth::AuthError::Unavailable(e.to_string()))),
                 Ok(s) => s.map(|s| {
                     ctx.consents = Some(Arc::new(s.consents.clone()));
@@ -198,7 +237,7 @@ impl Gateway {
         match decision {
             Decision::Anonymous if r.access == Access::Guest => {
                 let key = &self.app.guest_key;
-                let cookies = endpoints::cookie_header(session);
+                let cookies = crate::session::cookie_header(&session.req_header().headers);
                 // Only an id this deployment issued (its MAC checks out) is kept.
                 let known =
                     crate::session::cookie(cookies.as_deref(), crate::session::GUEST_COOKIE)
@@ -312,36 +351,6 @@ impl Gateway {
         }
     }
 
-    /// Why a request to the gateway's own pages is refused before any
-    /// handler sees it: a host the configuration does not name (URLs built
-    /// from it would reach third parties), or a state change sent by
-    /// another site (login CSRF, forced sign-out).
-    fn own_pages_refusal(
-        &self,
-        session: &Session,
-        ctx: &Ctx,
-        config: &crate::config::model::Config,
-        host: &str,
-    ) -> Option<Problem> {
-        use crate::login::origin;
-        let req = session.req_header();
-        // A provider's server-to-server POST builds no URL and proves itself.
-        if origin::exempt(req.uri.path()) {
-            return None;
-        }
-        if !config.known_host(host) {
-            return Some(Problem::UnknownHost);
-        }
-        if !origin::changes_state(&req.method) {
-            return None;
-        }
-        let header = |name: &str| req.headers.get(name).and_then(|v| v.to_str().ok());
-        let ok = ctx.here.as_ref().is_some_and(|here| {
-            origin::same_origin(header("origin"), header("sec-fetch-site"), here)
-        });
-        (!ok).then_some(Problem::CrossSiteForm)
-    }
-
     /// A redirect without a body that no cache keeps.
     async fn bare_redirect(
         &self,
@@ -350,7 +359,13 @@ impl Gateway {
         status: u16,
         location: &str,
     ) -> Result<()> {
-        let location = self.checked_location(session, ctx, location);
+        let here = ctx.here.clone().or_else(|| self.current_url(session));
+        let snap = ctx.snapshot.clone().unwrap_or_else(|| self.app.snapshot());
+        let checked = crate::login::destination::checked(&snap.config, here.as_ref(), location);
+        let location = checked.unwrap_or_else(|| {
+            tracing::warn!(request_id = %ctx.request_id, "redirect target outside the configured hosts refused");
+            "/".to_string()
+        });
         ctx.local_status = Some(status);
         let mut resp = ResponseHeader::build(status, Some(4))?;
         resp.insert_header("location", location)?;
@@ -378,7 +393,7 @@ impl Gateway {
         let is_page = r.kind == RouteKind::Web && session.req_header().method == http::Method::GET;
         let by_cookie = ctx.principal.as_ref().is_some_and(|p| p.method == "cookie");
         if is_page && by_cookie {
-            let old = consent::outdated(granted, &snap.config.purposes);
+            let old = crate::consent::outdated(granted, &snap.config.purposes);
             if !old.is_empty() {
                 let ids: Vec<&str> = old.iter().map(|p| p.id.as_str()).collect();
                 let here = session
@@ -757,32 +772,9 @@ impl ProxyHttp for Gateway {
         }
         let req = session.req_header();
         let path = req.uri.path();
-        if path == JWKS_PATH {
-            let body = Bytes::from(self.app.signer.jwks().to_string());
-            ctx.local_status = Some(200);
-            let mut resp = ResponseHeader::build(200, Some(4))?;
-            resp.insert_header("content-type", "application/json")?;
-            resp.insert_header("content-length", body.len().to_string())?;
-            resp.insert_header("cache-control", "public, max-age=300")?;
-            resp.insert_header("x-request-id", ctx.request_id.as_str())?;
-            session.write_response_header(Box::new(resp), false).await?;
-            session.write_response_body(Some(body), true).await?;
-            return Ok(true);
-        }
-        if path.starts_with("/_auth/") || path == "/_account" || path.starts_with("/_account/") {
+        if crate::portal::owns(path) {
             ctx.here = self.current_url(session);
-            if let Some(problem) = self.own_pages_refusal(session, ctx, &config, &host) {
-                self.respond(session, ctx, problem, &[]).await?;
-                return Ok(true);
-            }
-        }
-        let path = session.req_header().uri.path();
-        if path.starts_with("/_auth/") {
-            self.auth_endpoint(session, ctx, &host).await?;
-            return Ok(true);
-        }
-        if path == "/_account" || path.starts_with("/_account/") {
-            self.account_endpoint(session, ctx, &host).await?;
+            self.portal(session, ctx, &host).await?;
             return Ok(true);
         }
         let method = req.method.as_str();
@@ -924,7 +916,7 @@ impl ProxyHttp for Gateway {
             upstream.insert_header("x-previous-guest-id", g.as_str())?;
         }
         // The gateway's own cookies (session, login state) never reach a backend.
-        let cookies = endpoints::cookie_header(session);
+        let cookies = crate::session::cookie_header(&session.req_header().headers);
         if let Some(c) = cookies {
             upstream.remove_header("cookie");
             if let Some(kept) = crate::session::without_own_cookies(&c) {

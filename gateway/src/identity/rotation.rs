@@ -24,13 +24,14 @@ impl Schedule {
     /// A schedule for keys rotated every `period` signing assertions that
     /// live `ttl`: published ahead by half a period (at most an hour, well
     /// over a JWKS cache's 5 minutes), kept for the assertion life plus the
-    /// JWKS cache time.
+    /// JWKS cache time (at most a period: with very short periods, as in
+    /// tests, the set would otherwise hold hundreds of keys).
     pub fn new(period: u64, ttl: u64) -> Schedule {
         let period = period.max(2);
         Schedule {
             period,
             ahead: (period / 2).min(3600),
-            keep: ttl + 300,
+            keep: ttl + period.min(300),
         }
     }
 
@@ -39,15 +40,15 @@ impl Schedule {
         (now / self.period) as i64
     }
 
-    /// The slots whose keys are published at `now`, oldest first.
+    /// The slots whose keys are published at `now`, oldest first: every
+    /// slot that ended less than `keep` ago (one, unless the period is
+    /// shorter than `keep`), the active one, and the next one `ahead` of it.
     pub fn published(&self, now: u64) -> Vec<i64> {
         let n = self.active(now);
         let start = n as u64 * self.period;
-        let mut out = Vec::with_capacity(3);
-        if n > 0 && now < start + self.keep {
-            out.push(n - 1);
-        }
-        out.push(n);
+        // Slot s ends at (s + 1)·period and stays while now < that + keep.
+        let oldest = (now.saturating_sub(self.keep) / self.period) as i64;
+        let mut out: Vec<i64> = (oldest.min(n)..=n).collect();
         if now + self.ahead >= start + self.period {
             out.push(n + 1);
         }
@@ -89,7 +90,8 @@ mod tests {
             for t in [now, now + ttl / 2, now + ttl] {
                 prop_assert!(s.published(t).contains(&signing), "slot {} withdrawn at {} (signed {}, ttl {})", signing, t, now, ttl);
             }
-            prop_assert!(s.published(now).len() <= 3);
+            let bound = (s.keep / s.period) as usize + 3;
+            prop_assert!(s.published(now).len() <= bound);
         }
     }
 }

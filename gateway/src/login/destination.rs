@@ -33,6 +33,27 @@ pub fn resolve(current: &Url, candidate: &str, allowed: impl Fn(&str, u16) -> bo
     ok.then_some(target)
 }
 
+/// Where `candidate` sends a browser on `here`, if it stays on this host
+/// or one `config` names, on this port or a listener's. Pure.
+pub fn within(config: &crate::config::model::Config, here: &Url, candidate: &str) -> Option<Url> {
+    let here_host = here.host_str()?.to_ascii_lowercase();
+    let here_port = here.port_or_known_default()?;
+    resolve(here, candidate, |h, p| {
+        (h == here_host || config.known_host(h)) && (p == here_port || config.listener_port(p))
+    })
+}
+
+/// The `Location` to write for `candidate` on `here`, or None when it
+/// would leave the configured hosts. Pure.
+pub fn checked(
+    config: &crate::config::model::Config,
+    here: Option<&Url>,
+    candidate: &str,
+) -> Option<String> {
+    let here = here?;
+    within(config, here, candidate).map(|t| location(here, &t))
+}
+
 /// The `Location` value that sends a browser on `current` to `target`: a
 /// path when it stays on the same origin and cannot be read as another
 /// host, else the absolute URL.

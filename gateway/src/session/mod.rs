@@ -386,6 +386,50 @@ pub fn cookie<'a>(header: Option<&'a str>, name: &str) -> Option<&'a str> {
     })
 }
 
+/// Every `Cookie` header joined (HTTP/2 may split them); borrowed when
+/// there is one, as from HTTP/1.1 clients.
+pub fn cookie_header(headers: &http::HeaderMap) -> Option<std::borrow::Cow<'_, str>> {
+    let mut all = headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok());
+    let first = all.next()?;
+    match all.next() {
+        None => Some(std::borrow::Cow::Borrowed(first)),
+        Some(second) => {
+            let mut joined = format!("{first}; {second}");
+            for more in all {
+                joined.push_str("; ");
+                joined.push_str(more);
+            }
+            Some(std::borrow::Cow::Owned(joined))
+        }
+    }
+}
+
+/// The live session of the browser sending `headers` to `host`, if any. A
+/// store that cannot answer is an error (a 503 up the call chain), never
+/// "signed out".
+pub async fn current(
+    store: &dyn SessionStore,
+    headers: &http::HeaderMap,
+    host: &str,
+    config: &crate::config::model::Sessions,
+) -> Result<Option<Arc<Session>>, StoreError> {
+    let Some(header) = cookie_header(headers) else {
+        return Ok(None);
+    };
+    let domain = cookie_domain(host, &config.cookie_domains);
+    let Some(id) = cookie(Some(&header), cookie_name(domain)) else {
+        return Ok(None);
+    };
+    let Some(s) = store.get(&hash_id(id)).await? else {
+        return Ok(None);
+    };
+    Ok(s.live(unix_now(), config.idle_timeout.as_secs() as i64)
+        .then_some(s))
+}
+
 /// The `Cookie` header without the gateway's own cookies (None if nothing is left).
 pub fn without_own_cookies(header: &str) -> Option<String> {
     let kept: Vec<&str> = header

@@ -1,0 +1,521 @@
+//! The account (`/_account…`): profile, ways in (link, unlink, password),
+//! sessions. Every page needs a signed-in customer; every form the session's
+//! CSRF token.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::Router;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::guard::PasswordsOn;
+use super::request::Query;
+use super::respond::*;
+use super::*;
+use crate::accounts::mail::Kind;
+use crate::accounts::{self, password, PASSWORD_ISSUER};
+use crate::customers::{ExternalId, SetPassword, Unlink};
+use crate::login::Intent;
+use crate::session::Session as Browser;
+use crate::state::Snapshot;
+
+pub(super) fn routes() -> Router<Arc<Portal>> {
+    Router::new()
+        .route("/_account", get(overview))
+        .route("/_account/link/{name}", get(link))
+        .route("/_account/profile", post(profile))
+        .route("/_account/verify", post(resend))
+        .route("/_account/unlink", post(unlink))
+        .route("/_account/sessions/end", post(end_session))
+        .route("/_account/password", post(password))
+}
+
+#[derive(Deserialize)]
+struct NoticeQuery {
+    notice: Option<String>,
+}
+
+async fn overview(
+    State(p): State<Arc<Portal>>,
+    Query(q): Query<NoticeQuery>,
+    rq: Req,
+) -> Result<Response> {
+    let me = match p.me(&rq).await? {
+        Ok(me) => me,
+        Err(to_sign_in) => return Ok(to_sign_in),
+    };
+    let notice = q.notice.as_deref().and_then(notice_text);
+    p.account_page(&rq, &rq.snap, &me, 200, notice, &Errors::new())
+        .await
+}
+
+async fn link(State(p): State<Arc<Portal>>, Path(name): Path<String>, rq: Req) -> Result<Response> {
+    let me = match p.me(&rq).await? {
+        Ok(me) => me,
+        Err(to_sign_in) => return Ok(to_sign_in),
+    };
+    let intent = Intent::Link {
+        customer_id: me.customer_id.clone(),
+    };
+    p.start_login(
+        &rq,
+        &rq.snap,
+        &name,
+        &rq.raw_host(),
+        "/_account".into(),
+        intent,
+    )
+    .await
+}
+
+/// The signed-in customer and their submitted form with a valid CSRF
+/// token; else the answer (sign in, or the account page saying it expired).
+async fn submitted(
+    p: &Portal,
+    rq: &Req,
+) -> Result<std::result::Result<(Arc<Browser>, Form), Response>> {
+    let me = match p.me(rq).await? {
+        Ok(me) => me,
+        Err(to_sign_in) => return Ok(Err(to_sign_in)),
+    };
+    let form = rq.form();
+    if !p.form_ok(rq, Some(&me), &form) {
+        let mut errors = Errors::new();
+        errors.insert("name", FORM_EXPIRED.into());
+        return Ok(Err(p
+            .account_page(rq, &rq.snap, &me, 403, None, &errors)
+            .await?));
+    }
+    Ok(Ok((me, form)))
+}
+
+/// After an account change: back to the account with its notice, or the
+/// 503 page when a store failed.
+async fn done(
+    p: &Portal,
+    rq: &Req,
+    me: &Browser,
+    outcome: std::result::Result<&str, String>,
+) -> Result<Response> {
+    match outcome {
+        Ok(code) => {
+            p.redirect(rq, &format!("/_account?notice={code}"), &[])
+                .await
+        }
+        Err(e) => {
+            p.dependency_down(
+                rq,
+                &me.provider,
+                "account change failed",
+                &e,
+                ("/_account", "Your account"),
+            )
+            .await
+        }
+    }
+}
+
+async fn profile(State(p): State<Arc<Portal>>, rq: Req) -> Result<Response> {
+    let (me, form) = match submitted(&p, &rq).await? {
+        Ok(ok) => ok,
+        Err(answer) => return Ok(answer),
+    };
+    let name = match accounts::normalize_name(form.get("name")) {
+        Ok(name) => name,
+        Err(why) => {
+            let mut errors = Errors::new();
+            errors.insert("name", why.into());
+            return p.account_page(&rq, &rq.snap, &me, 422, None, &errors).await;
+        }
+    };
+    let outcome = match p
+        .app
+        .auth
+        .directory()
+        .set_name(&me.customer_id, name.as_deref())
+        .await
+    {
+        Ok(Some(c)) => {
+            p.refresh_sessions(&c).await;
+            Ok("profile_saved")
+        }
+        Ok(None) => Ok("profile_saved"),
+        Err(e) => Err(e.to_string()),
+    };
+    done(&p, &rq, &me, outcome).await
+}
+
+/// Sends the confirmation mail again (throttled per account).
+async fn resend(State(p): State<Arc<Portal>>, rq: Req) -> Result<Response> {
+    let (me, _) = match submitted(&p, &rq).await? {
+        Ok(ok) => ok,
+        Err(answer) => return Ok(answer),
+    };
+    let who = format!("cust-{}", me.customer_id);
+    if let Some(answer) = p.throttled_as(&rq, "verify-mail", &who, false).await? {
+        return Ok(answer);
+    }
+    crate::throttle::failed(&*p.app.sessions, "verify-mail", &who, &rq.snap.config.abuse).await;
+    let outcome = match (&me.email, me.email_verified) {
+        (Some(email), false) => {
+            p.send_verification(&rq.snap, &me.customer_id, email).await;
+            Ok("verification_sent")
+        }
+        _ => Ok("profile_saved"),
+    };
+    done(&p, &rq, &me, outcome).await
+}
+
+async fn unlink(State(p): State<Arc<Portal>>, rq: Req) -> Result<Response> {
+    let (me, form) = match submitted(&p, &rq).await? {
+        Ok(ok) => ok,
+        Err(answer) => return Ok(answer),
+    };
+    let id = ExternalId {
+        issuer: form.get("issuer").into(),
+        subject: form.get("subject").into(),
+    };
+    let outcome = match p.app.auth.directory().unlink(&me.customer_id, &id).await {
+        Ok(Unlink::Unlinked) | Ok(Unlink::NotFound) => Ok("unlinked"),
+        Ok(Unlink::Last) => Ok("last_way_in"),
+        Err(e) => Err(e.to_string()),
+    };
+    done(&p, &rq, &me, outcome).await
+}
+
+/// Ends another of the customer's sessions (never this one).
+async fn end_session(State(p): State<Arc<Portal>>, rq: Req) -> Result<Response> {
+    let (me, form) = match submitted(&p, &rq).await? {
+        Ok(ok) => ok,
+        Err(answer) => return Ok(answer),
+    };
+    let target = form.get("session").to_string();
+    let outcome = match p.app.sessions.list(&me.customer_id, now()).await {
+        Ok(list)
+            if list
+                .iter()
+                .any(|s| s.id_hash == target && target != me.id_hash) =>
+        {
+            match p.app.sessions.delete(&target).await {
+                Ok(()) => {
+                    p.session_ended(Some(&me.customer_id), "ended_from_account", 1)
+                        .await;
+                    Ok("session_ended")
+                }
+                Err(e) => Err(e.to_string()),
+            }
+        }
+        Ok(_) => Ok("session_ended"),
+        Err(e) => Err(e.to_string()),
+    };
+    done(&p, &rq, &me, outcome).await
+}
+
+async fn password(State(p): State<Arc<Portal>>, _on: PasswordsOn, rq: Req) -> Result<Response> {
+    let (me, form) = match submitted(&p, &rq).await? {
+        Ok(ok) => ok,
+        Err(answer) => return Ok(answer),
+    };
+    p.account_password(&rq, &rq.snap, &me, &form).await
+}
+
+/// The fixed texts `/_account?notice=…` may show.
+pub(super) fn notice_text(code: &str) -> Option<&'static str> {
+    Some(match code {
+        "linked" => "The sign-in was added to your account.",
+        "already_linked" => "That sign-in was already part of your account.",
+        "unlinked" => "The sign-in was removed from your account.",
+        "last_way_in" => "This is your only way to sign in, so it cannot be removed.",
+        "password_added" => "Your password was added. You can now sign in with it.",
+        "password_changed" => "Your password was changed, and your other sessions were ended.",
+        "session_ended" => "That session was ended.",
+        "verification_sent" => "We sent you a mail with a confirmation link.",
+        "profile_saved" => "Your profile was saved.",
+        "proved" => "Confirmed: the sign-in was added to your account.",
+        _ => return None,
+    })
+}
+
+impl Portal {
+    /// `POST /_account/password`: add a password (a new way in) or change it
+    /// (the current one is asked; other sessions end).
+    pub(super) async fn account_password(
+        &self,
+        rq: &Req,
+        snap: &Snapshot,
+        me: &Browser,
+        form: &Form,
+    ) -> Result<Response> {
+        let dir = self.app.auth.directory().clone();
+        let ways = match dir.identities(&me.customer_id).await {
+            Ok(w) => w,
+            Err(e) => {
+                return self
+                    .dependency_down(
+                        rq,
+                        &me.provider,
+                        "customer directory unavailable",
+                        &e,
+                        ("/_account", "Your account"),
+                    )
+                    .await;
+            }
+        };
+        let mut errors = Errors::new();
+        let existing = ways
+            .iter()
+            .find(|w| w.issuer == PASSWORD_ISSUER)
+            .map(|w| w.subject.clone());
+        let email = match &existing {
+            Some(e) => e.clone(),
+            None => match accounts::normalize_email(form.get("email")) {
+                Ok(e) => e,
+                Err(why) => {
+                    errors.insert("email", why.into());
+                    String::new()
+                }
+            },
+        };
+        if existing.is_some() {
+            let who = format!("cust-{}", me.customer_id);
+            if let Some(answer) = self
+                .throttled_as(rq, "password-account", &who, false)
+                .await?
+            {
+                return Ok(answer);
+            }
+            let current_ok = match dir.password(&email).await {
+                Ok(Some((c, hash))) if c.id == me.customer_id => {
+                    let given = form.get("current").to_string();
+                    tokio::task::spawn_blocking(move || password::verify(&hash, &given))
+                        .await
+                        .unwrap_or(false)
+                }
+                _ => false,
+            };
+            if !current_ok {
+                self.app.metrics.password_failures.inc();
+                crate::throttle::failed(
+                    &*self.app.sessions,
+                    "password-account",
+                    &who,
+                    &snap.config.abuse,
+                )
+                .await;
+                errors.insert("current", "The current password is not right.".into());
+            }
+        }
+        if errors.is_empty() {
+            if let Some(why) = self.weak_password(snap, form.get("password"), &email).await {
+                errors.insert("password", why);
+            }
+        }
+        if !errors.is_empty() {
+            return self.account_page(rq, snap, me, 422, None, &errors).await;
+        }
+        let result = match self.hash_password(form.get("password")).await {
+            Ok(h) => dir
+                .set_password(&me.customer_id, &email, &h)
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(SetPassword::EmailTaken) => {
+                errors.insert(
+                    "email",
+                    "This address already signs in to another account.".into(),
+                );
+                self.account_page(rq, snap, me, 409, None, &errors).await
+            }
+            Ok(SetPassword::Linked) => {
+                self.redirect(rq, "/_account?notice=password_added", &[])
+                    .await
+            }
+            Ok(SetPassword::Changed) => {
+                // Every other session of the customer ends; this one stays.
+                let mut ended = 0;
+                if let Ok(list) = self.app.sessions.list(&me.customer_id, now()).await {
+                    for s in list.iter().filter(|s| s.id_hash != me.id_hash) {
+                        if self.app.sessions.delete(&s.id_hash).await.is_ok() {
+                            ended += 1;
+                        }
+                    }
+                }
+                self.session_ended(Some(&me.customer_id), "password_changed", ended)
+                    .await;
+                let link = format!("{}/_auth/reset", snap.config.accounts.public_url);
+                self.mail(snap, Kind::PasswordChanged, &email, Some(&link));
+                self.redirect(rq, "/_account?notice=password_changed", &[])
+                    .await
+            }
+            Err(e) => {
+                self.dependency_down(
+                    rq,
+                    &me.provider,
+                    "password change failed",
+                    &e,
+                    ("/_account", "Your account"),
+                )
+                .await
+            }
+        }
+    }
+
+    /// The account page.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn account_page(
+        &self,
+        rq: &Req,
+        snap: &Snapshot,
+        me: &Browser,
+        status: u16,
+        notice: Option<&str>,
+        errors: &Errors,
+    ) -> Result<Response> {
+        let dir = self.app.auth.directory();
+        let fetched = async {
+            let c = dir
+                .customer(&me.customer_id)
+                .await
+                .map_err(|e| e.to_string())?;
+            let ways = dir
+                .identities(&me.customer_id)
+                .await
+                .map_err(|e| e.to_string())?;
+            let sessions = self
+                .app
+                .sessions
+                .list(&me.customer_id, now())
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok::<_, String>((c, ways, sessions))
+        }
+        .await;
+        let (customer, ways, sessions) = match fetched {
+            Ok((Some(c), w, s)) => (c, w, s),
+            Ok((None, _, _)) => {
+                let html = self.app.pages.message(
+                    "This account no longer exists",
+                    "Please sign in again.",
+                    Some(("/_auth/login", "Sign in")),
+                );
+                return self.page(rq, 404, html).await;
+            }
+            Err(e) => {
+                return self
+                    .dependency_down(
+                        rq,
+                        &me.provider,
+                        "account page unavailable",
+                        &e,
+                        ("/_account", "Try again"),
+                    )
+                    .await;
+            }
+        };
+        let label_of = |issuer: &str| {
+            snap.config
+                .providers
+                .iter()
+                .find(|p| p.issuer == issuer)
+                .map(|p| {
+                    p.login
+                        .as_ref()
+                        .map_or_else(|| p.name.clone(), |l| l.display_name.clone())
+                })
+        };
+        let identities: Vec<Value> = ways
+            .iter()
+            .map(|w| {
+                let label = if w.issuer == PASSWORD_ISSUER {
+                    format!("Password ({})", w.subject)
+                } else {
+                    label_of(&w.issuer).unwrap_or_else(|| w.issuer.clone())
+                };
+                json!({ "issuer": w.issuer, "subject": w.subject, "label": label })
+            })
+            .collect();
+        let linkable: Vec<Value> = snap
+            .config
+            .login_providers()
+            .filter(|p| !ways.iter().any(|w| w.issuer == p.issuer))
+            .map(|p| json!({ "name": p.name, "display_name": p.login.as_ref().map(|l| l.display_name.clone()) }))
+            .collect();
+        let method_label = |m: &str| {
+            if m == PASSWORD_METHOD {
+                "a password".to_string()
+            } else {
+                snap.config
+                    .providers
+                    .iter()
+                    .find(|p| p.name == m)
+                    .and_then(|p| p.login.as_ref())
+                    .map_or_else(|| m.to_string(), |l| l.display_name.clone())
+            }
+        };
+        let rows: Vec<Value> = sessions
+            .iter()
+            .map(|s| {
+                json!({
+                    "device": s.device.clone().unwrap_or_else(|| "Unknown device".into()),
+                    "current": s.id_hash == me.id_hash,
+                    "created": when(s.created_at),
+                    "last_seen": when(s.last_seen),
+                    "method": method_label(&s.provider),
+                    "ref": s.id_hash,
+                })
+            })
+            .collect();
+        let mut summary_errors = Vec::new();
+        for (field, text) in errors {
+            let form = match *field {
+                "name" => "profile",
+                "current" => "change",
+                "email" => "add",
+                _ if ways.iter().any(|w| w.issuer == PASSWORD_ISSUER) => "change",
+                _ => "add",
+            };
+            summary_errors.push(json!({ "id": format!("{form}-{field}"), "text": text }));
+        }
+        let html = self.app.pages.render(
+            "account.html",
+            json!({
+                "csrf": me.csrf,
+                "email": customer.email,
+                "email_verified": customer.email_verified,
+                "name": customer.name,
+                "identities": identities,
+                "linkable": linkable,
+                "passwords": snap.config.accounts.passwords,
+                "has_password": ways.iter().any(|w| w.issuer == PASSWORD_ISSUER),
+                "min_length": snap.config.accounts.password_min_length,
+                "sessions": rows,
+                "notice": notice,
+                "field_errors": errors,
+                "errors": summary_errors,
+            }),
+        );
+        self.page(rq, status, html).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_read_as_utc_minutes() {
+        assert_eq!(when(0), "1970-01-01 00:00 UTC");
+        assert_eq!(when(1_795_988_400), "2026-11-29 21:40 UTC");
+    }
+
+    #[test]
+    fn only_known_notices_are_shown() {
+        assert!(notice_text("linked").is_some());
+        assert!(notice_text("<script>").is_none());
+    }
+}

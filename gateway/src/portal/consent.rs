@@ -1,0 +1,306 @@
+//! Consent (`/_account/consent`): the customer's purposes with their
+//! state, giving and withdrawing, the prompt a route with `on_missing: ask`
+//! sends to, and each decision's receipt.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::request::Query;
+use super::respond::*;
+use super::*;
+use crate::consent::Purpose;
+use crate::consent::{Action, Decision};
+use crate::session::Session as Browser;
+use crate::state::Snapshot;
+
+pub(super) fn routes() -> Router<Arc<Portal>> {
+    Router::new()
+        .route("/_account/consent", get(page).post(decide))
+        .route("/_account/consent/receipt/{seq}", get(receipt))
+}
+
+#[derive(Deserialize)]
+struct ConsentQuery {
+    ask: Option<String>,
+    return_to: Option<String>,
+    notice: Option<String>,
+    first: Option<String>,
+}
+
+async fn page(
+    State(p): State<Arc<Portal>>,
+    Query(q): Query<ConsentQuery>,
+    rq: Req,
+) -> Result<Response> {
+    let me = match p.me(&rq).await? {
+        Ok(me) => me,
+        Err(to_sign_in) => return Ok(to_sign_in),
+    };
+    let snap = &rq.snap;
+    let ask = q.ask.unwrap_or_default();
+    let return_to = p.return_to(snap, rq.conn.here.as_ref(), q.return_to.as_deref());
+    let notice = q.notice.filter(|n| n == "saved").map(|_| "Saved.");
+    let first = q.first.is_some();
+    p.consent_page(&rq, snap, &me, 200, &ask, &return_to, notice, first, None)
+        .await
+}
+
+async fn receipt(
+    State(p): State<Arc<Portal>>,
+    Path(seq): Path<String>,
+    rq: Req,
+) -> Result<Response> {
+    let me = match p.me(&rq).await? {
+        Ok(me) => me,
+        Err(to_sign_in) => return Ok(to_sign_in),
+    };
+    p.receipt(&rq, &rq.snap, &me, &seq).await
+}
+
+/// A decision from the consent page (one purpose) or the prompt (every
+/// purpose asked).
+async fn decide(State(p): State<Arc<Portal>>, rq: Req) -> Result<Response> {
+    let me = match p.me(&rq).await? {
+        Ok(me) => me,
+        Err(to_sign_in) => return Ok(to_sign_in),
+    };
+    let form = rq.form();
+    if !p.form_ok(&rq, Some(&me), &form) {
+        let html = p.app.pages.message(
+            "The form had expired",
+            "Nothing was changed. Please make your choice again.",
+            Some(("/_account/consent", "Your consents")),
+        );
+        return p.page(&rq, 403, html).await;
+    }
+    let snap = &rq.snap;
+    let raw_host = rq.raw_host();
+    let purposes = &snap.config.purposes;
+    let return_to = p.return_to(snap, rq.conn.here.as_ref(), Some(form.get("return_to")));
+    let ask = form.get("ask").to_string();
+    let decisions: Vec<Decision> = if !ask.is_empty() {
+        // The prompt: every purpose asked gets an answer (unticked: declined).
+        let ticked: Vec<&str> = form.get_all("grant");
+        crate::consent::asked(&ask, purposes)
+            .into_iter()
+            .map(|purpose| {
+                let yes = ticked.contains(&format!("{}:{}", purpose.id, purpose.version).as_str());
+                let action = if yes { Action::Grant } else { Action::Withdraw };
+                p.decision(&rq, &raw_host, purpose, action, "prompt")
+            })
+            .collect()
+    } else {
+        let purpose = purposes.iter().find(|x| x.id == form.get("purpose"));
+        match (purpose, Action::parse(form.get("action"))) {
+            (Some(purpose), Some(action)) if form.get("version") == purpose.version.to_string() => {
+                vec![p.decision(&rq, &raw_host, purpose, action, "consent_page")]
+            }
+            (Some(_), Some(_)) => {
+                let error = "The text of this purpose changed while the page was open. Please read it again.";
+                return p
+                    .consent_page(&rq, snap, &me, 409, "", "/", None, false, Some(error))
+                    .await;
+            }
+            _ => {
+                let error = "That choice is not one this page offers.";
+                return p
+                    .consent_page(&rq, snap, &me, 422, "", "/", None, false, Some(error))
+                    .await;
+            }
+        }
+    };
+    match p.record_consents(&me.customer_id, &decisions).await {
+        Ok(_) if !ask.is_empty() => p.redirect(&rq, &return_to, &[]).await,
+        Ok(_) => p.redirect(&rq, "/_account/consent?notice=saved", &[]).await,
+        Err(e) => {
+            p.dependency_down(
+                &rq,
+                &me.provider,
+                "consent could not be recorded",
+                &e,
+                ("/_account/consent", "Try again"),
+            )
+            .await
+        }
+    }
+}
+
+impl Portal {
+    /// Records decisions for a customer (ledger, then sessions and caches);
+    /// the customer's granted purposes after them.
+    pub(super) async fn record_consents(
+        &self,
+        customer_id: &str,
+        decisions: &[Decision],
+    ) -> std::result::Result<BTreeMap<String, u32>, String> {
+        self.app.record_consents(customer_id, decisions).await
+    }
+
+    /// A decision on `p` made here now.
+    pub(super) fn decision(
+        &self,
+        rq: &Req,
+        raw_host: &str,
+        p: &Purpose,
+        action: Action,
+        method: &str,
+    ) -> Decision {
+        Decision {
+            purpose: p.id.clone(),
+            version: p.version,
+            text_hash: p.text_hash(),
+            action,
+            at: now(),
+            channel: format!("web:{raw_host}{}", rq.head().uri.path()),
+            method: method.to_string(),
+            // The browser's own words, as evidence (bounded).
+            user_agent: rq
+                .head()
+                .headers
+                .get(http::header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .map(|ua| ua.chars().take(512).collect()),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn consent_page(
+        &self,
+        rq: &Req,
+        snap: &Snapshot,
+        me: &Browser,
+        status: u16,
+        ask: &str,
+        return_to: &str,
+        notice: Option<&str>,
+        first: bool,
+        error: Option<&str>,
+    ) -> Result<Response> {
+        let records = match self
+            .app
+            .auth
+            .directory()
+            .consent_records(&me.customer_id)
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                return self
+                    .dependency_down(
+                        rq,
+                        &me.provider,
+                        "consent page unavailable",
+                        &e,
+                        ("/_account", "Your account"),
+                    )
+                    .await;
+            }
+        };
+        let granted = crate::consent::granted(&records);
+        let purposes = &snap.config.purposes;
+        let asked_now = crate::consent::asked(ask, purposes);
+        let list: Vec<Value> = purposes
+            .iter()
+            .map(|p| {
+                let since = records
+                    .iter()
+                    .rev()
+                    .find(|r| r.decision.purpose == p.id && r.decision.action == Action::Grant)
+                    .map(|r| when(r.decision.at));
+                let is_granted = granted.get(&p.id) == Some(&p.version);
+                json!({
+                    "id": p.id, "title": p.title, "text": p.text, "version": p.version,
+                    "required": p.required,
+                    "granted": is_granted,
+                    "since": since,
+                    "outdated": granted.get(&p.id).filter(|v| **v != p.version),
+                })
+            })
+            .collect();
+        let history: Vec<Value> = records
+            .iter()
+            .rev()
+            .map(|r| {
+                let title = purposes
+                    .iter()
+                    .find(|p| p.id == r.decision.purpose)
+                    .map_or(r.decision.purpose.as_str(), |p| p.title.as_str());
+                json!({
+                    "seq": r.seq, "when": when(r.decision.at), "title": title,
+                    "version": r.decision.version,
+                    "action": match (r.decision.action, r.decision.method.as_str()) {
+                        (Action::Grant, _) => "gave",
+                        (Action::Withdraw, "registration" | "prompt") => "declined",
+                        (Action::Withdraw, _) => "withdrew",
+                    },
+                    "method": r.decision.method.replace('_', " "),
+                })
+            })
+            .collect();
+        let html = self.app.pages.render(
+            "consent.html",
+            json!({
+                "csrf": me.csrf,
+                "asking": !asked_now.is_empty(),
+                "asked": asked_now,
+                "ask_ids": asked_now.iter().map(|p| p.id.as_str()).collect::<Vec<_>>().join(","),
+                "first": first,
+                "return_to": return_to,
+                "purposes": list,
+                "history": history,
+                "notice": notice,
+                "error": error,
+            }),
+        );
+        self.page(rq, status, html).await
+    }
+
+    /// `/_account/consent/receipt/{seq}`: one of the customer's own records
+    /// as a consent receipt (Kantara CR 1.1 fields), JSON.
+    pub(super) async fn receipt(
+        &self,
+        rq: &Req,
+        snap: &Snapshot,
+        me: &Browser,
+        seq: &str,
+    ) -> Result<Response> {
+        let records = self
+            .app
+            .auth
+            .directory()
+            .consent_records(&me.customer_id)
+            .await
+            .unwrap_or_default();
+        let found = seq
+            .parse::<i64>()
+            .ok()
+            .and_then(|n| records.iter().find(|r| r.seq == n));
+        let Some(r) = found else {
+            let body = json!({"error": "not_found", "error_description": "no such consent record"})
+                .to_string();
+            return self.write(rq, 404, "application/json", body, &[]).await;
+        };
+        let purpose = snap
+            .config
+            .purposes
+            .iter()
+            .find(|p| p.id == r.decision.purpose);
+        let body = crate::consent::receipt(r, purpose, &snap.config.pages.brand, "EU").to_string();
+        let disposition = format!("attachment; filename=\"consent-receipt-{}.json\"", r.seq);
+        self.write(
+            rq,
+            200,
+            "application/json",
+            body,
+            &[("content-disposition", disposition)],
+        )
+        .await
+    }
+}

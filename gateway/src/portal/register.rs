@@ -1,0 +1,302 @@
+//! Registration with a password (`/_auth/register`), also late, at checkout.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use serde::Deserialize;
+
+use super::guard::PasswordsOn;
+use super::request::Query;
+use super::respond::*;
+use super::signin::SigninState;
+use super::*;
+use crate::accounts::mail::{compose, Kind};
+use crate::accounts::{self, password, Purpose};
+use crate::session::{self as sess};
+use crate::state::Snapshot;
+
+pub(super) fn routes() -> Router<Arc<Portal>> {
+    Router::new().route("/_auth/register", get(form).post(submit))
+}
+
+#[derive(Deserialize)]
+struct ReturnQuery {
+    return_to: Option<String>,
+}
+
+async fn form(
+    State(p): State<Arc<Portal>>,
+    _on: PasswordsOn,
+    Query(q): Query<ReturnQuery>,
+    rq: Req,
+) -> Result<Response> {
+    let to = p.return_to(&rq.snap, rq.conn.here.as_ref(), q.return_to.as_deref());
+    let state = super::signin::SigninState::default();
+    p.signin_page(&rq, &rq.snap, &rq.conn.host, 200, true, &to, &state)
+        .await
+}
+
+async fn submit(State(p): State<Arc<Portal>>, _on: PasswordsOn, rq: Req) -> Result<Response> {
+    p.register(&rq, &rq.snap, &rq.conn.host, &rq.raw_host())
+        .await
+}
+
+impl Portal {
+    /// `POST /_auth/register`.
+    pub(super) async fn register(
+        &self,
+        rq: &Req,
+        snap: &Snapshot,
+        host: &str,
+        raw_host: &str,
+    ) -> Result<Response> {
+        let form = rq.form();
+        let return_to = self.return_to(snap, rq.conn.here.as_ref(), Some(form.get("return_to")));
+        let current = self.current_session(rq, snap, host).await?;
+        let mut state = SigninState {
+            register_email: form.get("email").trim().to_string(),
+            register_name: form.get("name").trim().to_string(),
+            // A form error keeps every choice made, never records a decline.
+            register_ticked: form
+                .get_all("grant")
+                .into_iter()
+                .map(String::from)
+                .collect(),
+            ..SigninState::default()
+        };
+        if !self.form_ok(rq, current.as_deref(), &form) {
+            state.form_error = Some(FORM_EXPIRED.into());
+            return self
+                .signin_page(rq, snap, host, 403, true, &return_to, &state)
+                .await;
+        }
+        if let Some(answer) = self.throttled(rq, snap, "register", false).await? {
+            return Ok(answer);
+        }
+        let email = accounts::normalize_email(form.get("email"))
+            .map_err(|e| state.register_errors.insert("email", e.into()))
+            .ok();
+        let name = accounts::normalize_name(form.get("name"))
+            .map_err(|e| state.register_errors.insert("name", e.into()))
+            .ok()
+            .flatten();
+        let given = form.get("password");
+        if given.is_empty() {
+            state
+                .register_errors
+                .insert("password", "Choose a password.".into());
+        } else if let Some(why) = self
+            .weak_password(snap, given, email.as_deref().unwrap_or(""))
+            .await
+        {
+            state.register_errors.insert("password", why);
+        }
+        let ticked = form.get_all("grant");
+        let is_ticked = |p: &crate::consent::Purpose| {
+            ticked.contains(&format!("{}:{}", p.id, p.version).as_str())
+        };
+        if snap
+            .config
+            .purposes
+            .iter()
+            .any(|p| p.required && !is_ticked(p))
+        {
+            state.register_errors.insert(
+                "terms",
+                "Please accept the terms to create an account.".into(),
+            );
+        }
+        let Some(email) = email.filter(|_| state.register_errors.is_empty()) else {
+            self.app
+                .metrics
+                .registrations
+                .with_label_values(&["invalid"])
+                .inc();
+            return self
+                .signin_page(rq, snap, host, 422, true, &return_to, &state)
+                .await;
+        };
+        let hash = match self.hash_password(given).await {
+            Ok(h) => h,
+            Err(e) => {
+                return self
+                    .dependency_down(
+                        rq,
+                        PASSWORD_METHOD,
+                        "password hashing failed",
+                        &e,
+                        ("/_auth/register", "Try again"),
+                    )
+                    .await;
+            }
+        };
+        let created = match self
+            .app
+            .auth
+            .directory()
+            .register(&email, name.as_deref(), &hash)
+            .await
+        {
+            Ok(c) => c,
+            Err(e) => {
+                return self
+                    .dependency_down(
+                        rq,
+                        PASSWORD_METHOD,
+                        "customer directory unavailable during registration",
+                        &e,
+                        ("/_auth/register", "Try again"),
+                    )
+                    .await;
+            }
+        };
+        let Some(customer) = created else {
+            self.app
+                .metrics
+                .registrations
+                .with_label_values(&["taken"])
+                .inc();
+            // Probing for addresses costs a failure each.
+            self.count_failure(rq, snap, "register").await;
+            state.register_errors.insert(
+                "email",
+                "There is already an account with this address. Sign in, or reset its password."
+                    .into(),
+            );
+            state.login_email = email;
+            return self
+                .signin_page(rq, snap, host, 409, true, &return_to, &state)
+                .await;
+        };
+        self.app
+            .metrics
+            .registrations
+            .with_label_values(&["created"])
+            .inc();
+        tracing::info!(customer_id = %customer.id, "customer registered with a password");
+        // Every purpose shown gets its answer in the ledger (unticked: declined).
+        let decisions: Vec<crate::consent::Decision> = snap
+            .config
+            .purposes
+            .iter()
+            .map(|p| {
+                let action = if is_ticked(p) {
+                    crate::consent::Action::Grant
+                } else {
+                    crate::consent::Action::Withdraw
+                };
+                self.decision(rq, raw_host, p, action, "registration")
+            })
+            .collect();
+        if let Err(e) = self.record_consents(&customer.id, &decisions).await {
+            return self
+                .dependency_down(
+                    rq,
+                    PASSWORD_METHOD,
+                    "consent could not be recorded at registration",
+                    &e,
+                    ("/_auth/register", "Try again"),
+                )
+                .await;
+        }
+        self.send_verification(snap, &customer.id, &email).await;
+        self.sign_in(
+            rq,
+            snap,
+            host,
+            customer,
+            PASSWORD_METHOD,
+            None,
+            &return_to,
+            Vec::new(),
+        )
+        .await
+    }
+
+    /// Checks a new password: the policy, then the breached-password
+    /// service if configured (unreachable: the policy alone decides).
+    pub(super) async fn weak_password(
+        &self,
+        snap: &Snapshot,
+        given: &str,
+        email: &str,
+    ) -> Option<String> {
+        if let Err(w) = password::check(given, email, snap.config.accounts.password_min_length) {
+            return Some(w.to_string());
+        }
+        let api = snap.config.accounts.breached_password_api.as_deref()?;
+        let (prefix, suffix) = password::range_key(given);
+        match self.app.http.get_text(&format!("{api}{prefix}")).await {
+            Ok(body) if password::range_lists(&body, &suffix) => {
+                Some(password::Weak::Breached.to_string())
+            }
+            Ok(_) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, "breached-password service unreachable; policy alone applies");
+                None
+            }
+        }
+    }
+
+    /// Hashes on the blocking pool.
+    pub(super) async fn hash_password(&self, given: &str) -> std::result::Result<String, String> {
+        let (cost, given) = (self.app.argon2, given.to_string());
+        tokio::task::spawn_blocking(move || password::hash(&cost, &given))
+            .await
+            .map_err(|e| e.to_string())?
+    }
+
+    /// Mails a verification link for `email` (failures are logged).
+    pub(super) async fn send_verification(&self, snap: &Snapshot, customer_id: &str, email: &str) {
+        let token = sess::new_token();
+        let ttl = snap.config.accounts.verification_ttl;
+        let stored = self
+            .app
+            .auth
+            .directory()
+            .put_token(
+                &sess::hash_id(&token),
+                customer_id,
+                Purpose::Verify,
+                email,
+                now() + ttl.as_secs() as i64,
+            )
+            .await;
+        if let Err(e) = stored {
+            tracing::error!(error = %e, "cannot keep a verification token; no mail sent");
+            return;
+        }
+        let link = format!(
+            "{}/_auth/verify?token={}",
+            snap.config.accounts.public_url,
+            enc(&token)
+        );
+        self.mail(snap, Kind::Verify, email, Some(&link));
+    }
+
+    /// Composes and sends a mail in the background (no channel: logged).
+    pub(super) fn mail(&self, snap: &Snapshot, kind: Kind, to: &str, link: Option<&str>) {
+        let ttl = match kind {
+            Kind::Reset => snap.config.accounts.reset_ttl,
+            _ => snap.config.accounts.verification_ttl,
+        };
+        let Some(mailer) = &self.app.mailer else {
+            tracing::warn!(
+                kind = kind.as_str(),
+                "no mail channel configured; mail not sent"
+            );
+            return;
+        };
+        let m = compose(
+            kind,
+            &snap.config.pages.brand,
+            to,
+            link,
+            &accounts::human(ttl),
+        );
+        mailer.send_later(m, self.app.metrics.mail_failures.clone());
+    }
+}

@@ -1,0 +1,362 @@
+//! Password reset: asking for a link (`/_auth/reset`) and choosing a new
+//! password with it (`/_auth/reset/confirm`).
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::guard::PasswordsOn;
+use super::request::Query;
+use super::respond::*;
+use super::*;
+use crate::accounts::mail::Kind;
+use crate::accounts::{self, password, Purpose};
+use crate::session::{self as sess, Group};
+use crate::state::Snapshot;
+
+pub(super) fn routes() -> Router<Arc<Portal>> {
+    Router::new()
+        .route("/_auth/reset", get(ask_page).post(ask))
+        .route("/_auth/reset/confirm", get(confirm_page).post(confirm))
+}
+
+#[derive(Deserialize)]
+struct ResetQuery {
+    return_to: Option<String>,
+    token: Option<String>,
+}
+
+async fn ask_page(
+    State(p): State<Arc<Portal>>,
+    _on: PasswordsOn,
+    Query(q): Query<ResetQuery>,
+    rq: Req,
+) -> Result<Response> {
+    let to = p.return_to(&rq.snap, rq.conn.here.as_ref(), q.return_to.as_deref());
+    p.reset_request_page(
+        &rq,
+        &rq.snap,
+        &rq.conn.host,
+        200,
+        &to,
+        "",
+        &Errors::new(),
+        false,
+    )
+    .await
+}
+
+async fn ask(State(p): State<Arc<Portal>>, _on: PasswordsOn, rq: Req) -> Result<Response> {
+    p.reset_request(&rq, &rq.snap, &rq.conn.host).await
+}
+
+async fn confirm_page(
+    State(p): State<Arc<Portal>>,
+    _on: PasswordsOn,
+    Query(q): Query<ResetQuery>,
+    rq: Req,
+) -> Result<Response> {
+    let token = q.token.unwrap_or_default();
+    p.reset_page(&rq, &rq.snap, &rq.conn.host, 200, &token, &Errors::new())
+        .await
+}
+
+async fn confirm(State(p): State<Arc<Portal>>, _on: PasswordsOn, rq: Req) -> Result<Response> {
+    p.reset_confirm(&rq, &rq.snap, &rq.conn.host).await
+}
+
+impl Portal {
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn reset_request_page(
+        &self,
+        rq: &Req,
+        snap: &Snapshot,
+        host: &str,
+        status: u16,
+        return_to: &str,
+        email: &str,
+        errors: &Errors,
+        sent: bool,
+    ) -> Result<Response> {
+        let current = self.current_session(rq, snap, host).await?;
+        let (csrf, cookie) = match &current {
+            Some(s) => (s.csrf.clone(), None),
+            None => self.anon_csrf(rq),
+        };
+        let html = self.app.pages.render(
+            "reset_request.html",
+            json!({
+                "csrf": csrf, "return_to": return_to, "email": email, "sent": sent,
+                "field_errors": errors, "errors": summary("reset", errors),
+                "ttl": accounts::human(snap.config.accounts.reset_ttl),
+            }),
+        );
+        let headers: Vec<(&str, String)> = cookie.into_iter().map(|c| ("set-cookie", c)).collect();
+        self.write(rq, status, "text/html; charset=utf-8", html, &headers)
+            .await
+    }
+
+    /// `POST /_auth/reset`: always answers "sent", account or not.
+    pub(super) async fn reset_request(
+        &self,
+        rq: &Req,
+        snap: &Snapshot,
+        host: &str,
+    ) -> Result<Response> {
+        let form = rq.form();
+        let return_to = self.return_to(snap, rq.conn.here.as_ref(), Some(form.get("return_to")));
+        let current = self.current_session(rq, snap, host).await?;
+        let typed = form.get("email").trim().to_string();
+        let mut errors = Errors::new();
+        if !self.form_ok(rq, current.as_deref(), &form) {
+            errors.insert("email", FORM_EXPIRED.into());
+            return self
+                .reset_request_page(rq, snap, host, 403, &return_to, &typed, &errors, false)
+                .await;
+        }
+        if let Some(answer) = self.throttled(rq, snap, "reset", false).await? {
+            return Ok(answer);
+        }
+        let email = match accounts::normalize_email(&typed) {
+            Ok(e) => e,
+            Err(why) => {
+                errors.insert("email", why.into());
+                return self
+                    .reset_request_page(rq, snap, host, 422, &return_to, &typed, &errors, false)
+                    .await;
+            }
+        };
+        // Every request counts, per client and per address: mails are not a hose.
+        self.count_failure(rq, snap, "reset").await;
+        let key = crate::throttle::account(&email);
+        let quiet = crate::throttle::retry_after(&*self.app.sessions, "reset-account", &key)
+            .await
+            .is_some();
+        crate::throttle::failed(
+            &*self.app.sessions,
+            "reset-account",
+            &key,
+            &snap.config.abuse,
+        )
+        .await;
+        self.app
+            .metrics
+            .password_resets
+            .with_label_values(&["requested"])
+            .inc();
+        if !quiet {
+            match self.app.auth.directory().password(&email).await {
+                Ok(Some((c, _))) => {
+                    let token = sess::new_token();
+                    let ttl = snap.config.accounts.reset_ttl.as_secs() as i64;
+                    let stored = self
+                        .app
+                        .auth
+                        .directory()
+                        .put_token(
+                            &sess::hash_id(&token),
+                            &c.id,
+                            Purpose::Reset,
+                            &email,
+                            now() + ttl,
+                        )
+                        .await;
+                    match stored {
+                        Ok(()) => {
+                            let link = format!(
+                                "{}/_auth/reset/confirm?token={}",
+                                snap.config.accounts.public_url,
+                                enc(&token)
+                            );
+                            self.mail(snap, Kind::Reset, &email, Some(&link));
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "cannot keep a reset token; no mail sent")
+                        }
+                    }
+                }
+                Ok(None) => self.mail(snap, Kind::ResetUnknown, &email, None),
+                Err(e) => tracing::error!(error = %e, "customer directory unavailable for a reset"),
+            }
+        }
+        self.reset_request_page(
+            rq,
+            snap,
+            host,
+            200,
+            &return_to,
+            &email,
+            &Errors::new(),
+            true,
+        )
+        .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn reset_page(
+        &self,
+        rq: &Req,
+        snap: &Snapshot,
+        host: &str,
+        status: u16,
+        token: &str,
+        errors: &Errors,
+    ) -> Result<Response> {
+        let current = self.current_session(rq, snap, host).await?;
+        let (csrf, cookie) = match &current {
+            Some(s) => (s.csrf.clone(), None),
+            None => self.anon_csrf(rq),
+        };
+        let html = self.app.pages.render(
+            "reset.html",
+            json!({
+                "csrf": csrf, "token": token, "field_errors": errors,
+                "errors": summary("new", errors),
+                "min_length": snap.config.accounts.password_min_length,
+            }),
+        );
+        let headers: Vec<(&str, String)> = cookie.into_iter().map(|c| ("set-cookie", c)).collect();
+        self.write(rq, status, "text/html; charset=utf-8", html, &headers)
+            .await
+    }
+
+    /// `POST /_auth/reset/confirm`: a new password from a mailed link; every
+    /// session of the customer ends, and this browser is signed in afresh.
+    pub(super) async fn reset_confirm(
+        &self,
+        rq: &Req,
+        snap: &Snapshot,
+        host: &str,
+    ) -> Result<Response> {
+        let form = rq.form();
+        let token = form.get("token").to_string();
+        let current = self.current_session(rq, snap, host).await?;
+        let mut errors = Errors::new();
+        if !self.form_ok(rq, current.as_deref(), &form) {
+            errors.insert("password", FORM_EXPIRED.into());
+            return self.reset_page(rq, snap, host, 403, &token, &errors).await;
+        }
+        if let Some(answer) = self.throttled(rq, snap, "reset-confirm", false).await? {
+            return Ok(answer);
+        }
+        let given = form.get("password").to_string();
+        // The policy first, so a refused password does not spend the link.
+        if let Some(why) = self.weak_password(snap, &given, "").await {
+            errors.insert("password", why);
+            return self.reset_page(rq, snap, host, 422, &token, &errors).await;
+        }
+        let dir = self.app.auth.directory().clone();
+        let taken = if token.is_empty() || token.len() > 64 {
+            Ok(None)
+        } else {
+            dir.take_token(&sess::hash_id(&token), Purpose::Reset, now())
+                .await
+        };
+        let (customer_id, email) = match taken {
+            Ok(Some(t)) => t,
+            Ok(None) => {
+                self.app
+                    .metrics
+                    .password_resets
+                    .with_label_values(&["invalid"])
+                    .inc();
+                self.count_failure(rq, snap, "reset-confirm").await;
+                let html = self.app.pages.message(
+                    "This link does not work any more",
+                    "Reset links work once and for a limited time. Please ask for a new one.",
+                    Some(("/_auth/reset", "Ask for a new link")),
+                );
+                return self.page(rq, 400, html).await;
+            }
+            Err(e) => {
+                return self
+                    .dependency_down(
+                        rq,
+                        PASSWORD_METHOD,
+                        "customer directory unavailable during a reset",
+                        &e,
+                        ("/_auth/reset", "Try again"),
+                    )
+                    .await;
+            }
+        };
+        if let Err(w) = password::check(&given, &email, snap.config.accounts.password_min_length) {
+            // Not the email either: the link stays usable for another try.
+            let ttl = snap.config.accounts.reset_ttl.as_secs() as i64;
+            let _ = dir
+                .put_token(
+                    &sess::hash_id(&token),
+                    &customer_id,
+                    Purpose::Reset,
+                    &email,
+                    now() + ttl,
+                )
+                .await;
+            errors.insert("password", w.to_string());
+            return self.reset_page(rq, snap, host, 422, &token, &errors).await;
+        }
+        let outcome = async {
+            let hash = self
+                .hash_password(&given)
+                .await
+                .map_err(crate::customers::DirectoryError::Unavailable)?;
+            dir.set_password(&customer_id, &email, &hash).await?;
+            // Following the link proved the mailbox.
+            dir.mark_verified(&customer_id, &email).await?;
+            dir.customer(&customer_id).await
+        }
+        .await;
+        let customer = match outcome {
+            Ok(Some(c)) => c,
+            Ok(None) => {
+                let html = self.app.pages.message(
+                    "This account no longer exists",
+                    "There is nothing to reset.",
+                    Some(("/", "Home")),
+                );
+                return self.page(rq, 404, html).await;
+            }
+            Err(e) => {
+                return self
+                    .dependency_down(
+                        rq,
+                        PASSWORD_METHOD,
+                        "customer directory unavailable during a reset",
+                        &e,
+                        ("/_auth/reset", "Try again"),
+                    )
+                    .await;
+            }
+        };
+        self.app
+            .metrics
+            .password_resets
+            .with_label_values(&["completed"])
+            .inc();
+        match self.app.sessions.end(Group::Customer(&customer_id)).await {
+            Ok(n) => {
+                self.session_ended(Some(&customer_id), "password_reset", n)
+                    .await
+            }
+            Err(e) => tracing::error!(error = %e, "sessions not ended after a password reset"),
+        }
+        let link = format!("{}/_auth/reset", snap.config.accounts.public_url);
+        self.mail(snap, Kind::PasswordChanged, &email, Some(&link));
+        self.sign_in(
+            rq,
+            snap,
+            host,
+            customer,
+            PASSWORD_METHOD,
+            None,
+            "/_account?notice=password_changed",
+            Vec::new(),
+        )
+        .await
+    }
+}

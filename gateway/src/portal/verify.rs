@@ -1,0 +1,100 @@
+//! Confirming an email address from the mailed link (`/_auth/verify`).
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use serde::Deserialize;
+
+use super::request::Query;
+use super::respond::*;
+use super::*;
+use crate::accounts::Purpose;
+use crate::session::{self as sess};
+use crate::state::Snapshot;
+
+pub(super) fn routes() -> Router<Arc<Portal>> {
+    Router::new().route("/_auth/verify", get(open))
+}
+
+#[derive(Deserialize)]
+struct TokenQuery {
+    token: Option<String>,
+}
+
+async fn open(
+    State(p): State<Arc<Portal>>,
+    Query(q): Query<TokenQuery>,
+    rq: Req,
+) -> Result<Response> {
+    p.verify_email(&rq, &rq.snap, q.token.as_deref().unwrap_or_default())
+        .await
+}
+
+impl Portal {
+    /// `GET /_auth/verify?token=…`.
+    pub(super) async fn verify_email(
+        &self,
+        rq: &Req,
+        snap: &Snapshot,
+        token: &str,
+    ) -> Result<Response> {
+        if let Some(answer) = self.throttled(rq, snap, "verify", false).await? {
+            return Ok(answer);
+        }
+        let dir = self.app.auth.directory();
+        let taken = if token.is_empty() || token.len() > 64 {
+            Ok(None)
+        } else {
+            dir.take_token(&sess::hash_id(token), Purpose::Verify, now())
+                .await
+        };
+        let verified = match taken {
+            Ok(Some((customer_id, email))) => dir.mark_verified(&customer_id, &email).await,
+            Ok(None) => Ok(None),
+            Err(e) => Err(e),
+        };
+        match verified {
+            Ok(Some(c)) if c.email_verified => {
+                self.app
+                    .metrics
+                    .verifications
+                    .with_label_values(&["verified"])
+                    .inc();
+                self.refresh_sessions(&c).await;
+                let html = self.app.pages.message(
+                    "Your email address is confirmed",
+                    "Thank you. Your account is ready.",
+                    Some(("/", "Continue")),
+                );
+                self.page(rq, 200, html).await
+            }
+            Ok(_) => {
+                self.app
+                    .metrics
+                    .verifications
+                    .with_label_values(&["invalid"])
+                    .inc();
+                self.count_failure(rq, snap, "verify").await;
+                let html = self.app.pages.message(
+                    "This link does not work any more",
+                    "Confirmation links work once and for a limited time. Sign in and ask for a new one on your account page.",
+                    Some(("/_account", "Your account")),
+                );
+                self.page(rq, 400, html).await
+            }
+            Err(e) => {
+                self.dependency_down(
+                    rq,
+                    PASSWORD_METHOD,
+                    "customer directory unavailable during verification",
+                    &e,
+                    ("/", "Home"),
+                )
+                .await
+            }
+        }
+    }
+}
