@@ -34,6 +34,8 @@ enum Command {
         #[arg(long, short, default_value = "config.yaml")]
         config: PathBuf,
     },
+    /// Print the admin API's OpenAPI document (gateway/openapi/admin.json)
+    Openapi,
     /// Print the version
     Version,
 }
@@ -73,6 +75,10 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
+        Command::Openapi => {
+            print!("{}", omnigate::admin::openapi_json());
+            ExitCode::SUCCESS
+        }
         Command::Version => {
             println!("omnigate {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS

@@ -1,296 +1,170 @@
 //! The admin listener, separate from customer traffic: liveness, readiness,
-//! Prometheus metrics and the authenticated reload endpoint. Never answers on
-//! a customer listener, never accepts a write without the admin token.
+//! Prometheus metrics, the published keys, the authenticated reload and the
+//! customer API, as one axum `Router`. Its OpenAPI 3.1 document is generated
+//! from the handlers (utoipa) and served at `/admin/openapi.json`; the copy
+//! in `gateway/openapi/admin.json` is that document (`omnigate openapi`).
+//! Never answers on a customer listener, never accepts a write without the
+//! admin token.
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
 
-use hyper::body::Incoming;
-use hyper::Request;
-use subtle::ConstantTimeEq;
+use axum::response::Response;
+use axum::Router;
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
 
+mod auth;
 mod customers;
+mod ops;
+mod problem;
 
-use crate::httpd::{problem, respond, serve, Resp};
+pub use problem::{ApiError, Problem};
 
-/// The admin API's OpenAPI 3.1 description, kept in the repository.
-pub const OPENAPI: &str = include_str!("../../openapi/admin.json");
-use crate::state::{App, ReloadError};
+use crate::state::App;
+
+/// The state every admin handler reads.
+pub type Shared = Arc<App>;
 
 /// Starts the admin listener on the current runtime.
 pub async fn start(app: Arc<App>, addr: SocketAddr) -> std::io::Result<()> {
-    serve(addr, move |req, peer| handle(app.clone(), req, peer)).await
+    let router = router(app);
+    crate::httpd::serve(addr, move |req, peer| {
+        let router = router.clone();
+        async move {
+            let mut req = req.map(axum::body::Body::new);
+            req.extensions_mut()
+                .insert(axum::extract::ConnectInfo(peer));
+            let Ok(resp) = router.oneshot(req).await;
+            to_resp(resp).await
+        }
+    })
+    .await
 }
 
-async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Resp {
-    let path = req.uri().path().to_string();
-    let method = req.method().clone();
-    match (method.as_str(), path.as_str()) {
-        ("GET" | "HEAD", "/healthz") => respond(200, "application/json", r#"{"status":"ok"}"#),
-        ("GET" | "HEAD", "/readyz") => readyz(&app).await,
-        ("GET" | "HEAD", crate::portal::JWKS_PATH) => {
-            respond(200, "application/json", app.signer.jwks().to_string())
+/// The admin API's OpenAPI document, generated from the handlers.
+pub fn openapi() -> OpenApi {
+    let (_, api) = OpenApiRouter::with_openapi(document())
+        .merge(ops::open())
+        .merge(customers::routes())
+        .merge(ops::protected())
+        .split_for_parts();
+    with_common_responses(api)
+}
+
+/// The document as served and as kept in the repository (pretty JSON).
+pub fn openapi_json() -> String {
+    let mut out = openapi().to_pretty_json().unwrap_or_default();
+    out.push('\n');
+    out
+}
+
+/// The admin API: open probes, the token-protected rest, the document.
+pub fn router(app: Arc<App>) -> Router {
+    let protected = OpenApiRouter::new()
+        .merge(customers::routes())
+        .merge(ops::protected())
+        .route_layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            auth::require_token,
+        ));
+    let (router, _) = OpenApiRouter::new()
+        .merge(ops::open())
+        .merge(protected)
+        .split_for_parts();
+    router
+        .method_not_allowed_fallback(problem::method_not_allowed)
+        .fallback(problem::not_found)
+        .with_state(app)
+}
+
+/// The parts of the document no handler states: title, servers, security.
+fn document() -> OpenApi {
+    let mut api = utoipa::openapi::OpenApiBuilder::new()
+        .info(
+            utoipa::openapi::InfoBuilder::new()
+                .title("Omnigate admin API")
+                .description(Some(
+                    "Health, readiness, metrics, published keys, configuration reload and \
+                     customer administration. Served on the admin listener only. Write and \
+                     customer endpoints need `Authorization: Bearer <admin.token>`; every \
+                     error is an RFC 9457 problem document.",
+                ))
+                .version(env!("CARGO_PKG_VERSION"))
+                .build(),
+        )
+        .build();
+    let scheme = SecurityScheme::Http(
+        HttpBuilder::new()
+            .scheme(HttpAuthScheme::Bearer)
+            .description(Some("The configured `admin.token`."))
+            .build(),
+    );
+    api.components
+        .get_or_insert_with(Default::default)
+        .add_security_scheme("adminToken", scheme);
+    api
+}
+
+/// Answers every operation can give besides its own: a token refused (on
+/// operations that need one) and a store that cannot answer.
+fn with_common_responses(mut api: OpenApi) -> OpenApi {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    let problem = |what: &str| {
+        ResponseBuilder::new()
+            .description(what)
+            .content(
+                "application/problem+json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("Problem")))
+                    .build(),
+            )
+            .build()
+    };
+    for item in api.paths.paths.values_mut() {
+        let ops = [
+            &mut item.get,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.put,
+            &mut item.patch,
+        ];
+        for op in ops.into_iter().flatten() {
+            if op.security.is_some() {
+                let r = &mut op.responses.responses;
+                r.entry("401".into())
+                    .or_insert_with(|| problem("No or a wrong admin token").into());
+                r.entry("403".into())
+                    .or_insert_with(|| problem("No admin token is configured").into());
+                r.entry("429".into())
+                    .or_insert_with(|| problem("Too many failed attempts; see Retry-After").into());
+                r.entry("503".into())
+                    .or_insert_with(|| problem("A store cannot answer; see Retry-After").into());
+            }
         }
-        ("GET" | "HEAD", "/metrics") => {
-            // The session count is the store's (every node's, on Redis); a slow
-            // store leaves the last value rather than stalling the scrape.
-            let now = crate::session::unix_now();
-            if let Ok(Ok(n)) =
-                tokio::time::timeout(Duration::from_secs(1), app.sessions.active(now)).await
-            {
-                app.metrics.sessions_active.set(n as i64);
-            }
-            if let Ok(Ok(n)) =
-                tokio::time::timeout(Duration::from_secs(1), app.auth.directory().outbox_depth())
-                    .await
-            {
-                app.metrics.outbox_depth.set(n as i64);
-            }
-            respond(
-                200,
-                "text/plain; version=0.0.4; charset=utf-8",
-                app.metrics.render(),
+    }
+    api
+}
+
+/// The axum response as the shared hyper server writes it.
+async fn to_resp(resp: Response) -> crate::httpd::Resp {
+    let (parts, body) = resp.into_parts();
+    match http_body_util::Limited::new(body, 64 * 1024 * 1024)
+        .collect()
+        .await
+    {
+        Ok(b) => http::Response::from_parts(parts, http_body_util::Full::new(b.to_bytes())),
+        Err(e) => {
+            tracing::error!(error = %e, "admin response could not be read");
+            crate::httpd::problem(
+                500,
+                "internal",
+                "Internal error",
+                "The answer could not be written.",
             )
         }
-        ("POST", "/admin/reload") => {
-            if let Err(resp) = authorize(&app, &req, peer).await {
-                return *resp;
-            }
-            reload(&app).await
-        }
-        ("GET" | "HEAD", "/admin/openapi.json") => respond(200, "application/json", OPENAPI),
-        (_, "/healthz" | "/readyz" | "/metrics" | "/admin/openapi.json") => {
-            method_not_allowed("GET, HEAD")
-        }
-        (_, "/admin/reload") => method_not_allowed("POST"),
-        (m, p) if p.starts_with("/admin/customers") => {
-            if let Err(resp) = authorize(&app, &req, peer).await {
-                return *resp;
-            }
-            let query = req.uri().query().map(str::to_string);
-            match customers::route(m, p) {
-                Ok(call) => {
-                    let body = if matches!(call, customers::Call::RecordConsent(_)) {
-                        use http_body_util::BodyExt;
-                        match http_body_util::Limited::new(req.into_body(), 16 * 1024)
-                            .collect()
-                            .await
-                        {
-                            Ok(b) => b.to_bytes(),
-                            Err(_) => {
-                                return problem(
-                                    413,
-                                    "too-large",
-                                    "Request too large",
-                                    "The body must be at most 16 KiB of JSON.",
-                                )
-                            }
-                        }
-                    } else {
-                        bytes::Bytes::new()
-                    };
-                    customers::handle(&app, call, query.as_deref(), &body).await
-                }
-                Err(customers::Miss::Method(allow)) => method_not_allowed(allow),
-                Err(customers::Miss::NotFound) => problem(
-                    404,
-                    "not-found",
-                    "Not found",
-                    "No admin endpoint at this path.",
-                ),
-            }
-        }
-        _ => problem(
-            404,
-            "not-found",
-            "Not found",
-            "No admin endpoint at this path.",
-        ),
-    }
-}
-
-fn method_not_allowed(allow: &'static str) -> Resp {
-    let mut r = problem(
-        405,
-        "method-not-allowed",
-        "Method not allowed",
-        "See the Allow header.",
-    );
-    r.headers_mut()
-        .insert(http::header::ALLOW, http::HeaderValue::from_static(allow));
-    r
-}
-
-/// Checks `Authorization: Bearer <admin token>` in constant time; a client
-/// that keeps failing is slowed down (429 with `Retry-After`).
-async fn authorize(app: &App, req: &Request<Incoming>, peer: SocketAddr) -> Result<(), Box<Resp>> {
-    let snap = app.snapshot();
-    let client = Some(peer.ip());
-    if let Some(secs) =
-        crate::throttle::retry_after(&*app.sessions, "admin", &crate::throttle::address(client))
-            .await
-    {
-        app.metrics.throttled.with_label_values(&["admin"]).inc();
-        let mut r = problem(
-            429,
-            "too-many-requests",
-            "Too many failed attempts",
-            &format!("Retry in {secs} seconds."),
-        );
-        if let Ok(v) = http::HeaderValue::from_str(&secs.to_string()) {
-            r.headers_mut().insert(http::header::RETRY_AFTER, v);
-        }
-        return Err(Box::new(r));
-    }
-    let Some(expected) = snap.config.admin.as_ref().and_then(|a| a.token.clone()) else {
-        return Err(Box::new(problem(
-            403,
-            "admin-disabled",
-            "Admin API disabled",
-            "No admin.token is configured, so write endpoints are off. Set admin.token (e.g. ${OMNIGATE_ADMIN_TOKEN}) and reload with SIGHUP.",
-        )));
-    };
-    let given = req
-        .headers()
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
-        Ok(())
-    } else {
-        crate::throttle::failed(
-            &*app.sessions,
-            "admin",
-            &crate::throttle::address(client),
-            &snap.config.abuse,
-        )
-        .await;
-        let mut r = problem(
-            401,
-            "unauthorized",
-            "Unauthorized",
-            "A valid admin bearer token is required.",
-        );
-        r.headers_mut().insert(
-            http::header::WWW_AUTHENTICATE,
-            http::HeaderValue::from_static("Bearer realm=\"omnigate-admin\""),
-        );
-        Err(Box::new(r))
-    }
-}
-
-async fn reload(app: &App) -> Resp {
-    match app.reload().await {
-        Ok(report) => respond(
-            200,
-            "application/json",
-            serde_json::json!({"result": "applied", "report": report}).to_string(),
-        ),
-        Err(ReloadError::Invalid(errs)) => {
-            let list: Vec<String> = errs.0.iter().map(|d| d.to_string()).collect();
-            let body = serde_json::json!({
-                "type": "urn:omnigate:problem:invalid-config",
-                "title": "Configuration refused",
-                "status": 422,
-                "detail": "The new configuration is invalid; the running one is kept.",
-                "errors": list,
-            });
-            respond(422, "application/problem+json", body.to_string())
-        }
-        Err(e) => {
-            let body = serde_json::json!({
-                "type": "urn:omnigate:problem:reload-failed",
-                "title": "Configuration refused",
-                "status": 422,
-                "detail": format!("The new configuration could not be applied; the running one is kept: {e}"),
-            });
-            respond(422, "application/problem+json", body.to_string())
-        }
-    }
-}
-
-/// Ready when not shutting down and every customer listener accepts
-/// connections. Listeners are probed only until they first accept (they stay
-/// open until shutdown), so probes do not fill the log with aborted handshakes.
-async fn readyz(app: &App) -> Resp {
-    let mut failing = Vec::new();
-    if app.shutting_down() {
-        failing.push("shutting down".to_string());
-    }
-    let (running, expected) = (
-        app.accept_loops.load(Ordering::Relaxed),
-        app.accept_loops_expected.load(Ordering::Relaxed),
-    );
-    if running < expected {
-        // The sockets are bound before the workers start: a connection
-        // would be queued, not served, until every worker accepts.
-        failing.push(format!(
-            "{running} of {expected} worker accept loops are running"
-        ));
-    }
-    let listeners: &[crate::config::model::Listener] = if app.listeners_up.load(Ordering::Relaxed) {
-        &[]
-    } else {
-        &app.startup.listeners
-    };
-    for l in listeners {
-        let ok = tokio::time::timeout(
-            Duration::from_millis(500),
-            tokio::net::TcpStream::connect(l.address),
-        )
-        .await
-        .is_ok_and(|r| r.is_ok());
-        if !ok {
-            failing.push(format!(
-                "listener `{}` ({}) is not accepting connections",
-                l.name, l.address
-            ));
-        }
-    }
-    if !listeners.is_empty() && failing.is_empty() {
-        app.listeners_up.store(true, Ordering::Relaxed);
-    }
-    let generation = app.snapshot().generation;
-    let mut dependencies = serde_json::Map::new();
-    let mut degraded = false;
-    for d in app.health.all() {
-        let state = d.state();
-        degraded |= state == crate::health::State::Down;
-        let mut entry = serde_json::json!({ "status": state });
-        if state == crate::health::State::Down {
-            entry["error"] = d.last_error().into();
-        }
-        dependencies.insert(d.name.to_string(), entry);
-    }
-    let degraded_ok = app
-        .startup
-        .admin
-        .as_ref()
-        .is_none_or(|a| a.ready_when_degraded);
-    if failing.is_empty() && (!degraded || degraded_ok) {
-        let status = if degraded { "degraded" } else { "ready" };
-        respond(
-            200,
-            "application/json",
-            serde_json::json!({"status": status, "config_generation": generation, "dependencies": dependencies}).to_string(),
-        )
-    } else {
-        if degraded {
-            failing.push("a dependency is down (admin.ready_when_degraded: false)".into());
-        }
-        let status = if degraded && failing.len() == 1 {
-            "degraded"
-        } else {
-            "not ready"
-        };
-        respond(
-            503,
-            "application/json",
-            serde_json::json!({"status": status, "reasons": failing, "dependencies": dependencies})
-                .to_string(),
-        )
     }
 }

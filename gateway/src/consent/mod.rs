@@ -31,7 +31,7 @@ impl Purpose {
 }
 
 /// Grant or withdraw.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Action {
     Grant,
@@ -56,7 +56,7 @@ impl Action {
 }
 
 /// A decision to record: everything but the chain.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Decision {
     pub purpose: String,
     pub version: u32,
@@ -71,7 +71,7 @@ pub struct Decision {
 }
 
 /// A ledger record as stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Record {
     /// Position in this customer's chain, from 1.
     pub seq: i64,
