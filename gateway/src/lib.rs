@@ -27,3 +27,4 @@ pub mod shard;
 pub mod state;
 pub mod store;
 pub mod throttle;
+pub mod webhook;

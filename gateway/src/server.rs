@@ -57,7 +57,13 @@ pub fn run(config_path: &Path) -> Result<(), StartError> {
         tokio::spawn(reload_on_sighup(app.clone()));
         app.spawn_health_probe();
         app.spawn_key_rotation();
-        tokio::spawn(crate::events::run(app.clone()));
+        let settings = app.clone();
+        tokio::spawn(crate::events::run(crate::events::Delivery {
+            directory: app.auth.directory().clone(),
+            settings: Box::new(move || settings.snapshot().config.events.clone()),
+            given_up: app.metrics.webhook_given_up.clone(),
+            deliveries: app.metrics.webhook_deliveries.clone(),
+        }));
         Ok::<_, StartError>(app)
     })?;
 

@@ -180,7 +180,7 @@ impl Mailer {
                 })
                 .to_string();
                 let t = crate::session::unix_now();
-                let sig = crate::events::signature(secret, t, &body);
+                let sig = crate::webhook::signature(secret, t, &body);
                 client
                     .post_json(url, &body, &[("omnigate-signature", sig)])
                     .await

@@ -204,7 +204,7 @@ impl Sessions {
             || crate::session::cookie_domain(host, &self.cookie_domains).is_some()
             || routes
                 .iter()
-                .any(|r| !r.hosts.is_empty() && crate::edge::route::host_matches(&r.hosts, host))
+                .any(|r| !r.hosts.is_empty() && host_matches(&r.hosts, host))
     }
 }
 
@@ -418,4 +418,15 @@ pub struct Demo {
 pub struct Log {
     pub level: String,
     pub access_log: bool,
+}
+
+/// Whether a route's host list takes `host` (empty list: any host).
+pub fn host_matches(hosts: &[String], host: &str) -> bool {
+    hosts.is_empty()
+        || hosts.iter().any(|h| match h.strip_prefix("*.") {
+            Some(parent) => host.strip_suffix(parent).is_some_and(|sub| {
+                sub.len() > 1 && sub.ends_with('.') && !sub[..sub.len() - 1].contains('.')
+            }),
+            None => h == host,
+        })
 }

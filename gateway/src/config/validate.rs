@@ -662,12 +662,12 @@ fn events(raw: Option<&RawEvents>, r: &mut Report<'_>) -> Events {
             );
         }
         for (j, e) in w.events.iter().enumerate() {
-            if !crate::events::KINDS.contains(&e.as_str()) {
+            if !crate::webhook::KINDS.contains(&e.as_str()) {
                 r.error(
                     0,
                     &index(&join(&at, "events"), j),
                     format!("unknown event type `{e}`"),
-                    Some(format!("one of {}", crate::events::KINDS.join(", "))),
+                    Some(format!("one of {}", crate::webhook::KINDS.join(", "))),
                 );
             }
         }

@@ -5,6 +5,7 @@
 //! route without hosts; then the longest path prefix; then a route that lists
 //! methods over one that takes any; then configuration order.
 
+pub use crate::config::model::host_matches;
 use crate::config::model::Route;
 
 /// What a request matched.
@@ -76,17 +77,6 @@ impl Router {
             Match::MethodNotAllowed(allowed)
         }
     }
-}
-
-/// Whether a route's host list takes `host` (empty list: any host).
-pub fn host_matches(hosts: &[String], host: &str) -> bool {
-    hosts.is_empty()
-        || hosts.iter().any(|h| match h.strip_prefix("*.") {
-            Some(parent) => host.strip_suffix(parent).is_some_and(|sub| {
-                sub.len() > 1 && sub.ends_with('.') && !sub[..sub.len() - 1].contains('.')
-            }),
-            None => h == host,
-        })
 }
 
 /// `/api` takes `/api`, `/api/…` and `/api?…`, not `/apix`.
