@@ -45,7 +45,7 @@ fn postgres_customers() -> String {
 }
 
 /// The identity headers the echo upstream saw, from a page's text.
-fn headers_on(page: &Seen) -> serde_json::Value {
+pub fn headers_on(page: &Seen) -> serde_json::Value {
     let text = page["text"].as_str().expect("page text");
     let start = text
         .find('{')
@@ -582,9 +582,14 @@ async fn no_enumeration_throttling_and_forms(postgres: bool) {
     // A made-up verification or reset token.
     let r = h.get("/_auth/verify?token=made-up").await;
     assert_eq!(r.status, 400);
+    // Opening it says the link is dead at once (no form to fill in first)...
+    let r = h.get("/_auth/reset/confirm?token=made-up").await;
+    assert_eq!(r.status, 400);
+    assert!(r.text().contains("does not work any more"), "{}", r.text());
+    // ...and posting it anyway is refused the same way.
     let r = h
         .submit(
-            "/_auth/reset/confirm?token=made-up",
+            "/_auth/reset",
             "/_auth/reset/confirm",
             &[("token", "made-up"), ("password", NEW_PASSWORD)],
         )

@@ -15,7 +15,7 @@ use crate::support::*;
 
 const PASSWORD: &str = "violet kettle 42 morning";
 
-fn purposes(partner_version: u32) -> String {
+pub fn purposes(partner_version: u32) -> String {
     format!(
         "purposes:
   - {{ id: terms, title: Terms of service, text: I accept the terms of service., version: 1, legal_basis: contract, required: true }}
@@ -29,7 +29,7 @@ fn purposes(partner_version: u32) -> String {
 
 /// A shop with purposes (from `consent.yaml`), password accounts, and
 /// routes that need them; `extra` adds top-level settings.
-fn consent_config(sink: &MailSink, store: &Upstream, crm: &Upstream, extra: &str) -> String {
+pub fn consent_config(sink: &MailSink, store: &Upstream, crm: &Upstream, extra: &str) -> String {
     config_with(&format!(
         "include: [consent.yaml]
 listeners:
@@ -65,7 +65,7 @@ fn headers_on(page: &Seen) -> serde_json::Value {
 }
 
 /// `GET /admin/customers/{id}/consents`.
-async fn admin_consents(gw: &Gateway, customer: &str) -> serde_json::Value {
+pub async fn admin_consents(gw: &Gateway, customer: &str) -> serde_json::Value {
     let auth = format!("Bearer {ADMIN_TOKEN}");
     let r = Client::plain(gw.addr("admin"))
         .send(request(

@@ -21,4 +21,5 @@ mod proxy;
 mod reload;
 mod tls;
 mod trust;
+mod walk;
 mod workers;

@@ -83,6 +83,26 @@ impl Problem {
         }
     }
 
+    /// What a customer can do about it on a page: a link and its text.
+    pub fn action(&self) -> Option<(&'static str, &'static str)> {
+        match self {
+            Problem::ConsentRequired(_) => Some(("/_account/consent", "Review your consents")),
+            Problem::EmailUnverified => Some(("/_account", "Confirm your email address")),
+            _ => None,
+        }
+    }
+
+    /// Whether trying the same request again later may work (a page offers it).
+    pub fn retryable(&self) -> bool {
+        matches!(
+            self,
+            Problem::BadGateway
+                | Problem::NoHealthyUpstream
+                | Problem::GatewayTimeout
+                | Problem::IdentityUnavailable
+        )
+    }
+
     pub fn title(&self) -> &'static str {
         match self {
             Problem::BadRequest(_) | Problem::BadPath(_) => "Bad request",

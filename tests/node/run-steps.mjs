@@ -11,7 +11,8 @@
 // page and reports its violations as `axe: [{id, impact, help, nodes}]`.
 // mailLink waits (15 s) for a mail to `to` in the SMTP sink's folder holding
 // a link with that path, and opens the link of the newest such mail.
-// Every step answers { url, status, title, text, lang, headings, screenshot? }.
+// Every step answers { url, status, title, text, lang, headings, checked,
+// images, screenshot? }.
 import { chromium } from 'playwright-core';
 import { mkdirSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -50,6 +51,9 @@ async function observe(extra = {}) {
     text: (await page.innerText('body').catch(() => '')).slice(0, 4000),
     // Wider than the viewport: the page would scroll sideways on a phone.
     overflow: await page.evaluate(() => document.documentElement.scrollWidth > window.innerWidth).catch(() => null),
+    // Ticked boxes (by id, else value) and whether each image loaded.
+    checked: await page.$$eval('input[type=checkbox]:checked', (els) => els.map((e) => e.id || e.value)).catch(() => []),
+    images: await page.$$eval('img', (els) => els.map((i) => ({ alt: i.alt, loaded: i.complete && i.naturalWidth > 0 }))).catch(() => []),
     ...extra,
   };
 }

@@ -68,7 +68,7 @@ pub fn compose(kind: Kind, brand: &str, to: &str, link: Option<&str>, ttl: &str)
         Kind::ResetUnknown => (
             format!("Password reset at {brand}"),
             format!(
-                "Hello,\n\nsomeone asked to reset the password of a {brand} account for this address, but there is no account with it. If that was you, you may have signed up with another address or with another sign-in method. Otherwise, ignore this mail.\n"
+                "Hello,\n\nsomeone asked to reset a {brand} password for this address, but there is no account with it. If that was you, you may have signed up with another address or with another sign-in method. Otherwise, ignore this mail.\n"
             ),
         ),
         Kind::Lockout => (

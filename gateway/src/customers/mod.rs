@@ -133,6 +133,14 @@ pub trait Directory: Send + Sync {
         purpose: Purpose,
         now: i64,
     ) -> Result<Option<(String, String)>, DirectoryError>;
+    /// Whether a token exists for `purpose` and has not expired at `now`,
+    /// without spending it (a link checked when it is opened).
+    async fn token_live(
+        &self,
+        token_hash: &str,
+        purpose: Purpose,
+        now: i64,
+    ) -> Result<bool, DirectoryError>;
     /// Marks the customer's email verified if it still is `email`; an
     /// `identity.verified` event when that changed something.
     async fn mark_verified(

@@ -63,6 +63,8 @@ const PUT_TOKEN: &str =
     VALUES ($1, $2, $3, $4, $5)";
 const TAKE_TOKEN: &str = "DELETE FROM account_tokens WHERE token_hash = $1 AND purpose = $2
     RETURNING customer_id, email, expires_at";
+const TOKEN_LIVE: &str = "SELECT 1 FROM account_tokens
+    WHERE token_hash = $1 AND purpose = $2 AND expires_at >= $3";
 const DROP_EXPIRED_TOKENS: &str = "DELETE FROM account_tokens WHERE expires_at < $1";
 const MARK_VERIFIED: &str = "UPDATE customers SET email_verified = TRUE
     WHERE id = $1 AND LOWER(email) = $2 AND NOT email_verified";
@@ -566,6 +568,22 @@ macro_rules! sql_directory {
                     r.try_get("customer_id").map_err(unavailable)?,
                     r.try_get("email").map_err(unavailable)?,
                 )))
+            }
+
+            async fn token_live(
+                &self,
+                token_hash: &str,
+                purpose: Purpose,
+                now: i64,
+            ) -> Result<bool, DirectoryError> {
+                let row = sqlx::query(TOKEN_LIVE)
+                    .bind(token_hash)
+                    .bind(purpose.as_str())
+                    .bind(now)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(unavailable)?;
+                Ok(row.is_some())
             }
 
             async fn mark_verified(

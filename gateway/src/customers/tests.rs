@@ -238,6 +238,19 @@ async fn mailed_tokens_work_once_for_their_purpose_and_until_they_expire() {
                 .is_none(),
             "{engine}: wrong purpose"
         );
+        // Opening a link checks it without spending it.
+        assert!(
+            d.token_live("v1", Purpose::Verify, t).await.unwrap(),
+            "{engine}"
+        );
+        assert!(
+            !d.token_live("v1", Purpose::Reset, t).await.unwrap(),
+            "{engine}"
+        );
+        assert!(
+            !d.token_live("old", Purpose::Verify, t).await.unwrap(),
+            "{engine}: expired"
+        );
         let got = d.take_token("v1", Purpose::Verify, t).await.unwrap();
         assert_eq!(
             got,
@@ -250,6 +263,10 @@ async fn mailed_tokens_work_once_for_their_purpose_and_until_they_expire() {
                 .unwrap()
                 .is_none(),
             "{engine}: single use"
+        );
+        assert!(
+            !d.token_live("v1", Purpose::Verify, t).await.unwrap(),
+            "{engine}: spent"
         );
         assert!(
             d.take_token("old", Purpose::Verify, t)

@@ -134,7 +134,15 @@ impl Gateway {
         problem: Problem,
         extra: &[(&'static str, String)],
     ) -> Result<()> {
-        let rendered = errors::render(&problem, ctx.kind, &ctx.request_id);
+        let mut rendered = errors::render(&problem, ctx.kind, &ctx.request_id);
+        if ctx.kind == RouteKind::Web {
+            // A branded page with what to do next, as the portal's pages.
+            let req = session.req_header();
+            let retry = (req.method == http::Method::GET)
+                .then(|| req.uri.path_and_query().map_or("/", |p| p.as_str()));
+            let html = self.app.pages.problem(&problem, &ctx.request_id, retry);
+            rendered.body = Bytes::from(html);
+        }
         ctx.local_status = Some(rendered.status);
         ctx.problem = Some(problem.code());
         let mut resp = ResponseHeader::build(rendered.status, Some(6))?;

@@ -15,7 +15,7 @@ use serde::Serialize;
 use crate::config::model::PagesLook;
 
 /// The built-in templates, by name.
-const BUILT_IN: [(&str, &str); 11] = [
+const BUILT_IN: [(&str, &str); 13] = [
     ("base.html", include_str!("templates/base.html")),
     ("forms.html", include_str!("templates/forms.html")),
     ("chooser.html", include_str!("templates/chooser.html")),
@@ -30,6 +30,8 @@ const BUILT_IN: [(&str, &str); 11] = [
     ("account.html", include_str!("templates/account.html")),
     ("prove.html", include_str!("templates/prove.html")),
     ("consent.html", include_str!("templates/consent.html")),
+    ("receipt.html", include_str!("templates/receipt.html")),
+    ("problem.html", include_str!("templates/problem.html")),
 ];
 
 /// The compiled page templates.
@@ -88,6 +90,26 @@ impl Pages {
                 "<!doctype html><title>Error</title><p>Something went wrong.</p>".to_string()
             }
         }
+    }
+
+    /// The page of a problem the gateway answers itself (`crate::problem`):
+    /// what happened, what to do (`retry`: the URL to try again), a reference.
+    pub fn problem(
+        &self,
+        p: &crate::problem::Problem,
+        request_id: &str,
+        retry: Option<&str>,
+    ) -> String {
+        let action = p.action();
+        self.render(
+            "problem.html",
+            minijinja::context! {
+                title => p.title(), detail => p.detail(), status => p.status(),
+                action => action.map(|a| a.0), action_text => action.map(|a| a.1),
+                retry => retry.filter(|_| p.retryable()),
+                request_id,
+            },
+        )
     }
 
     /// A simple message page.

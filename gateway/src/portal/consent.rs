@@ -31,7 +31,22 @@ struct ConsentQuery {
     ask: Option<String>,
     return_to: Option<String>,
     notice: Option<String>,
+    purpose: Option<String>,
     first: Option<String>,
+}
+
+/// "Saved." and what changed, for `?notice=granted|withdrawn&purpose=…`. Pure.
+fn saved_notice(notice: &str, purpose: Option<&str>, purposes: &[Purpose]) -> Option<String> {
+    let title = purposes
+        .iter()
+        .find(|p| Some(p.id.as_str()) == purpose)
+        .map(|p| p.title.as_str());
+    match (notice, title) {
+        ("granted", Some(t)) => Some(format!("Saved. You gave your consent to “{t}”.")),
+        ("withdrawn", Some(t)) => Some(format!("Saved. You withdrew your consent to “{t}”.")),
+        ("saved" | "granted" | "withdrawn", None) => Some("Saved.".into()),
+        _ => None,
+    }
 }
 
 async fn page(
@@ -46,10 +61,23 @@ async fn page(
     let snap = &rq.snap;
     let ask = q.ask.unwrap_or_default();
     let return_to = p.return_to(snap, rq.conn.here.as_ref(), q.return_to.as_deref());
-    let notice = q.notice.filter(|n| n == "saved").map(|_| "Saved.");
+    let notice = q
+        .notice
+        .as_deref()
+        .and_then(|n| saved_notice(n, q.purpose.as_deref(), &snap.config.purposes));
     let first = q.first.is_some();
-    p.consent_page(&rq, snap, &me, 200, &ask, &return_to, notice, first, None)
-        .await
+    p.consent_page(
+        &rq,
+        snap,
+        &me,
+        200,
+        &ask,
+        &return_to,
+        notice.as_deref(),
+        first,
+        None,
+    )
+    .await
 }
 
 async fn receipt(
@@ -86,19 +114,50 @@ async fn decide(State(p): State<Arc<Portal>>, rq: Req) -> Result<Response> {
     let return_to = p.return_to(snap, rq.conn.here.as_ref(), Some(form.get("return_to")));
     let ask = form.get("ask").to_string();
     let decisions: Vec<Decision> = if !ask.is_empty() {
-        // The prompt: every purpose asked gets an answer (unticked: declined).
         let ticked: Vec<&str> = form.get_all("grant");
+        let first = form.get("first") == "1";
+        if ticked.is_empty() {
+            // Nothing chosen is no decision: nothing is recorded, and the
+            // prompt says how to go on (agree, or "not now").
+            let error = "Nothing was ticked, so nothing was saved. Tick “Yes, I agree” to continue, or choose “Not now”.";
+            return p
+                .consent_page(
+                    &rq,
+                    snap,
+                    &me,
+                    422,
+                    &ask,
+                    &return_to,
+                    None,
+                    first,
+                    Some(error),
+                )
+                .await;
+        }
         crate::consent::asked(&ask, purposes)
             .into_iter()
-            .map(|purpose| {
+            .filter_map(|purpose| {
                 let yes = ticked.contains(&format!("{}:{}", purpose.id, purpose.version).as_str());
-                let action = if yes { Action::Grant } else { Action::Withdraw };
-                p.decision(&rq, &raw_host, purpose, action, "prompt")
+                // The first sign-in asks everything, as registration does:
+                // what is left unticked there is a decline. A later prompt
+                // records only what was agreed to.
+                let action = match (yes, first) {
+                    (true, _) => Action::Grant,
+                    (false, true) => Action::Withdraw,
+                    (false, false) => return None,
+                };
+                Some(p.decision(&rq, &raw_host, purpose, action, "prompt"))
             })
             .collect()
     } else {
         let purpose = purposes.iter().find(|x| x.id == form.get("purpose"));
         match (purpose, Action::parse(form.get("action"))) {
+            (Some(purpose), Some(Action::Withdraw)) if purpose.required => {
+                let error = "This one is required to have an account: withdrawing it means closing the account. Nothing was changed.";
+                return p
+                    .consent_page(&rq, snap, &me, 422, "", "/", None, false, Some(error))
+                    .await;
+            }
             (Some(purpose), Some(action)) if form.get("version") == purpose.version.to_string() => {
                 vec![p.decision(&rq, &raw_host, purpose, action, "consent_page")]
             }
@@ -118,7 +177,16 @@ async fn decide(State(p): State<Arc<Portal>>, rq: Req) -> Result<Response> {
     };
     match p.record_consents(&me.customer_id, &decisions).await {
         Ok(_) if !ask.is_empty() => p.redirect(&rq, &return_to, &[]).await,
-        Ok(_) => p.redirect(&rq, "/_account/consent?notice=saved", &[]).await,
+        Ok(_) => {
+            let d = decisions.first();
+            let notice = match d.map(|d| d.action) {
+                Some(Action::Grant) => "granted",
+                _ => "withdrawn",
+            };
+            let purpose = d.map_or("", |d| d.purpose.as_str());
+            let to = format!("/_account/consent?notice={notice}&purpose={}", enc(purpose));
+            p.redirect(&rq, &to, &[]).await
+        }
         Err(e) => {
             p.dependency_down(
                 &rq,
@@ -277,7 +345,7 @@ impl Portal {
             .directory()
             .consent_records(&me.customer_id)
             .await
-            .unwrap_or_default();
+            .map_err(|e| Failure::Unavailable(e.to_string()))?;
         let found = seq
             .parse::<i64>()
             .ok()
@@ -292,15 +360,30 @@ impl Portal {
             .purposes
             .iter()
             .find(|p| p.id == r.decision.purpose);
-        let body = crate::consent::receipt(r, purpose, &snap.config.pages.brand, "EU").to_string();
-        let disposition = format!("attachment; filename=\"consent-receipt-{}.json\"", r.seq);
-        self.write(
-            rq,
-            200,
-            "application/json",
-            body,
-            &[("content-disposition", disposition)],
-        )
-        .await
+        let receipt = crate::consent::receipt(r, purpose, &snap.config.pages.brand, "EU");
+        if rq.query("format").as_deref() == Some("json") {
+            let disposition = format!("attachment; filename=\"consent-receipt-{}.json\"", r.seq);
+            let headers = [("content-disposition", disposition)];
+            return self
+                .write(rq, 200, "application/json", receipt.to_string(), &headers)
+                .await;
+        }
+        let html = self.app.pages.render(
+            "receipt.html",
+            json!({
+                "seq": r.seq,
+                "title": purpose.map_or(r.decision.purpose.as_str(), |p| p.title.as_str()),
+                "text": purpose.filter(|p| p.version == r.decision.version).map(|p| p.text.as_str()),
+                "version": r.decision.version,
+                "gave": r.decision.action == Action::Grant,
+                "when": when(r.decision.at),
+                "method": r.decision.method.replace('_', " "),
+                "channel": r.decision.channel,
+                "controller": snap.config.pages.brand,
+                "receipt_id": receipt["consentReceiptID"],
+                "hash": r.hash,
+            }),
+        );
+        self.page(rq, 200, html).await
     }
 }

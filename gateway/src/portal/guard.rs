@@ -46,15 +46,71 @@ impl axum::extract::FromRequestParts<std::sync::Arc<super::Portal>> for Password
     }
 }
 
-pub(super) async fn own_pages(req: Request, next: Next) -> Response {
-    match refusal(&req) {
-        Some(problem) => {
-            let mut resp = ().into_response();
-            resp.extensions_mut().insert(Answer(problem));
-            resp
-        }
+pub(super) async fn own_pages(
+    axum::extract::State(portal): axum::extract::State<std::sync::Arc<super::Portal>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    if let Some(problem) = refusal(&req) {
+        let mut resp = ().into_response();
+        resp.extensions_mut().insert(Answer(problem));
+        return resp;
+    }
+    match needs_https(&portal, &req) {
+        Some(page) => page,
         None => next.run(req).await,
     }
+}
+
+/// A sign-in, registration, reset or account page over plain HTTP on a host
+/// a browser does not treat as secure (anything but localhost) cannot work:
+/// the browser refuses the `Secure` cookies, and the form would only ever
+/// say it expired. Said at once, with
+/// the HTTPS address when a listener serves it.
+fn needs_https(portal: &super::Portal, req: &Request) -> Option<Response> {
+    let ext = req.extensions();
+    let (conn, snap) = (ext.get::<Conn>()?, ext.get::<std::sync::Arc<Snapshot>>()?);
+    let local = conn.host == "localhost"
+        || conn.host.ends_with(".localhost")
+        || conn.host == "127.0.0.1"
+        || conn.host == "[::1]";
+    let path = req.uri().path();
+    let form_page = [
+        "/_auth/login",
+        "/_auth/register",
+        "/_auth/reset",
+        "/_auth/prove",
+        "/_account",
+    ]
+    .iter()
+    .any(|p| path.starts_with(p));
+    if conn.tls || local || !form_page {
+        return None;
+    }
+    let https = snap
+        .config
+        .listeners
+        .iter()
+        .find(|l| l.tls.is_some())
+        .map(|l| match l.address.port() {
+            443 => format!("https://{}", conn.host),
+            port => format!("https://{}:{port}", conn.host),
+        });
+    let secure = https.map(|base| {
+        let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        format!("{base}{pq}")
+    });
+    let html = portal.app.pages.message(
+        "Sign-in needs a secure connection",
+        "This page works only over HTTPS, which keeps your password and your session private.",
+        secure.as_deref().map(|u| (u, "Open it securely")),
+    );
+    Some(super::respond::page_response(
+        403,
+        "text/html; charset=utf-8",
+        html,
+        &[],
+    ))
 }
 
 /// Why `req` is refused before any handler sees it, if it is.

@@ -66,11 +66,17 @@ pub fn router(app: Arc<App>) -> Router {
         .merge(consent::routes())
         .fallback(respond::not_found)
         .method_not_allowed_fallback(respond::not_found)
-        .layer(axum::middleware::from_fn(guard::own_pages));
+        .layer(axum::middleware::from_fn_with_state(
+            portal.clone(),
+            guard::own_pages,
+        ));
     Router::new()
         .route(JWKS_PATH, get(jwks))
         .merge(pages)
-        .layer(axum::middleware::from_fn(respond::render_failures))
+        .layer(axum::middleware::from_fn_with_state(
+            portal.clone(),
+            respond::render_failures,
+        ))
         .with_state(portal)
 }
 

@@ -62,8 +62,36 @@ async fn confirm_page(
     rq: Req,
 ) -> Result<Response> {
     let token = q.token.unwrap_or_default();
-    p.reset_page(&rq, &rq.snap, &rq.conn.host, 200, &token, &Errors::new())
-        .await
+    // Checked on open, as verification is: a dead link says so before a
+    // new password is typed.
+    let live = if token.is_empty() || token.len() > 64 {
+        Ok(false)
+    } else {
+        let hash = sess::hash_id(&token);
+        p.app
+            .auth
+            .directory()
+            .token_live(&hash, Purpose::Reset, now())
+            .await
+    };
+    match live {
+        Ok(true) => {
+            p.reset_page(&rq, &rq.snap, &rq.conn.host, 200, &token, &Errors::new())
+                .await
+        }
+        Ok(false) => p.dead_reset_link(&rq).await,
+        Err(e) => {
+            let retry = ("/_auth/reset", "Try again");
+            p.dependency_down(
+                &rq,
+                PASSWORD_METHOD,
+                "customer directory unavailable opening a reset link",
+                &e,
+                retry,
+            )
+            .await
+        }
+    }
 }
 
 async fn confirm(State(p): State<Arc<Portal>>, _on: PasswordsOn, rq: Req) -> Result<Response> {
@@ -71,6 +99,16 @@ async fn confirm(State(p): State<Arc<Portal>>, _on: PasswordsOn, rq: Req) -> Res
 }
 
 impl Portal {
+    /// The page of a reset link that was used or has expired.
+    pub(super) async fn dead_reset_link(&self, rq: &Req) -> Result<Response> {
+        let html = self.app.pages.message(
+            "This link does not work any more",
+            "Reset links work once and for a limited time. Please ask for a new one.",
+            Some(("/_auth/reset", "Ask for a new link")),
+        );
+        self.page(rq, 400, html).await
+    }
+
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn reset_request_page(
         &self,
@@ -266,12 +304,7 @@ impl Portal {
                     .with_label_values(&["invalid"])
                     .inc();
                 self.count_failure(rq, snap, "reset-confirm").await;
-                let html = self.app.pages.message(
-                    "This link does not work any more",
-                    "Reset links work once and for a limited time. Please ask for a new one.",
-                    Some(("/_auth/reset", "Ask for a new link")),
-                );
-                return self.page(rq, 400, html).await;
+                return self.dead_reset_link(rq).await;
             }
             Err(e) => {
                 return self

@@ -72,6 +72,15 @@ pub(super) fn summary(form: &str, errors: &Errors) -> Vec<Value> {
         .collect()
 }
 
+/// `1 second`, `5 seconds`. Pure.
+pub(super) fn seconds(n: i64) -> String {
+    if n == 1 {
+        "1 second".into()
+    } else {
+        format!("{n} seconds")
+    }
+}
+
 /// `2026-11-29 21:40 UTC` for a Unix time. Pure.
 pub(super) fn when(t: i64) -> String {
     let st = std::time::UNIX_EPOCH + std::time::Duration::from_secs(t.max(0) as u64);
@@ -129,6 +138,7 @@ impl IntoResponse for Failure {
 /// Writes out every [`Answer`] a handler or guard returned: as a page or
 /// problem JSON (by `Accept`), with the request id, `Retry-After` on a 503.
 pub async fn render_failures(
+    State(p): State<Arc<Portal>>,
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
@@ -142,11 +152,18 @@ pub async fn render_failures(
         .get::<Conn>()
         .map(|c| c.request_id.clone())
         .unwrap_or_default();
+    let retry = (req.method() == http::Method::GET)
+        .then(|| req.uri().path_and_query().map(|q| q.as_str().to_string()))
+        .flatten();
     let resp = next.run(req).await;
     let Some(Answer(problem)) = resp.extensions().get::<Answer>().cloned() else {
         return resp;
     };
-    let rendered = crate::problem::render(&problem, kind, &request_id);
+    let mut rendered = crate::problem::render(&problem, kind, &request_id);
+    if kind == crate::config::model::RouteKind::Web {
+        let retry = retry.as_deref();
+        rendered.body = p.app.pages.problem(&problem, &request_id, retry).into();
+    }
     let mut headers = vec![("cache-control", "no-store".to_string())];
     if rendered.status == 503 {
         headers.push(("retry-after", "5".into()));
@@ -190,7 +207,7 @@ pub(super) async fn not_found(State(p): State<Arc<Portal>>, rq: Req) -> Result<R
 }
 
 /// The security headers and framing every page response carries.
-pub(super) const PAGE_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self' https: http:; frame-ancestors 'none'";
+pub(super) const PAGE_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' https: data:; form-action 'self' https: http:; frame-ancestors 'none'";
 
 /// A complete page response; several `set-cookie` headers allowed.
 pub(super) fn page_response(
@@ -299,7 +316,7 @@ impl Portal {
         } else {
             let html = self.app.pages.message(
                 "Too many attempts",
-                &format!("Please wait {secs} seconds before trying again."),
+                &format!("Please wait {} before trying again.", seconds(secs)),
                 Some(("/", "Home")),
             );
             self.write(rq, 429, "text/html; charset=utf-8", html, &retry)

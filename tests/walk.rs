@@ -1,0 +1,185 @@
+//! The pages walked as a new customer walks them, in real Chromium: each
+//! problem found that way, fixed and kept fixed (issue 11). Screenshots land
+//! in `tests/artifacts/`.
+
+use serde_json::json;
+
+use crate::accounts::headers_on;
+use crate::consent::{admin_consents, consent_config, purposes};
+use crate::support::*;
+
+const PASSWORD: &str = "violet kettle 42 morning";
+
+/// The store upstream, which also serves the shop's logo at `/logo.svg`.
+async fn store_with_logo() -> Upstream {
+    Upstream::start(|req| async move {
+        if req.uri().path() == "/logo.svg" {
+            let svg = "<svg xmlns='http://www.w3.org/2000/svg' width='120' height='40'><rect width='120' height='40' fill='#1d4ed8'/></svg>";
+            text_response(200, "image/svg+xml", svg.to_string())
+        } else {
+            echo_response("store", &req)
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn registration_keeps_choices_consent_prompts_have_a_way_out_and_terms_stay() {
+    let sink = MailSink::start().await;
+    let store = store_with_logo().await;
+    let crm = Upstream::echo("crm").await;
+    let ports = reserve_ports();
+    let https = ports["https"];
+    let cfg = consent_config(&sink, &store, &crm, "pages: { logo: /logo.svg }\n");
+    let gw = Gateway::start_on(ports, &cfg, &[("consent.yaml", &purposes(1))]).await;
+    let base = format!("https://shop.test:{https}");
+    let seen = browse(
+        "walk_consent",
+        Some("MAP *.test 127.0.0.1"),
+        json!([
+            {"goto": format!("{base}/_auth/register"), "screenshot": "01-register"},
+            {"fill": ["#register-email", "noor@example.test"]},
+            {"fill": ["#register-password", "password123"]},
+            {"click": "#register-terms"},
+            {"click": "#register-consent-marketing_email"},
+            {"click": "form[action='/_auth/register'] button[type=submit]", "waitText": "too common", "screenshot": "02-error-keeps-ticks", "axe": true},
+            {"fill": ["#register-password", PASSWORD]},
+            {"click": "form[action='/_auth/register'] button[type=submit]", "waitText": "x-customer-id"},
+            {"goto": format!("{base}/_account/consent"), "waitText": "Your consents", "screenshot": "03-terms-stay", "axe": true},
+            {"click": "button[aria-label='Give consent: Recommendations']", "waitText": "Saved.", "screenshot": "04-saved-names-it"},
+            {"click": "a[href^='/_account/consent/receipt/']", "waitText": "Consent receipt", "screenshot": "05-receipt", "axe": true},
+            {"goto": format!("{base}/_account/consent")},
+            {"click": "button[aria-label='Withdraw: Recommendations']", "waitText": "Saved."},
+            {"goto": format!("{base}/recommendations"), "waitText": "Before you continue"},
+            {"click": "button[type=submit]", "waitText": "Nothing was ticked", "screenshot": "06-nothing-ticked", "axe": true},
+            {"click": "a:text-is('Not now')", "waitText": "x-customer-id"},
+            {"goto": format!("{base}/partners/deals")},
+        ]),
+    )
+    .await;
+    for (i, s) in seen.iter().enumerate() {
+        assert!(s.get("error").is_none(), "step {i}: {s}");
+    }
+
+    // The logo shows (the page CSP allows images from this origin).
+    let images = seen[0]["images"].as_array().unwrap();
+    assert_eq!(images.len(), 1, "{images:?}");
+    assert_eq!(images[0]["loaded"], true, "{images:?}");
+    // A form error keeps what was ticked, and the next submit records it.
+    assert_eq!(seen[5]["status"], 422);
+    let ticked = seen[5]["checked"].as_array().unwrap();
+    assert!(
+        ticked.contains(&json!("register-terms"))
+            && ticked.contains(&json!("register-consent-marketing_email")),
+        "{ticked:?}"
+    );
+    assert_eq!(seen[5]["axe"], json!([]), "{}", seen[5]["axe"]);
+    // The required terms cannot be withdrawn in one click: it says why.
+    let page = seen[8]["text"].as_str().unwrap();
+    assert!(
+        page.contains("withdrawing it means closing the account"),
+        "{page}"
+    );
+    assert!(!page.contains("Withdraw: Terms"), "{page}");
+    // "Saved." says what changed; the receipt is a page, JSON offered.
+    let saved = seen[9]["text"].as_str().unwrap();
+    assert!(
+        saved.contains("You gave your consent to “Recommendations”"),
+        "{saved}"
+    );
+    let receipt = seen[10]["text"].as_str().unwrap();
+    assert!(receipt.contains("Recommendations"), "{receipt}");
+    assert!(
+        receipt.contains("Download this receipt as JSON"),
+        "{receipt}"
+    );
+    // The prompt submitted without a tick: a message, nothing recorded, and
+    // "Not now" leads to a page that does not need the purpose.
+    assert_eq!(seen[14]["status"], 422);
+    assert_eq!(seen[15]["url"], format!("{base}/"));
+    // Denied for a missing purpose: a branded page with the way to fix it.
+    let denied = &seen[16];
+    assert_eq!(denied["status"], 403);
+    assert_eq!(denied["images"][0]["loaded"], true, "branded: {denied}");
+    assert!(
+        denied["text"]
+            .as_str()
+            .unwrap()
+            .contains("Review your consents"),
+        "{denied}"
+    );
+
+    // The ledger: the registration choices (terms, news by email), the
+    // recommendation given and withdrawn, and no decline from the prompt.
+    let customer = headers_on(&seen[7])["x-customer-id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let ledger = admin_consents(&gw, &customer).await;
+    let prompts = ledger["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["method"] == "prompt")
+        .count();
+    assert_eq!(prompts, 0, "{ledger}");
+    assert_eq!(
+        headers_on(&seen[15])["x-customer-consents"],
+        "marketing_email=1,terms=1"
+    );
+}
+
+#[tokio::test]
+async fn sign_in_over_plain_http_says_it_needs_https_and_dead_reset_links_say_so_on_open() {
+    let sink = MailSink::start().await;
+    let store = Upstream::echo("store").await;
+    let cfg = config_with(&format!(
+        "listeners:
+  - name: http
+    address: 127.0.0.1:{{http}}
+  - name: https
+    address: 127.0.0.1:{{https}}
+    tls: {{ certificates: [] }}
+{}upstreams:
+  store: {{ addresses: [\"{}\"] }}
+routes:
+  - {{ name: home, hosts: [shop.test], path_prefix: /, upstream: store, kind: web, access: optional }}
+",
+        sink.accounts_config("https://shop.test:{https}", ""),
+        store.addr
+    ));
+    let ports = reserve_ports();
+    let (http, https) = (ports["http"], ports["https"]);
+    let _gw = Gateway::start_on(ports, &cfg, &[]).await;
+    let seen = browse(
+        "walk_https_and_reset",
+        Some("MAP *.test 127.0.0.1"),
+        json!([
+            {"goto": format!("http://shop.test:{http}/_auth/login?return_to=%2Fcart"), "screenshot": "01-needs-https", "axe": true},
+            {"click": "text=Open it securely", "waitText": "Forgot your password?"},
+            {"goto": format!("https://shop.test:{https}/_auth/reset/confirm?token=spent-or-made-up"), "screenshot": "02-dead-link", "axe": true},
+        ]),
+    )
+    .await;
+    for (i, s) in seen.iter().enumerate() {
+        assert!(s.get("error").is_none(), "step {i}: {s}");
+    }
+    assert_eq!(seen[0]["status"], 403);
+    assert_eq!(
+        seen[0]["headings"],
+        json!(["Sign-in needs a secure connection"])
+    );
+    assert_eq!(seen[0]["axe"], json!([]), "{}", seen[0]["axe"]);
+    // The link keeps the page and its return URL, over HTTPS.
+    assert_eq!(
+        seen[1]["url"],
+        format!("https://shop.test:{https}/_auth/login?return_to=%2Fcart")
+    );
+    // A dead reset link says so on open, before any password is typed.
+    assert_eq!(seen[2]["status"], 400);
+    assert_eq!(
+        seen[2]["headings"],
+        json!(["This link does not work any more"])
+    );
+    assert!(!seen[2]["text"].as_str().unwrap().contains("New password"));
+}
