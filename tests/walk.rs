@@ -183,3 +183,44 @@ routes:
     );
     assert!(!seen[2]["text"].as_str().unwrap().contains("New password"));
 }
+
+#[tokio::test]
+async fn the_customers_place_is_kept_through_the_mailed_link_and_sign_out() {
+    let sink = MailSink::start().await;
+    let store = Upstream::echo("store").await;
+    let ports = reserve_ports();
+    let https = ports["https"];
+    let cfg = crate::accounts::shop_config(&sink, &store, "");
+    let _gw = Gateway::start_on(ports, &cfg, &[]).await;
+    let base = format!("https://shop.test:{https}");
+    let email = "ines@example.test";
+    let seen = browse(
+        "walk_return_urls",
+        Some("MAP *.test 127.0.0.1"),
+        json!([
+            {"goto": format!("{base}/_auth/register?return_to=%2Faccount%2Fwishlist")},
+            {"fill": ["#register-email", email]},
+            {"fill": ["#register-password", PASSWORD]},
+            {"click": "form[action='/_auth/register'] button[type=submit]", "waitText": "x-customer-id"},
+            {"mailLink": {"dir": sink.path(), "to": email, "path": "/_auth/verify"}, "waitText": "confirmed", "screenshot": "01-confirmed"},
+            {"click": "a:text-is('Continue')", "waitText": "x-customer-id"},
+            {"goto": format!("{base}/_account"), "waitText": "Ways to sign in", "screenshot": "02-account", "axe": true},
+            {"goto": format!("{base}/_auth/logout?return_to=%2Fproducts%2Ftea")},
+            {"click": "button[value=this]", "waitText": "You have been signed out"},
+            {"click": "a:text-is('Continue')", "waitText": "headers"},
+        ]),
+    )
+    .await;
+    for (i, s) in seen.iter().enumerate() {
+        assert!(s.get("error").is_none(), "step {i}: {s}");
+    }
+    // The confirmation link leads back to where the customer was going.
+    assert_eq!(seen[5]["url"], format!("{base}/account/wishlist"));
+    // The account page has a way back to the site, and no action shouts.
+    let account = seen[6]["text"].as_str().unwrap();
+    assert!(account.contains("Back to"), "{account}");
+    assert_eq!(seen[6]["axe"], json!([]), "{}", seen[6]["axe"]);
+    // Signing out from a page comes back to that page, signed out.
+    assert_eq!(seen[9]["url"], format!("{base}/products/tea"));
+    assert!(headers_on(&seen[9]).get("x-customer-id").is_none());
+}

@@ -161,7 +161,8 @@ async fn resend(State(p): State<Arc<Portal>>, rq: Req) -> Result<Response> {
     crate::throttle::failed(&*p.app.sessions, "verify-mail", &who, &rq.snap.config.abuse).await;
     let outcome = match (&me.email, me.email_verified) {
         (Some(email), false) => {
-            p.send_verification(&rq.snap, &me.customer_id, email).await;
+            p.send_verification(&rq.snap, &me.customer_id, email, "/")
+                .await;
             Ok("verification_sent")
         }
         _ => Ok("profile_saved"),

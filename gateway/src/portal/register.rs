@@ -202,7 +202,8 @@ impl Portal {
                 )
                 .await;
         }
-        self.send_verification(snap, &customer.id, &email).await;
+        self.send_verification(snap, &customer.id, &email, &return_to)
+            .await;
         self.sign_in(
             rq,
             snap,
@@ -250,7 +251,13 @@ impl Portal {
     }
 
     /// Mails a verification link for `email` (failures are logged).
-    pub(super) async fn send_verification(&self, snap: &Snapshot, customer_id: &str, email: &str) {
+    pub(super) async fn send_verification(
+        &self,
+        snap: &Snapshot,
+        customer_id: &str,
+        email: &str,
+        return_to: &str,
+    ) {
         let token = sess::new_token();
         let ttl = snap.config.accounts.verification_ttl;
         let stored = self
@@ -270,9 +277,10 @@ impl Portal {
             return;
         }
         let link = format!(
-            "{}/_auth/verify?token={}",
+            "{}/_auth/verify?token={}{}",
             snap.config.accounts.public_url,
-            enc(&token)
+            enc(&token),
+            super::reset::carry(return_to)
         );
         self.mail(snap, Kind::Verify, email, Some(&link));
     }

@@ -98,6 +98,24 @@ async fn confirm(State(p): State<Arc<Portal>>, _on: PasswordsOn, rq: Req) -> Res
     p.reset_confirm(&rq, &rq.snap, &rq.conn.host).await
 }
 
+/// The return URL a reset carries (from the mailed link, then the form), checked.
+fn carried_return_to(p: &Portal, rq: &Req) -> String {
+    let form = rq.form();
+    let raw = rq
+        .query("return_to")
+        .or_else(|| Some(form.get("return_to").to_string()).filter(|s| !s.is_empty()));
+    p.return_to(&rq.snap, rq.conn.here.as_ref(), raw.as_deref())
+}
+
+/// `&return_to=…` for a mailed link, unless it is the home page.
+pub(super) fn carry(return_to: &str) -> String {
+    if return_to == "/" {
+        String::new()
+    } else {
+        format!("&return_to={}", enc(return_to))
+    }
+}
+
 impl Portal {
     /// The page of a reset link that was used or has expired.
     pub(super) async fn dead_reset_link(&self, rq: &Req) -> Result<Response> {
@@ -207,9 +225,10 @@ impl Portal {
                     match stored {
                         Ok(()) => {
                             let link = format!(
-                                "{}/_auth/reset/confirm?token={}",
+                                "{}/_auth/reset/confirm?token={}{}",
                                 snap.config.accounts.public_url,
-                                enc(&token)
+                                enc(&token),
+                                carry(&return_to)
                             );
                             self.mail(snap, Kind::Reset, &email, Some(&link));
                         }
@@ -250,10 +269,11 @@ impl Portal {
             Some(s) => (s.csrf.clone(), None),
             None => self.anon_csrf(rq),
         };
+        let return_to = carried_return_to(self, rq);
         let html = self.app.pages.render(
             "reset.html",
             json!({
-                "csrf": csrf, "token": token, "field_errors": errors,
+                "csrf": csrf, "token": token, "field_errors": errors, "return_to": return_to,
                 "errors": summary("new", errors),
                 "min_length": snap.config.accounts.password_min_length,
             }),
@@ -380,6 +400,11 @@ impl Portal {
         }
         let link = format!("{}/_auth/reset", snap.config.accounts.public_url);
         self.mail(snap, Kind::PasswordChanged, &email, Some(&link));
+        // Back where the customer was when they asked, else the account.
+        let after = match carried_return_to(self, rq) {
+            to if to == "/" => "/_account?notice=password_changed".to_string(),
+            to => to,
+        };
         self.sign_in(
             rq,
             snap,
@@ -387,7 +412,7 @@ impl Portal {
             customer,
             PASSWORD_METHOD,
             None,
-            "/_account?notice=password_changed",
+            &after,
             Vec::new(),
         )
         .await

@@ -7,7 +7,9 @@ use axum::extract::{Path, State};
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
+use serde::Deserialize;
 
+use super::request::Query;
 use super::signin::port_part;
 use super::*;
 use crate::login::{self};
@@ -21,17 +23,27 @@ pub(super) fn routes() -> Router<Arc<Portal>> {
         .route("/_auth/backchannel-logout/{name}", post(backchannel))
 }
 
-async fn page(State(p): State<Arc<Portal>>, rq: Req) -> Result<Response> {
+#[derive(Deserialize)]
+struct ReturnQuery {
+    return_to: Option<String>,
+}
+
+async fn page(
+    State(p): State<Arc<Portal>>,
+    Query(q): Query<ReturnQuery>,
+    rq: Req,
+) -> Result<Response> {
     let current = p.current_session(&rq, &rq.snap, &rq.conn.host).await?;
+    let back = p.return_to(&rq.snap, rq.conn.here.as_ref(), q.return_to.as_deref());
     let html = match current {
         Some(s) => p.app.pages.render(
             "logout.html",
-            minijinja::context! { email => s.email.clone(), csrf => s.csrf.clone() },
+            minijinja::context! { email => s.email.clone(), csrf => s.csrf.clone(), return_to => back },
         ),
         None => p.app.pages.message(
             "You are signed out",
             "You are not signed in on this browser.",
-            Some(("/", "Continue")),
+            Some((&back, "Continue")),
         ),
     };
     p.page(&rq, 200, html).await
@@ -41,11 +53,16 @@ async fn sign_out(State(p): State<Arc<Portal>>, rq: Req) -> Result<Response> {
     p.logout(&rq, &rq.snap, &rq.conn.host, &rq.raw_host()).await
 }
 
-async fn signed_out(State(p): State<Arc<Portal>>, rq: Req) -> Result<Response> {
+async fn signed_out(
+    State(p): State<Arc<Portal>>,
+    Query(q): Query<ReturnQuery>,
+    rq: Req,
+) -> Result<Response> {
+    let back = p.return_to(&rq.snap, rq.conn.here.as_ref(), q.return_to.as_deref());
     let html = p.app.pages.message(
         "You are signed out",
         "You have been signed out.",
-        Some(("/", "Continue")),
+        Some((&back, "Continue")),
     );
     p.page(&rq, 200, html).await
 }
@@ -179,8 +196,13 @@ impl Portal {
         let field = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
         let domain = sess::cookie_domain(host, &snap.config.sessions.cookie_domains);
         let clear = sess::set_session_cookie(domain, "", 0);
+        let back = self.return_to(snap, rq.conn.here.as_ref(), field("return_to"));
+        let signed_out = format!(
+            "/_auth/signed-out{}",
+            super::reset::carry(&back).replacen('&', "?", 1)
+        );
         let Some(s) = current else {
-            return self.redirect(rq, "/_auth/signed-out", &[clear]).await;
+            return self.redirect(rq, &signed_out, &[clear]).await;
         };
         if !field("csrf").is_some_and(|t| sess::same_token(t, &s.csrf)) {
             let html = self.app.pages.message(
@@ -213,7 +235,7 @@ impl Portal {
             .await
         {
             Some(to) => self.redirect_external(rq, &to, &[clear]).await,
-            None => self.redirect(rq, "/_auth/signed-out", &[clear]).await,
+            None => self.redirect(rq, &signed_out, &[clear]).await,
         }
     }
 

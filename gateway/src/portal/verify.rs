@@ -64,10 +64,16 @@ impl Portal {
                     .with_label_values(&["verified"])
                     .inc();
                 self.refresh_sessions(&c).await;
+                // Back where the customer was going when they registered.
+                let back = self.return_to(
+                    snap,
+                    rq.conn.here.as_ref(),
+                    rq.query("return_to").as_deref(),
+                );
                 let html = self.app.pages.message(
                     "Your email address is confirmed",
                     "Thank you. Your account is ready.",
-                    Some(("/", "Continue")),
+                    Some((&back, "Continue")),
                 );
                 self.page(rq, 200, html).await
             }
