@@ -208,6 +208,12 @@ async fn the_customers_place_is_kept_through_the_mailed_link_and_sign_out() {
             {"goto": format!("{base}/_auth/logout?return_to=%2Fproducts%2Ftea")},
             {"click": "button[value=this]", "waitText": "You have been signed out"},
             {"click": "a:text-is('Continue')", "waitText": "headers"},
+            {"goto": format!("{base}/_auth/reset?return_to=%2Forders%2F7")},
+            {"fill": ["#reset-email", email]},
+            {"click": "button[type=submit]", "waitText": "If an account exists"},
+            {"mailLink": {"dir": sink.path(), "to": email, "path": "/_auth/reset/confirm"}},
+            {"fill": ["#new-password", "amber lantern 7 evening"]},
+            {"click": "button[type=submit]", "waitText": "x-customer-id"},
         ]),
     )
     .await;
@@ -223,4 +229,7 @@ async fn the_customers_place_is_kept_through_the_mailed_link_and_sign_out() {
     // Signing out from a page comes back to that page, signed out.
     assert_eq!(seen[9]["url"], format!("{base}/products/tea"));
     assert!(headers_on(&seen[9]).get("x-customer-id").is_none());
+    // A reset asked for from a page ends back on that page, signed in.
+    assert_eq!(seen[15]["url"], format!("{base}/orders/7"));
+    assert_eq!(headers_on(&seen[15])["x-customer-email"], email);
 }

@@ -515,6 +515,12 @@ mod tests {
     }
 
     #[test]
+    fn waits_read_in_words() {
+        assert_eq!(seconds(1), "1 second");
+        assert_eq!(seconds(5), "5 seconds");
+    }
+
+    #[test]
     fn only_known_notices_are_shown() {
         assert!(notice_text("linked").is_some());
         assert!(notice_text("<script>").is_none());

@@ -387,3 +387,31 @@ impl Portal {
         self.page(rq, 200, html).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn saved_says_what_changed() {
+        let purposes = [Purpose {
+            id: "news".into(),
+            title: "News".into(),
+            text: "t".into(),
+            version: 1,
+            legal_basis: "consent".into(),
+            required: false,
+        }];
+        let said = |n, p| saved_notice(n, p, &purposes);
+        assert_eq!(
+            said("granted", Some("news")).unwrap(),
+            "Saved. You gave your consent to “News”."
+        );
+        assert_eq!(
+            said("withdrawn", Some("news")).unwrap(),
+            "Saved. You withdrew your consent to “News”."
+        );
+        assert_eq!(said("granted", Some("<script>")).unwrap(), "Saved.");
+        assert!(said("<b>", None).is_none());
+    }
+}

@@ -9,6 +9,7 @@ use axum::routing::get;
 use axum::Router;
 use serde::Deserialize;
 use serde_json::json;
+use url::Url;
 
 use super::guard::PasswordsOn;
 use super::request::Query;
@@ -107,9 +108,15 @@ fn carried_return_to(p: &Portal, rq: &Req) -> String {
     p.return_to(&rq.snap, rq.conn.here.as_ref(), raw.as_deref())
 }
 
+/// Whether a checked return URL is just the home page (`/`, or the root of
+/// a host): nothing worth carrying. Pure.
+pub(super) fn is_home(return_to: &str) -> bool {
+    return_to == "/" || Url::parse(return_to).is_ok_and(|u| u.path() == "/" && u.query().is_none())
+}
+
 /// `&return_to=…` for a mailed link, unless it is the home page.
 pub(super) fn carry(return_to: &str) -> String {
-    if return_to == "/" {
+    if is_home(return_to) {
         String::new()
     } else {
         format!("&return_to={}", enc(return_to))
@@ -402,7 +409,7 @@ impl Portal {
         self.mail(snap, Kind::PasswordChanged, &email, Some(&link));
         // Back where the customer was when they asked, else the account.
         let after = match carried_return_to(self, rq) {
-            to if to == "/" => "/_account?notice=password_changed".to_string(),
+            to if is_home(&to) => "/_account?notice=password_changed".to_string(),
             to => to,
         };
         self.sign_in(
@@ -416,5 +423,21 @@ impl Portal {
             Vec::new(),
         )
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_page_beyond_home_is_carried_in_a_mail_link() {
+        assert_eq!(carry("/"), "");
+        assert_eq!(carry("https://shop.test:8443/"), "");
+        assert_eq!(
+            carry("https://shop.test/account?tab=orders"),
+            "&return_to=https%3A%2F%2Fshop.test%2Faccount%3Ftab%3Dorders"
+        );
+        assert!(!is_home("https://shop.test/?q=1"));
     }
 }
