@@ -76,39 +76,9 @@ impl Portal {
         if let Some(answer) = self.throttled(rq, snap, "register", false).await? {
             return Ok(answer);
         }
-        let email = accounts::normalize_email(form.get("email"))
-            .map_err(|e| state.register_errors.insert("email", e.into()))
-            .ok();
-        let name = accounts::normalize_name(form.get("name"))
-            .map_err(|e| state.register_errors.insert("name", e.into()))
-            .ok()
-            .flatten();
+        let (email, name) = self.check_registration(snap, &form, &mut state).await;
         let given = form.get("password");
-        if given.is_empty() {
-            state
-                .register_errors
-                .insert("password", "Choose a password.".into());
-        } else if let Some(why) = self
-            .weak_password(snap, given, email.as_deref().unwrap_or(""))
-            .await
-        {
-            state.register_errors.insert("password", why);
-        }
         let ticked = form.get_all("grant");
-        let is_ticked = |p: &crate::consent::Purpose| {
-            ticked.contains(&format!("{}:{}", p.id, p.version).as_str())
-        };
-        if snap
-            .config
-            .purposes
-            .iter()
-            .any(|p| p.required && !is_ticked(p))
-        {
-            state.register_errors.insert(
-                "terms",
-                "Please accept the terms to create an account.".into(),
-            );
-        }
         let Some(email) = email.filter(|_| state.register_errors.is_empty()) else {
             self.app
                 .metrics
@@ -177,20 +147,7 @@ impl Portal {
             .with_label_values(&["created"])
             .inc();
         tracing::info!(customer_id = %customer.id, "customer registered with a password");
-        // Every purpose shown gets its answer in the ledger (unticked: declined).
-        let decisions: Vec<crate::consent::Decision> = snap
-            .config
-            .purposes
-            .iter()
-            .map(|p| {
-                let action = if is_ticked(p) {
-                    crate::consent::Action::Grant
-                } else {
-                    crate::consent::Action::Withdraw
-                };
-                self.decision(rq, raw_host, p, action, "registration")
-            })
-            .collect();
+        let decisions = self.registration_choices(rq, raw_host, &snap.config.purposes, &ticked);
         if let Err(e) = self.record_consents(&customer.id, &decisions).await {
             return self
                 .dependency_down(
@@ -215,6 +172,73 @@ impl Portal {
             Vec::new(),
         )
         .await
+    }
+
+    /// Checks a registration form: the normalised email and name, with
+    /// every problem (email, name, password, terms) put into `state`.
+    async fn check_registration(
+        &self,
+        snap: &Snapshot,
+        form: &Form,
+        state: &mut SigninState,
+    ) -> (Option<String>, Option<String>) {
+        let email = accounts::normalize_email(form.get("email"))
+            .map_err(|e| state.register_errors.insert("email", e.into()))
+            .ok();
+        let name = accounts::normalize_name(form.get("name"))
+            .map_err(|e| state.register_errors.insert("name", e.into()))
+            .ok()
+            .flatten();
+        let given = form.get("password");
+        if given.is_empty() {
+            state
+                .register_errors
+                .insert("password", "Choose a password.".into());
+        } else if let Some(why) = self
+            .weak_password(snap, given, email.as_deref().unwrap_or(""))
+            .await
+        {
+            state.register_errors.insert("password", why);
+        }
+        let ticked = form.get_all("grant");
+        let is_ticked = |p: &crate::consent::Purpose| {
+            ticked.contains(&format!("{}:{}", p.id, p.version).as_str())
+        };
+        if snap
+            .config
+            .purposes
+            .iter()
+            .any(|p| p.required && !is_ticked(p))
+        {
+            state.register_errors.insert(
+                "terms",
+                "Please accept the terms to create an account.".into(),
+            );
+        }
+        (email, name)
+    }
+
+    /// Every purpose shown at registration gets its answer in the ledger
+    /// (unticked: declined).
+    fn registration_choices(
+        &self,
+        rq: &Req,
+        raw_host: &str,
+        purposes: &[crate::consent::Purpose],
+        ticked: &[&str],
+    ) -> Vec<crate::consent::Decision> {
+        purposes
+            .iter()
+            .map(|p| {
+                let yes = ticked.contains(&format!("{}:{}", p.id, p.version).as_str());
+                let action = if yes {
+                    crate::consent::Action::Grant
+                } else {
+                    crate::consent::Action::Withdraw
+                };
+                self.decision(rq, raw_host, p, action, "registration")
+            })
+            .collect()
     }
 
     /// Checks a new password: the policy, then the breached-password

@@ -802,75 +802,12 @@ impl Portal {
         let cookies = vec![clear_login.to_string()];
         match &pending.intent {
             Intent::Link { customer_id } => {
-                let current = self.current_session(rq, snap, host).await?;
-                if current.as_ref().map(|s| s.customer_id.as_str()) != Some(customer_id.as_str()) {
-                    let html = self.app.pages.message(
-                        "Nothing was linked",
-                        "You were signed out before the sign-in came back. Please sign in and try again.",
-                        Some(("/_account", "Your account")),
-                    );
-                    return Ok(Err(self.page(rq, 400, html).await?));
-                }
-                let to = match dir
-                    .link(customer_id, found, crate::customers::IdentityKind::Oidc)
-                    .await
-                {
-                    Ok(Link::Linked) => "/_account?notice=linked",
-                    Ok(Link::AlreadyYours) => "/_account?notice=already_linked",
-                    Ok(Link::OtherCustomer) => {
-                        let html = self.app.pages.message(
-                            "This sign-in belongs to another account",
-                            "It was not added: it already signs in to a different customer account. Sign in with it and remove it there first, or contact customer service.",
-                            Some(("/_account", "Your account")),
-                        );
-                        return Ok(Err(self.page(rq, 409, html).await?));
-                    }
-                    Err(e) => {
-                        return Ok(Err(self
-                            .dependency_down(
-                                rq,
-                                provider,
-                                "customer directory unavailable while linking",
-                                &e,
-                                ("/_account", "Your account"),
-                            )
-                            .await?));
-                    }
-                };
-                return Ok(Err(self.redirect(rq, to, &cookies).await?));
+                let answer = self
+                    .link_identity(rq, snap, host, provider, found, customer_id, &cookies)
+                    .await?;
+                return Ok(Err(answer));
             }
-            Intent::Prove => {
-                let proof = match rq.cookie(PROVE_COOKIE) {
-                    Some(t) => self
-                        .take_json_once::<Proof>("prove", &t)
-                        .await
-                        .ok()
-                        .flatten(),
-                    None => None,
-                };
-                let owner = dir.lookup(found).await.ok().flatten();
-                return match (proof, owner) {
-                    (Some(p), Some(c)) if c.id == p.customer_id => {
-                        Ok(Err(self.complete_proof(rq, snap, host, c, &p).await?))
-                    }
-                    _ => {
-                        let html = self.app.pages.message(
-                            "Nothing was linked",
-                            "That sign-in does not belong to the existing account, or the confirmation took too long. Please start again.",
-                            Some(("/_auth/login", "Sign in")),
-                        );
-                        Ok(Err(self
-                            .write(
-                                rq,
-                                403,
-                                "text/html; charset=utf-8",
-                                html,
-                                &[("set-cookie", sess::set_cookie(PROVE_COOKIE, "", 0))],
-                            )
-                            .await?))
-                    }
-                };
-            }
+            Intent::Prove => return Ok(Err(self.prove_identity(rq, snap, host, found).await?)),
             Intent::SignIn => {}
         }
         let known = match dir.lookup(found).await {
@@ -962,6 +899,99 @@ impl Portal {
                     ("/", "Home"),
                 )
                 .await?)),
+        }
+    }
+
+    /// A provider sign-in started from the account page to add a way in:
+    /// linked to the signed-in customer, or why not.
+    #[allow(clippy::too_many_arguments)]
+    async fn link_identity(
+        &self,
+        rq: &Req,
+        snap: &Snapshot,
+        host: &str,
+        provider: &str,
+        found: &ExternalId,
+        customer_id: &str,
+        cookies: &[String],
+    ) -> Result<Response> {
+        let dir = self.app.auth.directory();
+        let current = self.current_session(rq, snap, host).await?;
+        if current.as_ref().map(|s| s.customer_id.as_str()) != Some(customer_id) {
+            let html = self.app.pages.message(
+                "Nothing was linked",
+                "You were signed out before the sign-in came back. Please sign in and try again.",
+                Some(("/_account", "Your account")),
+            );
+            return self.page(rq, 400, html).await;
+        }
+        let to = match dir
+            .link(customer_id, found, crate::customers::IdentityKind::Oidc)
+            .await
+        {
+            Ok(Link::Linked) => "/_account?notice=linked",
+            Ok(Link::AlreadyYours) => "/_account?notice=already_linked",
+            Ok(Link::OtherCustomer) => {
+                let html = self.app.pages.message(
+                    "This sign-in belongs to another account",
+                    "It was not added: it already signs in to a different customer account. Sign in with it and remove it there first, or contact customer service.",
+                    Some(("/_account", "Your account")),
+                );
+                return self.page(rq, 409, html).await;
+            }
+            Err(e) => {
+                return self
+                    .dependency_down(
+                        rq,
+                        provider,
+                        "customer directory unavailable while linking",
+                        &e,
+                        ("/_account", "Your account"),
+                    )
+                    .await;
+            }
+        };
+        self.redirect(rq, to, cookies).await
+    }
+
+    /// A provider sign-in proving an existing account (email match): the
+    /// waiting identity joins it if this sign-in is that account's.
+    async fn prove_identity(
+        &self,
+        rq: &Req,
+        snap: &Snapshot,
+        host: &str,
+        found: &ExternalId,
+    ) -> Result<Response> {
+        let dir = self.app.auth.directory();
+        let proof = match rq.cookie(PROVE_COOKIE) {
+            Some(t) => self
+                .take_json_once::<Proof>("prove", &t)
+                .await
+                .ok()
+                .flatten(),
+            None => None,
+        };
+        let owner = dir.lookup(found).await.ok().flatten();
+        match (proof, owner) {
+            (Some(p), Some(c)) if c.id == p.customer_id => {
+                self.complete_proof(rq, snap, host, c, &p).await
+            }
+            _ => {
+                let html = self.app.pages.message(
+                    "Nothing was linked",
+                    "That sign-in does not belong to the existing account, or the confirmation took too long. Please start again.",
+                    Some(("/_auth/login", "Sign in")),
+                );
+                self.write(
+                    rq,
+                    403,
+                    "text/html; charset=utf-8",
+                    html,
+                    &[("set-cookie", sess::set_cookie(PROVE_COOKIE, "", 0))],
+                )
+                .await
+            }
         }
     }
 }
