@@ -330,44 +330,8 @@ impl Portal {
         let (verified, pending) = match outcome {
             Ok(v) => v,
             Err((e, pending)) => {
-                let result = match e {
-                    LoginError::ProviderDown(_) => "provider_down",
-                    LoginError::Refused(_) => "refused",
-                    LoginError::Expired => "expired",
-                    LoginError::Invalid(_) => "invalid",
-                };
-                self.app
-                    .metrics
-                    .logins
-                    .with_label_values(&[name, result])
-                    .inc();
-                tracing::warn!(provider = name, result, detail = e.detail(), "login failed");
-                // A provider that is down is nobody's failure: a 503, not counted.
-                let down = matches!(e, LoginError::ProviderDown(_));
-                if !down {
-                    self.count_failure(rq, snap, "callback").await;
-                }
-                let again = format!(
-                    "/_auth/login?return_to={}",
-                    enc(&pending
-                        .map(|p| p.return_to.clone())
-                        .unwrap_or_else(|| "/".into()))
-                );
-                let (title, status, link) = if down {
-                    ("Sign-in is unavailable", 503, "Try again")
-                } else {
-                    ("Sign-in did not complete", 400, "Sign in again")
-                };
-                let html = self
-                    .app
-                    .pages
-                    .message(title, &e.to_string(), Some((&again, link)));
-                let mut headers = vec![("set-cookie", clear_login)];
-                if down {
-                    headers.push(("retry-after", "5".to_string()));
-                }
                 return self
-                    .write(rq, status, "text/html; charset=utf-8", html, &headers)
+                    .login_failed(rq, snap, name, e, pending, clear_login)
                     .await;
             }
         };
@@ -408,6 +372,57 @@ impl Portal {
             vec![clear_login],
         )
         .await
+    }
+
+    /// A provider sign-in that did not complete: counted, logged, and a page
+    /// to try again (503 without counting a failure when the provider is down).
+    async fn login_failed(
+        &self,
+        rq: &Req,
+        snap: &Snapshot,
+        name: &str,
+        e: LoginError,
+        pending: Option<Pending>,
+        clear_login: String,
+    ) -> Result<Response> {
+        let result = match e {
+            LoginError::ProviderDown(_) => "provider_down",
+            LoginError::Refused(_) => "refused",
+            LoginError::Expired => "expired",
+            LoginError::Invalid(_) => "invalid",
+        };
+        self.app
+            .metrics
+            .logins
+            .with_label_values(&[name, result])
+            .inc();
+        tracing::warn!(provider = name, result, detail = e.detail(), "login failed");
+        // A provider that is down is nobody's failure: a 503, not counted.
+        let down = matches!(e, LoginError::ProviderDown(_));
+        if !down {
+            self.count_failure(rq, snap, "callback").await;
+        }
+        let again = format!(
+            "/_auth/login?return_to={}",
+            enc(&pending
+                .map(|p| p.return_to.clone())
+                .unwrap_or_else(|| "/".into()))
+        );
+        let (title, status, link) = if down {
+            ("Sign-in is unavailable", 503, "Try again")
+        } else {
+            ("Sign-in did not complete", 400, "Sign in again")
+        };
+        let html = self
+            .app
+            .pages
+            .message(title, &e.to_string(), Some((&again, link)));
+        let mut headers = vec![("set-cookie", clear_login)];
+        if down {
+            headers.push(("retry-after", "5".to_string()));
+        }
+        self.write(rq, status, "text/html; charset=utf-8", html, &headers)
+            .await
     }
 
     /// Starts a session for `customer` (signed in with `method`: a provider
