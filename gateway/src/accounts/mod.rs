@@ -1,6 +1,6 @@
 //! Customer accounts with an email address and a password: the rules (pure),
 //! the hashing, and the mail they receive. The HTTP side is
-//! `edge::accounts`; storage is the customer directory.
+//! `portal/` (register, verify, reset, prove, account); storage is the customer directory.
 //!
 //! A password is an identity like a provider login: issuer
 //! [`PASSWORD_ISSUER`], subject the lower-case email. So it links to and

@@ -227,11 +227,7 @@ impl Portal {
         }
         let (Some(grant), Some(source)) = (grant, source) else {
             self.count_failure(rq, snap, "hop").await;
-            self.app
-                .metrics
-                .logins
-                .with_label_values(&["-", "hop_refused"])
-                .inc();
+            self.count_login("-", "hop_refused");
             let html = self.app.pages.message(
                 "Sign-in did not complete",
                 &LoginError::Expired.to_string(),
@@ -252,11 +248,7 @@ impl Portal {
                 )
                 .await;
         }
-        self.app
-            .metrics
-            .logins
-            .with_label_values(&[source.provider.as_str(), "hop_success"])
-            .inc();
+        self.count_login(source.provider.as_str(), "hop_success");
         let domain = sess::cookie_domain(host, &snap.config.sessions.cookie_domains);
         let cookie = sess::set_session_cookie(domain, &id, record.expires_at - t);
         let spent = sess::set_cookie(sess::HOP_COOKIE, "", 0);

@@ -78,11 +78,7 @@ impl Portal {
                 )
                 .await;
         }
-        self.app
-            .metrics
-            .logins
-            .with_label_values(&[proof.provider.as_str(), "proof_asked"])
-            .inc();
+        self.count_login(proof.provider.as_str(), "proof_asked");
         let (csrf, csrf_cookie) = self.anon_csrf(rq);
         let html = self
             .prove_page(snap, &existing.id, &proof, &csrf, None)
@@ -260,11 +256,7 @@ impl Portal {
                 )
                 .await;
         }
-        self.app
-            .metrics
-            .logins
-            .with_label_values(&[proof.provider.as_str(), "proved"])
-            .inc();
+        self.count_login(proof.provider.as_str(), "proved");
         self.sign_in(
             rq,
             snap,

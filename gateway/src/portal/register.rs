@@ -6,10 +6,9 @@ use axum::extract::State;
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
-use serde::Deserialize;
 
 use super::guard::PasswordsOn;
-use super::request::Query;
+use super::request::{Query, ReturnQuery};
 use super::respond::*;
 use super::signin::SigninState;
 use super::*;
@@ -20,11 +19,6 @@ use crate::state::Snapshot;
 
 pub(super) fn routes() -> Router<Arc<Portal>> {
     Router::new().route("/_auth/register", get(form).post(submit))
-}
-
-#[derive(Deserialize)]
-struct ReturnQuery {
-    return_to: Option<String>,
 }
 
 async fn form(

@@ -139,6 +139,12 @@ impl Req {
     }
 }
 
+/// The query of a page that only carries where to go afterwards.
+#[derive(serde::Deserialize)]
+pub struct ReturnQuery {
+    pub return_to: Option<String>,
+}
+
 /// A typed query string; one that does not parse is a 400.
 pub struct Query<T>(pub T);
 

@@ -146,11 +146,7 @@ impl Portal {
         errors: &Errors,
         sent: bool,
     ) -> Result<Response> {
-        let current = self.current_session(rq, snap, host).await?;
-        let (csrf, cookie) = match &current {
-            Some(s) => (s.csrf.clone(), None),
-            None => self.anon_csrf(rq),
-        };
+        let (csrf, cookie) = self.form_token(rq, snap, host).await?;
         let html = self.app.pages.render(
             "reset_request.html",
             json!({
@@ -159,9 +155,7 @@ impl Portal {
                 "ttl": accounts::human(snap.config.accounts.reset_ttl),
             }),
         );
-        let headers: Vec<(&str, String)> = cookie.into_iter().map(|c| ("set-cookie", c)).collect();
-        self.write(rq, status, "text/html; charset=utf-8", html, &headers)
-            .await
+        self.form_page(rq, status, html, cookie).await
     }
 
     /// `POST /_auth/reset`: always answers "sent", account or not.
@@ -271,11 +265,7 @@ impl Portal {
         token: &str,
         errors: &Errors,
     ) -> Result<Response> {
-        let current = self.current_session(rq, snap, host).await?;
-        let (csrf, cookie) = match &current {
-            Some(s) => (s.csrf.clone(), None),
-            None => self.anon_csrf(rq),
-        };
+        let (csrf, cookie) = self.form_token(rq, snap, host).await?;
         let return_to = carried_return_to(self, rq);
         let html = self.app.pages.render(
             "reset.html",
@@ -285,9 +275,7 @@ impl Portal {
                 "min_length": snap.config.accounts.password_min_length,
             }),
         );
-        let headers: Vec<(&str, String)> = cookie.into_iter().map(|c| ("set-cookie", c)).collect();
-        self.write(rq, status, "text/html; charset=utf-8", html, &headers)
-            .await
+        self.form_page(rq, status, html, cookie).await
     }
 
     /// `POST /_auth/reset/confirm`: a new password from a mailed link; every

@@ -258,6 +258,15 @@ impl Portal {
         Ok(page_response(status, content_type, body, headers))
     }
 
+    /// Counts a sign-in outcome per provider (`omnigate_logins_total`).
+    pub(super) fn count_login(&self, provider: &str, result: &str) {
+        self.app
+            .metrics
+            .logins
+            .with_label_values(&[provider, result])
+            .inc();
+    }
+
     /// 503 page when sign-in cannot complete for now; counts it per provider.
     pub(super) async fn sign_in_unavailable(
         &self,
@@ -267,11 +276,7 @@ impl Portal {
         message: &str,
         retry: (&str, &str),
     ) -> Result<Response> {
-        self.app
-            .metrics
-            .logins
-            .with_label_values(&[provider, result])
-            .inc();
+        self.count_login(provider, result);
         let html = self
             .app
             .pages

@@ -391,11 +391,7 @@ impl Portal {
             LoginError::Expired => "expired",
             LoginError::Invalid(_) => "invalid",
         };
-        self.app
-            .metrics
-            .logins
-            .with_label_values(&[name, result])
-            .inc();
+        self.count_login(name, result);
         tracing::warn!(provider = name, result, detail = e.detail(), "login failed");
         // A provider that is down is nobody's failure: a 503, not counted.
         let down = matches!(e, LoginError::ProviderDown(_));
@@ -442,11 +438,7 @@ impl Portal {
     ) -> Result<Response> {
         let name = method;
         if customer.status != crate::customers::ACTIVE {
-            self.app
-                .metrics
-                .logins
-                .with_label_values(&[name, "disabled"])
-                .inc();
+            self.count_login(name, "disabled");
             let html = self.app.pages.message(
                 "This account is disabled",
                 "Signing in to this account is not possible. Please contact customer service.",
@@ -536,11 +528,7 @@ impl Portal {
                 )
                 .await;
         }
-        self.app
-            .metrics
-            .logins
-            .with_label_values(&[name, "success"])
-            .inc();
+        self.count_login(name, "success");
         let domain = sess::cookie_domain(host, &snap.config.sessions.cookie_domains);
         cookies.insert(0, sess::set_session_cookie(domain, &id, absolute));
         if let Some(g) = &guest {
@@ -605,11 +593,7 @@ impl Portal {
         return_to: &str,
         state: &SigninState,
     ) -> Result<Response> {
-        let current = self.current_session(rq, snap, host).await?;
-        let (csrf, cookie) = match &current {
-            Some(s) => (s.csrf.clone(), None),
-            None => self.anon_csrf(rq),
-        };
+        let (csrf, cookie) = self.form_token(rq, snap, host).await?;
         let providers: Vec<Value> = snap
             .config
             .login_providers()
@@ -646,9 +630,7 @@ impl Portal {
                 "notice": state.notice,
             }),
         );
-        let headers: Vec<(&str, String)> = cookie.into_iter().map(|c| ("set-cookie", c)).collect();
-        self.write(rq, status, "text/html; charset=utf-8", html, &headers)
-            .await
+        self.form_page(rq, status, html, cookie).await
     }
 
     /// `POST /_auth/login/password`.
@@ -720,11 +702,7 @@ impl Portal {
             .unwrap_or(false);
         let Some(customer) = customer.filter(|_| matched) else {
             self.app.metrics.password_failures.inc();
-            self.app
-                .metrics
-                .logins
-                .with_label_values(&[PASSWORD_METHOD, "refused"])
-                .inc();
+            self.count_login(PASSWORD_METHOD, "refused");
             self.count_failure(rq, snap, "password").await;
             let block = crate::throttle::failed(
                 &*self.app.sessions,
@@ -775,6 +753,33 @@ impl Portal {
     }
 
     /// The CSRF token a signed-out form carries, and the cookie to set if new.
+    /// The CSRF token a form page carries (the session's, or the
+    /// double-submit cookie's) and the cookie to set when it is new.
+    pub(super) async fn form_token(
+        &self,
+        rq: &Req,
+        snap: &Snapshot,
+        host: &str,
+    ) -> Result<(String, Option<String>)> {
+        Ok(match self.current_session(rq, snap, host).await? {
+            Some(s) => (s.csrf.clone(), None),
+            None => self.anon_csrf(rq),
+        })
+    }
+
+    /// A form page, with the new double-submit cookie if there is one.
+    pub(super) async fn form_page(
+        &self,
+        rq: &Req,
+        status: u16,
+        html: String,
+        cookie: Option<String>,
+    ) -> Result<Response> {
+        let headers: Vec<(&str, String)> = cookie.into_iter().map(|c| ("set-cookie", c)).collect();
+        self.write(rq, status, "text/html; charset=utf-8", html, &headers)
+            .await
+    }
+
     pub(super) fn anon_csrf(&self, rq: &Req) -> (String, Option<String>) {
         match rq.cookie(CSRF_COOKIE).filter(|t| t.len() == 43) {
             Some(t) => (t, None),
@@ -788,7 +793,7 @@ impl Portal {
 
     /// Whether a submitted form carries this browser's CSRF token: the
     /// session's, or the double-submit cookie's. (`Origin` was checked
-    /// before any handler ran: `Gateway::own_pages_refusal`.)
+    /// before any handler ran: `guard::own_pages`.)
     pub(super) fn form_ok(&self, rq: &Req, current: Option<&Browser>, form: &Form) -> bool {
         let sent = form.get("csrf");
         !sent.is_empty()

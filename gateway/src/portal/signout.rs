@@ -7,9 +7,8 @@ use axum::extract::{Path, State};
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
-use serde::Deserialize;
 
-use super::request::Query;
+use super::request::{Query, ReturnQuery};
 use super::signin::port_part;
 use super::*;
 use crate::login::{self};
@@ -21,11 +20,6 @@ pub(super) fn routes() -> Router<Arc<Portal>> {
         .route("/_auth/logout", get(page).post(sign_out))
         .route("/_auth/signed-out", get(signed_out))
         .route("/_auth/backchannel-logout/{name}", post(backchannel))
-}
-
-#[derive(Deserialize)]
-struct ReturnQuery {
-    return_to: Option<String>,
 }
 
 async fn page(
