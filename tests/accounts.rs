@@ -114,7 +114,8 @@ async fn register_confirm_sign_in_reset(postgres: bool) {
             {"click": "form[action='/_auth/register'] button[type=submit]", "waitText": "too common", "screenshot": "02-weak-password", "axe": true},
             {"fill": ["#register-password", PASSWORD]},
             {"fill": ["#register-name", "Ada Lovelace"]},
-            {"click": "form[action='/_auth/register'] button[type=submit]", "waitText": "x-customer-id", "screenshot": "03-signed-in"},
+            {"click": "form[action='/_auth/register'] button[type=submit]", "waitText": "Your account is ready", "screenshot": "03a-welcome", "axe": true},
+            {"click": "main a.button", "waitText": "x-customer-id", "screenshot": "03-signed-in"},
             {"mailLink": {"dir": sink.path(), "to": email, "path": "/_auth/verify"}, "waitText": "confirmed", "screenshot": "04-verified", "axe": true},
             {"goto": format!("{base}/account/orders"), "waitText": "x-customer-id"},
             {"goto": format!("{base}/_account"), "waitText": "Ways to sign in", "screenshot": "05-account", "axe": true},
@@ -139,8 +140,8 @@ async fn register_confirm_sign_in_reset(postgres: bool) {
     .await;
 
     // Registration signs in at once, unverified, back where the customer was going.
-    assert_eq!(seen[6]["url"], format!("{base}/account/orders"));
-    let first = headers_on(&seen[6]);
+    assert_eq!(seen[7]["url"], format!("{base}/account/orders"));
+    let first = headers_on(&seen[7]);
     let customer = first["x-customer-id"].as_str().unwrap().to_string();
     assert!(customer.starts_with("cus_"));
     assert_eq!(first["x-customer-email"], email);
@@ -150,11 +151,11 @@ async fn register_confirm_sign_in_reset(postgres: bool) {
     // The weak password was refused with the reason, tied to its field.
     assert_eq!(seen[3]["status"], 422);
     // The link confirmed the address: the same session now says so.
-    let after = headers_on(&seen[8]);
+    let after = headers_on(&seen[9]);
     assert_eq!(after["x-customer-id"], customer.as_str());
     assert_eq!(after["x-customer-email-verified"], "true");
     // The account page lists the password and this browser's session.
-    let account = seen[9]["text"].as_str().unwrap();
+    let account = seen[10]["text"].as_str().unwrap();
     assert!(
         account.contains(&format!("Password ({email})")),
         "{account}"
@@ -162,14 +163,14 @@ async fn register_confirm_sign_in_reset(postgres: bool) {
     assert!(account.contains("this browser"), "{account}");
     assert!(account.contains("(confirmed)"), "{account}");
     // A wrong password: 401 and the message, on the same page.
-    assert_eq!(seen[14]["status"], 401);
-    assert_eq!(headers_on(&seen[16])["x-customer-id"], customer.as_str());
+    assert_eq!(seen[15]["status"], 401);
+    assert_eq!(headers_on(&seen[17])["x-customer-id"], customer.as_str());
     // After the reset: signed in, on the account page, same customer.
-    assert!(seen[24]["url"]
+    assert!(seen[25]["url"]
         .as_str()
         .unwrap()
         .starts_with(&format!("{base}/_account")));
-    assert_eq!(headers_on(&seen[25])["x-customer-id"], customer.as_str());
+    assert_eq!(headers_on(&seen[26])["x-customer-id"], customer.as_str());
     let ours = seen
         .iter()
         .enumerate()
@@ -634,7 +635,8 @@ async fn a_guest_registers_inline_at_checkout_on_a_phone_and_keeps_the_cart() {
             {"goto": format!("{base}/checkout/payment?order=9"), "waitText": "Create an account", "screenshot": "1-inline-registration", "axe": true},
             {"fill": ["#register-email", "mia@example.test"]},
             {"fill": ["#register-password", PASSWORD]},
-            {"click": "form[action='/_auth/register'] button[type=submit]", "waitText": "x-customer-id", "screenshot": "2-back-at-payment"},
+            {"click": "form[action='/_auth/register'] button[type=submit]", "waitText": "Your account is ready"},
+            {"click": "main a.button", "waitText": "x-customer-id", "screenshot": "2-back-at-payment"},
             {"goto": format!("{base}/checkout/payment?order=9"), "waitText": "x-customer-id"},
         ]),
     )
@@ -646,11 +648,11 @@ async fn a_guest_registers_inline_at_checkout_on_a_phone_and_keeps_the_cart() {
     // Registration first, because the route says so.
     assert_eq!(seen[1]["headings"][0], "Create an account");
     assert_ne!(seen[1]["overflow"], true, "the sign-in page fits a phone");
-    assert_eq!(seen[4]["url"], format!("{base}/checkout/payment?order=9"));
-    let first = headers_on(&seen[4]);
+    assert_eq!(seen[5]["url"], format!("{base}/checkout/payment?order=9"));
+    let first = headers_on(&seen[5]);
     assert_eq!(first["x-previous-guest-id"], guest.as_str(), "{first}");
     assert_eq!(first["x-customer-email-verified"], "false");
-    assert!(headers_on(&seen[5]).get("x-previous-guest-id").is_none());
+    assert!(headers_on(&seen[6]).get("x-previous-guest-id").is_none());
 
     // A form POST that needs sign-in is not replayed: back to the form's page.
     let mut v = Visitor::new(gw.dev_client());
@@ -762,7 +764,8 @@ async fn a_provider_customer_adds_a_password_and_a_password_customer_adds_the_pr
             {"goto": format!("{base}/_auth/register")},
             {"fill": ["#register-email", "omar@shop.test"]},
             {"fill": ["#register-password", PASSWORD]},
-            {"click": "form[action='/_auth/register'] button[type=submit]", "waitText": "x-customer-id"},
+            {"click": "form[action='/_auth/register'] button[type=submit]", "waitText": "Your account is ready"},
+            {"click": "main a.button", "waitText": "x-customer-id"},
             {"goto": format!("{base}/_account"), "waitText": "Add Test IdP"},
             {"click": "a:has-text('Add Test IdP')", "waitText": "Test IdP"},
             {"fill": ["#username", "omar2"]},
@@ -773,12 +776,12 @@ async fn a_provider_customer_adds_a_password_and_a_password_customer_adds_the_pr
         ]),
     )
     .await;
-    let omar = headers_on(&seen[3])["x-customer-id"]
+    let omar = headers_on(&seen[4])["x-customer-id"]
         .as_str()
         .unwrap()
         .to_string();
     assert_eq!(
-        headers_on(&seen[10])["x-customer-id"],
+        headers_on(&seen[11])["x-customer-id"],
         omar.as_str(),
         "the linked provider signs in the password customer"
     );

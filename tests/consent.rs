@@ -112,7 +112,8 @@ async fn consent_is_asked_recorded_withdrawn_in_one_click_and_enforced() {
             {"click": "#register-terms"},
             {"click": "#register-consent-partner_sharing"},
             {"click": "#register-consent-personalization"},
-            {"click": "form[action='/_auth/register'] button[type=submit]", "waitText": "x-customer-id"},
+            {"click": "form[action='/_auth/register'] button[type=submit]", "waitText": "Your account is ready"},
+            {"click": "main a.button", "waitText": "x-customer-id"},
             {"goto": format!("{base}/crm/tickets"), "waitText": "x-customer-id"},
             {"goto": format!("{base}/partners"), "waitText": "x-customer-id"},
             {"goto": format!("{base}/stats"), "waitText": "headers"},
@@ -131,7 +132,7 @@ async fn consent_is_asked_recorded_withdrawn_in_one_click_and_enforced() {
     .await;
 
     // Registration: the ticked purposes and the terms, nothing else.
-    let first = headers_on(&seen[6]);
+    let first = headers_on(&seen[7]);
     let customer = first["x-customer-id"].as_str().unwrap().to_string();
     assert_eq!(
         first["x-customer-consents"],
@@ -144,23 +145,23 @@ async fn consent_is_asked_recorded_withdrawn_in_one_click_and_enforced() {
         "{form}"
     );
     // The CRM gets the email while partner_sharing is granted...
-    let crm_before = headers_on(&seen[7]);
+    let crm_before = headers_on(&seen[8]);
     assert_eq!(crm_before["x-customer-email"], "cleo@example.test");
-    assert_eq!(headers_on(&seen[8])["x-customer-id"], customer.as_str());
+    assert_eq!(headers_on(&seen[9])["x-customer-id"], customer.as_str());
     // ...analytics was not granted: /stats is forwarded without identity.
-    let stats = headers_on(&seen[9]);
+    let stats = headers_on(&seen[10]);
     assert!(
         stats.get("x-customer-id").is_none() && stats.get("x-customer-email").is_none(),
         "{stats}"
     );
     assert!(stats.get("x-omnigate-assertion").is_none());
     // One click withdrew; the next request is denied, the bound header gone.
-    assert_eq!(seen[12]["status"], 403);
-    assert!(seen[12]["text"]
+    assert_eq!(seen[13]["status"], 403);
+    assert!(seen[13]["text"]
         .as_str()
         .unwrap()
         .contains("Sharing with our CRM partner"));
-    let crm_after = headers_on(&seen[13]);
+    let crm_after = headers_on(&seen[14]);
     assert_eq!(crm_after["x-customer-id"], customer.as_str());
     assert!(crm_after.get("x-customer-email").is_none(), "{crm_after}");
     assert!(crm_after.get("x-customer-name").is_none());
@@ -182,21 +183,21 @@ async fn consent_is_asked_recorded_withdrawn_in_one_click_and_enforced() {
     assert!(after_claims.get("email").is_none(), "{after_claims}");
     assert_eq!(claims_of(&crm_before)["email"], "cleo@example.test");
     // `ask`: the prompt for just that purpose, then back where the customer was.
-    assert!(seen[17]["url"]
+    assert!(seen[18]["url"]
         .as_str()
         .unwrap()
         .contains("/_account/consent?ask=personalization"));
     assert_eq!(
-        seen[17]["text"]
+        seen[18]["text"]
             .as_str()
             .unwrap()
             .matches("Yes, I agree")
             .count(),
         1
     );
-    assert_eq!(seen[19]["url"], format!("{base}/recommendations"));
+    assert_eq!(seen[20]["url"], format!("{base}/recommendations"));
     assert_eq!(
-        headers_on(&seen[19])["x-customer-consents"],
+        headers_on(&seen[20])["x-customer-consents"],
         "personalization=1,terms=1"
     );
 

@@ -692,7 +692,8 @@ pub async fn browse(test: &str, host_rules: Option<&str>, steps: serde_json::Val
     browse_with(test, host_rules, None, steps).await
 }
 
-/// Like [`browse`] with a viewport (`{"width": 375, "height": 740}` for a phone).
+/// Like [`browse`] with a viewport (`{"width": 375, "height": 740}` for a
+/// phone) and optionally the browser's language (`"locale": "de-DE"`).
 pub async fn browse_with(
     test: &str,
     host_rules: Option<&str>,

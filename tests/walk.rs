@@ -44,7 +44,8 @@ async fn registration_keeps_choices_consent_prompts_have_a_way_out_and_terms_sta
             {"click": "#register-consent-marketing_email"},
             {"click": "form[action='/_auth/register'] button[type=submit]", "waitText": "too common", "screenshot": "02-error-keeps-ticks", "axe": true},
             {"fill": ["#register-password", PASSWORD]},
-            {"click": "form[action='/_auth/register'] button[type=submit]", "waitText": "x-customer-id"},
+            {"click": "form[action='/_auth/register'] button[type=submit]", "waitText": "Your account is ready"},
+            {"click": "main a.button", "waitText": "x-customer-id"},
             {"goto": format!("{base}/_account/consent"), "waitText": "Your consents", "screenshot": "03-terms-stay", "axe": true},
             {"click": "button[aria-label='Give consent: Recommendations']", "waitText": "Saved.", "screenshot": "04-saved-names-it"},
             {"click": "a[href^='/_account/consent/receipt/']", "waitText": "Consent receipt", "screenshot": "05-receipt", "axe": true},
@@ -75,19 +76,19 @@ async fn registration_keeps_choices_consent_prompts_have_a_way_out_and_terms_sta
     );
     assert_eq!(seen[5]["axe"], json!([]), "{}", seen[5]["axe"]);
     // The required terms cannot be withdrawn in one click: it says why.
-    let page = seen[8]["text"].as_str().unwrap();
+    let page = seen[9]["text"].as_str().unwrap();
     assert!(
         page.contains("withdrawing it means closing the account"),
         "{page}"
     );
     assert!(!page.contains("Withdraw: Terms"), "{page}");
     // "Saved." says what changed; the receipt is a page, JSON offered.
-    let saved = seen[9]["text"].as_str().unwrap();
+    let saved = seen[10]["text"].as_str().unwrap();
     assert!(
         saved.contains("You gave your consent to “Recommendations”"),
         "{saved}"
     );
-    let receipt = seen[10]["text"].as_str().unwrap();
+    let receipt = seen[11]["text"].as_str().unwrap();
     assert!(receipt.contains("Recommendations"), "{receipt}");
     assert!(
         receipt.contains("Download this receipt as JSON"),
@@ -95,10 +96,10 @@ async fn registration_keeps_choices_consent_prompts_have_a_way_out_and_terms_sta
     );
     // The prompt submitted without a tick: a message, nothing recorded, and
     // "Not now" leads to a page that does not need the purpose.
-    assert_eq!(seen[14]["status"], 422);
-    assert_eq!(seen[15]["url"], format!("{base}/"));
+    assert_eq!(seen[15]["status"], 422);
+    assert_eq!(seen[16]["url"], format!("{base}/"));
     // Denied for a missing purpose: a branded page with the way to fix it.
-    let denied = &seen[16];
+    let denied = &seen[17];
     assert_eq!(denied["status"], 403);
     assert_eq!(denied["images"][0]["loaded"], true, "branded: {denied}");
     assert!(
@@ -111,7 +112,7 @@ async fn registration_keeps_choices_consent_prompts_have_a_way_out_and_terms_sta
 
     // The ledger: the registration choices (terms, news by email), the
     // recommendation given and withdrawn, and no decline from the prompt.
-    let customer = headers_on(&seen[7])["x-customer-id"]
+    let customer = headers_on(&seen[8])["x-customer-id"]
         .as_str()
         .unwrap()
         .to_string();
@@ -124,7 +125,7 @@ async fn registration_keeps_choices_consent_prompts_have_a_way_out_and_terms_sta
         .count();
     assert_eq!(prompts, 0, "{ledger}");
     assert_eq!(
-        headers_on(&seen[15])["x-customer-consents"],
+        headers_on(&seen[16])["x-customer-consents"],
         "marketing_email=1,terms=1"
     );
 }
@@ -201,7 +202,8 @@ async fn the_customers_place_is_kept_through_the_mailed_link_and_sign_out() {
             {"goto": format!("{base}/_auth/register?return_to=%2Faccount%2Fwishlist")},
             {"fill": ["#register-email", email]},
             {"fill": ["#register-password", PASSWORD]},
-            {"click": "form[action='/_auth/register'] button[type=submit]", "waitText": "x-customer-id"},
+            {"click": "form[action='/_auth/register'] button[type=submit]", "waitText": "Your account is ready"},
+            {"click": "main a.button", "waitText": "x-customer-id"},
             {"mailLink": {"dir": sink.path(), "to": email, "path": "/_auth/verify"}, "waitText": "confirmed", "screenshot": "01-confirmed"},
             {"click": "a:text-is('Continue')", "waitText": "x-customer-id"},
             {"goto": format!("{base}/_account"), "waitText": "Ways to sign in", "screenshot": "02-account", "axe": true},
@@ -221,15 +223,83 @@ async fn the_customers_place_is_kept_through_the_mailed_link_and_sign_out() {
         assert!(s.get("error").is_none(), "step {i}: {s}");
     }
     // The confirmation link leads back to where the customer was going.
-    assert_eq!(seen[5]["url"], format!("{base}/account/wishlist"));
+    assert_eq!(seen[6]["url"], format!("{base}/account/wishlist"));
     // The account page has a way back to the site, and no action shouts.
-    let account = seen[6]["text"].as_str().unwrap();
+    let account = seen[7]["text"].as_str().unwrap();
     assert!(account.contains("Back to"), "{account}");
-    assert_eq!(seen[6]["axe"], json!([]), "{}", seen[6]["axe"]);
+    assert_eq!(seen[7]["axe"], json!([]), "{}", seen[7]["axe"]);
     // Signing out from a page comes back to that page, signed out.
-    assert_eq!(seen[9]["url"], format!("{base}/products/tea"));
-    assert!(headers_on(&seen[9]).get("x-customer-id").is_none());
+    assert_eq!(seen[10]["url"], format!("{base}/products/tea"));
+    assert!(headers_on(&seen[10]).get("x-customer-id").is_none());
     // A reset asked for from a page ends back on that page, signed in.
-    assert_eq!(seen[15]["url"], format!("{base}/orders/7"));
-    assert_eq!(headers_on(&seen[15])["x-customer-email"], email);
+    assert_eq!(seen[16]["url"], format!("{base}/orders/7"));
+    assert_eq!(headers_on(&seen[16])["x-customer-email"], email);
 }
+
+/// A browser that prefers German gets every page in German, at phone
+/// width, and the mails its sign-up triggers in German too.
+#[tokio::test]
+async fn a_german_browser_gets_german_pages_and_mails() {
+    let sink = MailSink::start().await;
+    let store = Upstream::echo("store").await;
+    let crm = Upstream::echo("crm").await;
+    let ports = reserve_ports();
+    let https = ports["https"];
+    let cfg = consent_config(&sink, &store, &crm, "pages: { languages: [en, de] }\n");
+    let gw = Gateway::start_on(ports, &cfg, &[("consent.yaml", &purposes(1))]).await;
+    let base = format!("https://shop.test:{https}");
+    let email = "jonas@example.test";
+    let seen = browse_with(
+        "walk_german",
+        Some("MAP *.test 127.0.0.1"),
+        Some(json!({"width": 375, "height": 740, "locale": "de-DE"})),
+        json!([
+            {"goto": format!("{base}/_auth/register?return_to=%2Fcart"), "screenshot": "01-registrieren", "axe": true},
+            {"fill": ["#register-email", email]},
+            {"fill": ["#register-password", "password123"]},
+            {"fill": ["#register-name", "Jonas"]},
+            {"click": "#register-terms"},
+            {"click": "form[action='/_auth/register'] button[type=submit]", "waitText": "zu verbreitet", "screenshot": "02-fehler", "axe": true},
+            {"fill": ["#register-password", PASSWORD]},
+            {"click": "form[action='/_auth/register'] button[type=submit]", "waitText": "Ihr Konto ist eingerichtet", "screenshot": "03-willkommen", "axe": true},
+            {"click": "main a.button", "waitText": "x-customer-id"},
+            {"goto": format!("{base}/_account"), "waitText": "Anmeldewege", "screenshot": "04-konto", "axe": true},
+            {"goto": format!("{base}/_account/consent"), "waitText": "Ihre Einwilligungen", "screenshot": "05-einwilligungen", "axe": true},
+            {"goto": format!("{base}/partners/deals"), "screenshot": "06-einwilligung-noetig", "axe": true},
+        ]),
+    )
+    .await;
+    for i in [0, 5, 7, 9, 10, 11] {
+        assert_eq!(seen[i]["lang"], "de", "step {i}: {}", seen[i]);
+        assert_ne!(seen[i]["overflow"], true, "step {i} fits a phone");
+    }
+    assert_eq!(seen[0]["headings"][0], "Konto erstellen");
+    let welcome = seen[7]["text"].as_str().unwrap();
+    assert!(welcome.contains("Willkommen, Jonas."), "{welcome}");
+    assert!(
+        welcome.contains(email) && welcome.contains("24 Stunden"),
+        "{welcome}"
+    );
+    assert_eq!(seen[8]["url"], format!("{base}/cart"));
+    assert_eq!(seen[11]["status"], 403);
+    assert!(
+        seen[11]["text"]
+            .as_str()
+            .unwrap()
+            .contains("Einwilligungen ansehen"),
+        "{}",
+        seen[11]
+    );
+    let mail = sink
+        .wait_mail(email, 1, std::time::Duration::from_secs(10))
+        .await;
+    assert!(mail.contains("Guten Tag Jonas,"), "{mail}");
+    assert!(mail.contains("bitte bestätigen Sie"), "{mail}");
+    assert!(mail.contains("/_auth/verify?token="), "{mail}");
+    assert!(
+        mail.contains("Content-Type: text/html"),
+        "a text and an HTML part: {mail}"
+    );
+    drop(gw);
+}
+

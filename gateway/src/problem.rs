@@ -103,6 +103,20 @@ impl Problem {
         )
     }
 
+    /// The values the page texts of this problem fill in (`problem.<code>.detail`).
+    pub fn text_args(&self) -> Vec<(&'static str, String)> {
+        match self {
+            Problem::BadRequest(why) => vec![("reason", why.to_string())],
+            Problem::BadPath(why) => vec![("reason", why.to_string())],
+            Problem::Unauthenticated(Some(why)) => vec![("reason", why.clone())],
+            Problem::PayloadTooLarge { limit } => vec![("limit", limit.to_string())],
+            Problem::InsufficientScope(list) | Problem::ConsentRequired(list) => {
+                vec![("list", list.join(", "))]
+            }
+            _ => Vec::new(),
+        }
+    }
+
     pub fn title(&self) -> &'static str {
         match self {
             Problem::BadRequest(_) | Problem::BadPath(_) => "Bad request",

@@ -35,7 +35,11 @@ const context = await chromium.launchPersistentContext(profile, {
   ignoreHTTPSErrors: true,
   // The gateway's pages forbid scripts (CSP); axe is injected by the test only.
   bypassCSP: true,
-  viewport: plan.viewport || { width: 1280, height: 800 },
+  viewport: plan.viewport?.width
+    ? { width: plan.viewport.width, height: plan.viewport.height }
+    : { width: 1280, height: 800 },
+  // `{"locale": "de-DE"}` in the viewport: the browser's language (Accept-Language).
+  locale: plan.viewport?.locale || 'en-US',
 });
 const page = context.pages()[0] || await context.newPage();
 let lastStatus = null;

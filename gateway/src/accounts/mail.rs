@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use lettre::message::{header::ContentType, Mailbox};
+use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
@@ -38,59 +38,16 @@ impl Kind {
     }
 }
 
-/// A mail ready to send.
+/// A mail ready to send (composed by `Pages::mail` from its templates).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outgoing {
     pub kind: Kind,
     pub to: String,
     pub subject: String,
     pub text: String,
+    pub html: String,
     /// The link in the mail, if any (webhook senders build their own body).
     pub link: Option<String>,
-}
-
-/// The text of a mail. Pure.
-pub fn compose(kind: Kind, brand: &str, to: &str, link: Option<&str>, ttl: &str) -> Outgoing {
-    let link_line = link.map(|l| format!("\n\n{l}\n\n")).unwrap_or_default();
-    let (subject, text) = match kind {
-        Kind::Verify => (
-            format!("Confirm your email address for {brand}"),
-            format!(
-                "Hello,\n\nplease confirm that this is your email address by opening this link:{link_line}The link works once and for {ttl}. If you did not create an account at {brand}, ignore this mail.\n"
-            ),
-        ),
-        Kind::Reset => (
-            format!("Reset your {brand} password"),
-            format!(
-                "Hello,\n\nsomeone (hopefully you) asked to reset the password of your {brand} account. Choose a new one here:{link_line}The link works once and for {ttl}. Resetting signs you out everywhere else. If you did not ask for this, ignore this mail: your password stays as it is.\n"
-            ),
-        ),
-        Kind::ResetUnknown => (
-            format!("Password reset at {brand}"),
-            format!(
-                "Hello,\n\nsomeone asked to reset a {brand} password for this address, but there is no account with it. If that was you, you may have signed up with another address or with another sign-in method. Otherwise, ignore this mail.\n"
-            ),
-        ),
-        Kind::Lockout => (
-            format!("Sign-in attempts on your {brand} account"),
-            format!(
-                "Hello,\n\nthere were repeated failed attempts to sign in to your {brand} account, so signing in with a password is paused for a while. If that was not you, nothing is needed: your password was not accepted. You can reset your password at any time:{link_line}"
-            ),
-        ),
-        Kind::PasswordChanged => (
-            format!("Your {brand} password was changed"),
-            format!(
-                "Hello,\n\nthe password of your {brand} account was just changed, and your other sessions were ended. If that was not you, reset your password right away:{link_line}"
-            ),
-        ),
-    };
-    Outgoing {
-        kind,
-        to: to.to_string(),
-        subject,
-        text,
-        link: link.map(str::to_string),
-    }
 }
 
 /// The configured channel.
@@ -155,8 +112,10 @@ impl Mailer {
                     .from(from.clone())
                     .to(to)
                     .subject(mail.subject.clone())
-                    .header(ContentType::TEXT_PLAIN)
-                    .body(mail.text.clone())
+                    .multipart(MultiPart::alternative_plain_html(
+                        mail.text.clone(),
+                        mail.html.clone(),
+                    ))
                     .map_err(|e| e.to_string())?;
                 transport
                     .send(message)
@@ -176,6 +135,7 @@ impl Mailer {
                     "to": mail.to,
                     "subject": mail.subject,
                     "text": mail.text,
+                    "html": mail.html,
                     "link": mail.link,
                 })
                 .to_string();
@@ -216,29 +176,5 @@ impl Mailer {
                 }
             }
         });
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn mails_carry_the_link_and_the_brand() {
-        let m = compose(
-            Kind::Verify,
-            "Shop",
-            "a@example.com",
-            Some("https://shop.example/_auth/verify?token=abc"),
-            "24 hours",
-        );
-        assert_eq!(m.subject, "Confirm your email address for Shop");
-        assert!(m
-            .text
-            .contains("\n\nhttps://shop.example/_auth/verify?token=abc\n\n"));
-        assert!(m.text.contains("24 hours"));
-        let unknown = compose(Kind::ResetUnknown, "Shop", "b@example.com", None, "1 hour");
-        assert!(unknown.link.is_none());
-        assert!(unknown.text.contains("there is no account"));
     }
 }

@@ -31,19 +31,20 @@ impl Purpose {
 /// The longest email address accepted (RFC 5321 path limit).
 const MAX_EMAIL: usize = 254;
 
-/// An email address as typed, checked and lower-cased, or why not. Pure.
+/// An email address as typed, checked and lower-cased, or why not (the
+/// catalogue key of the text shown next to the field). Pure.
 /// Deliberately loose (one `@`, a dotted domain, no spaces or controls):
 /// the verification mail is the real test.
 pub fn normalize_email(raw: &str) -> Result<String, &'static str> {
     let e = raw.trim().to_lowercase();
     if e.is_empty() {
-        return Err("Enter your email address.");
+        return Err("field.email_empty");
     }
     if e.len() > MAX_EMAIL {
-        return Err("This email address is too long.");
+        return Err("field.email_long");
     }
     let Some((local, domain)) = e.split_once('@') else {
-        return Err("Enter an email address like name@example.com.");
+        return Err("field.email_invalid");
     };
     let ok = !local.is_empty()
         && !domain.contains('@')
@@ -57,35 +58,24 @@ pub fn normalize_email(raw: &str) -> Result<String, &'static str> {
     if ok {
         Ok(e)
     } else {
-        Err("Enter an email address like name@example.com.")
+        Err("field.email_invalid")
     }
 }
 
 /// A display name as typed: trimmed, at most 100 characters, no controls;
-/// empty means none. Pure.
+/// empty means none; an error is the key of its text. Pure.
 pub fn normalize_name(raw: &str) -> Result<Option<String>, &'static str> {
     let n = raw.trim();
     if n.is_empty() {
         return Ok(None);
     }
     if n.chars().count() > 100 {
-        return Err("Use at most 100 characters.");
+        return Err("field.name_long");
     }
     if n.chars().any(char::is_control) {
-        return Err("The name contains characters that cannot be shown.");
+        return Err("field.name_invalid");
     }
     Ok(Some(n.to_string()))
-}
-
-/// A duration for mail texts: "24 hours", "1 hour", "30 minutes". Pure.
-pub fn human(d: std::time::Duration) -> String {
-    let mins = d.as_secs() / 60;
-    match (mins / 60, mins % 60) {
-        (1, 0) => "1 hour".into(),
-        (h, 0) => format!("{h} hours"),
-        (0, m) => format!("{m} minutes"),
-        (h, m) => format!("{h} hours {m} minutes"),
-    }
 }
 
 #[cfg(test)]
@@ -122,13 +112,5 @@ mod tests {
         assert_eq!(normalize_name(" Ada "), Ok(Some("Ada".into())));
         assert!(normalize_name(&"x".repeat(101)).is_err());
         assert!(normalize_name("Ada\u{7}").is_err());
-    }
-
-    #[test]
-    fn durations_read_well_in_mails() {
-        use std::time::Duration;
-        assert_eq!(human(Duration::from_secs(86_400)), "24 hours");
-        assert_eq!(human(Duration::from_secs(3600)), "1 hour");
-        assert_eq!(human(Duration::from_secs(1800)), "30 minutes");
     }
 }

@@ -29,6 +29,20 @@ pub enum Weak {
     Breached,
 }
 
+impl Weak {
+    /// The catalogue key of the text shown next to the field, and the
+    /// number it names (`pages::i18n`).
+    pub fn text_key(&self) -> (&'static str, Option<usize>) {
+        match self {
+            Weak::TooShort(n) => ("field.password_short", Some(*n)),
+            Weak::TooLong => ("field.password_long", Some(MAX_LENGTH)),
+            Weak::IsEmail => ("field.password_is_email", None),
+            Weak::Common => ("field.password_common", None),
+            Weak::Breached => ("field.password_breached", None),
+        }
+    }
+}
+
 fn common() -> &'static HashSet<String> {
     static LIST: OnceLock<HashSet<String>> = OnceLock::new();
     LIST.get_or_init(|| {

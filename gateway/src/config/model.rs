@@ -118,6 +118,10 @@ pub struct PagesLook {
     pub primary_colour: String,
     /// Folder whose templates replace the built-in ones of the same name.
     pub templates: Option<PathBuf>,
+    /// The languages pages and mails are offered in; the first is the default.
+    pub languages: Vec<String>,
+    /// Folder of `<lang>.yaml` catalogues over the built-in ones.
+    pub catalogues: Option<PathBuf>,
 }
 
 /// How repeated failures from one client address are slowed down.

@@ -114,6 +114,8 @@ pub struct RawPages {
     pub logo: Option<String>,
     pub primary_colour: Option<String>,
     pub templates: Option<String>,
+    pub languages: Option<Vec<String>>,
+    pub catalogues: Option<String>,
 }
 
 /// Throttling of endpoints that take guesses.

@@ -606,24 +606,97 @@ fn pages(raw: Option<&RawPages>, base: &Path, r: &mut Report<'_>) -> PagesLook {
             None,
         );
     }
+    let (languages, catalogues) = languages(raw, base, r);
     let look = PagesLook {
         brand,
         logo,
         primary_colour,
         templates,
+        languages,
+        catalogues,
     };
-    if look.templates.as_ref().is_some_and(|t| t.is_dir()) {
-        // The operator's templates must render, or the start is refused.
+    let folders_ok = [&look.templates, &look.catalogues]
+        .iter()
+        .all(|d| d.as_ref().is_none_or(|t| t.is_dir()));
+    if folders_ok
+        && look
+            .languages
+            .iter()
+            .all(|l| crate::pages::i18n::valid_tag(l))
+    {
+        // Every template must render and every text exist in every
+        // language, or the start is refused.
         if let Err(e) = crate::pages::Pages::new(&look) {
-            r.error(
-                0,
-                "pages.templates",
-                e,
-                Some("fix the template, or remove it to use the built-in one".into()),
-            );
+            let (field, hint) = if e.starts_with("template ") {
+                (
+                    "pages.templates",
+                    "fix the template, or remove it to use the built-in one",
+                )
+            } else {
+                (
+                    "pages.catalogues",
+                    "give every offered language every key of the English catalogue",
+                )
+            };
+            for one in e.split("; ") {
+                r.error(0, field, one.to_string(), Some(hint.into()));
+            }
         }
     }
     look
+}
+
+/// `pages.languages` (default: English only) and `pages.catalogues`.
+fn languages(
+    raw: Option<&RawPages>,
+    base: &Path,
+    r: &mut Report<'_>,
+) -> (Vec<String>, Option<std::path::PathBuf>) {
+    let languages = raw
+        .and_then(|p| p.languages.clone())
+        .unwrap_or_else(|| vec![crate::pages::i18n::REFERENCE.to_string()]);
+    if languages.is_empty() {
+        r.error(
+            0,
+            "pages.languages",
+            "no language is offered".into(),
+            Some("list at least one, e.g. `[en]`".into()),
+        );
+    }
+    for (i, l) in languages.iter().enumerate() {
+        if !crate::pages::i18n::valid_tag(l) {
+            r.error(
+                0,
+                &index("pages.languages", i),
+                format!("`{l}` is not a language tag"),
+                Some(format!(
+                    "write a lower-case tag such as `en`, `de` or `pt-br`; built in: {}",
+                    crate::pages::i18n::built_in_languages().join(", ")
+                )),
+            );
+        } else if languages[..i].contains(l) {
+            r.error(
+                0,
+                &index("pages.languages", i),
+                format!("`{l}` is listed twice"),
+                None,
+            );
+        }
+    }
+    let catalogues = raw
+        .and_then(|p| p.catalogues.as_deref())
+        .map(|t| base.join(t));
+    if let Some(c) = &catalogues {
+        if !c.is_dir() {
+            r.error(
+                0,
+                "pages.catalogues",
+                format!("`{}` is not a folder", c.display()),
+                Some("name a folder of `<lang>.yaml` catalogues".into()),
+            );
+        }
+    }
+    (languages, catalogues)
 }
 
 fn events(raw: Option<&RawEvents>, r: &mut Report<'_>) -> Events {

@@ -140,7 +140,15 @@ impl Gateway {
             let req = session.req_header();
             let retry = (req.method == http::Method::GET)
                 .then(|| req.uri.path_and_query().map_or("/", |p| p.as_str()));
-            let html = self.app.pages.problem(&problem, &ctx.request_id, retry);
+            let accept = req
+                .headers
+                .get("accept-language")
+                .and_then(|v| v.to_str().ok());
+            let lang = self.app.pages.language(accept);
+            let html = self
+                .app
+                .pages
+                .problem(&lang, &problem, &ctx.request_id, retry);
             rendered.body = Bytes::from(html);
         }
         ctx.local_status = Some(rendered.status);
@@ -216,7 +224,14 @@ impl Gateway {
                 Err(e) => Some(Err(auth::AuthError::Unavailable(e.to_string()))),
                 Ok(s) => s.map(|s| {
                     ctx.consents = Some(Arc::new(s.consents.clone()));
-                    if let Some(g) = &s.converted_guest {
+                    // Handed over once, to the first page the browser
+                    // navigates to (not a favicon or image fetched meanwhile).
+                    let navigation = session
+                        .req_header()
+                        .headers
+                        .get("sec-fetch-dest")
+                        .is_none_or(|d| d.as_bytes() == b"document");
+                    if let Some(g) = s.converted_guest.as_ref().filter(|_| navigation) {
                         ctx.previous_guest = Some(g.clone());
                         let (store, id) = (self.app.sessions.clone(), s.id_hash.clone());
                         tokio::spawn(async move {

@@ -57,6 +57,16 @@ pub enum LoginError {
 }
 
 impl LoginError {
+    /// The catalogue key of the text shown to the customer (`pages::i18n`).
+    pub fn text_key(&self) -> &'static str {
+        match self {
+            LoginError::ProviderDown(_) => "login.provider_down",
+            LoginError::Refused(_) => "login.refused",
+            LoginError::Expired => "login.expired",
+            LoginError::Invalid(_) => "login.invalid",
+        }
+    }
+
     /// Detail for the log (never shown to the customer).
     pub fn detail(&self) -> &str {
         match self {

@@ -47,8 +47,12 @@ async fn overview(
         Ok(me) => me,
         Err(to_sign_in) => return Ok(to_sign_in),
     };
-    let notice = q.notice.as_deref().and_then(notice_text);
-    p.account_page(&rq, &rq.snap, &me, 200, notice, &Errors::new())
+    let notice = q
+        .notice
+        .as_deref()
+        .and_then(notice_text)
+        .map(|k| p.tr(&rq, k));
+    p.account_page(&rq, &rq.snap, &me, 200, notice.as_deref(), &Errors::new())
         .await
 }
 
@@ -84,7 +88,7 @@ async fn submitted(
     let form = rq.form();
     if !p.form_ok(rq, Some(&me), &form) {
         let mut errors = Errors::new();
-        errors.insert("name", FORM_EXPIRED.into());
+        errors.insert("name", p.tr(rq, "field.form_expired"));
         return Ok(Err(p
             .account_page(rq, &rq.snap, &me, 403, None, &errors)
             .await?));
@@ -111,7 +115,7 @@ async fn done(
                 &me.provider,
                 "account change failed",
                 &e,
-                ("/_account", "Your account"),
+                ("/_account", "common.your_account"),
             )
             .await
         }
@@ -161,8 +165,15 @@ async fn resend(State(p): State<Arc<Portal>>, rq: Req) -> Result<Response> {
     crate::throttle::failed(&*p.app.sessions, "verify-mail", &who, &rq.snap.config.abuse).await;
     let outcome = match (&me.email, me.email_verified) {
         (Some(email), false) => {
-            p.send_verification(&rq.snap, &me.customer_id, email, "/")
-                .await;
+            p.send_verification(
+                &rq,
+                &rq.snap,
+                &me.customer_id,
+                email,
+                me.name.as_deref(),
+                "/",
+            )
+            .await;
             Ok("verification_sent")
         }
         _ => Ok("profile_saved"),
@@ -223,19 +234,19 @@ async fn password(State(p): State<Arc<Portal>>, _on: PasswordsOn, rq: Req) -> Re
     p.account_password(&rq, &rq.snap, &me, &form).await
 }
 
-/// The fixed texts `/_account?notice=…` may show.
+/// The catalogue key of a text `/_account?notice=…` may show.
 pub(super) fn notice_text(code: &str) -> Option<&'static str> {
     Some(match code {
-        "linked" => "The sign-in was added to your account.",
-        "already_linked" => "That sign-in was already part of your account.",
-        "unlinked" => "The sign-in was removed from your account.",
-        "last_way_in" => "This is your only way to sign in, so it cannot be removed.",
-        "password_added" => "Your password was added. You can now sign in with it.",
-        "password_changed" => "Your password was changed, and your other sessions were ended.",
-        "session_ended" => "That session was ended.",
-        "verification_sent" => "We sent you a mail with a confirmation link.",
-        "profile_saved" => "Your profile was saved.",
-        "proved" => "Confirmed: the sign-in was added to your account.",
+        "linked" => "account.notice.linked",
+        "already_linked" => "account.notice.already_linked",
+        "unlinked" => "account.notice.unlinked",
+        "last_way_in" => "account.notice.last_way_in",
+        "password_added" => "account.notice.password_added",
+        "password_changed" => "account.notice.password_changed",
+        "session_ended" => "account.notice.session_ended",
+        "verification_sent" => "account.notice.verification_sent",
+        "profile_saved" => "account.notice.profile_saved",
+        "proved" => "account.notice.proved",
         _ => return None,
     })
 }
@@ -260,7 +271,7 @@ impl Portal {
                         &me.provider,
                         "customer directory unavailable",
                         &e,
-                        ("/_account", "Your account"),
+                        ("/_account", "common.your_account"),
                     )
                     .await;
             }
@@ -306,11 +317,14 @@ impl Portal {
                     &snap.config.abuse,
                 )
                 .await;
-                errors.insert("current", "The current password is not right.".into());
+                errors.insert("current", self.tr(rq, "field.current_wrong"));
             }
         }
         if errors.is_empty() {
-            if let Some(why) = self.weak_password(snap, form.get("password"), &email).await {
+            if let Some(why) = self
+                .weak_password(rq, snap, form.get("password"), &email)
+                .await
+            {
                 errors.insert("password", why);
             }
         }
@@ -326,10 +340,7 @@ impl Portal {
         };
         match result {
             Ok(SetPassword::EmailTaken) => {
-                errors.insert(
-                    "email",
-                    "This address already signs in to another account.".into(),
-                );
+                errors.insert("email", self.tr(rq, "field.email_in_use"));
                 self.account_page(rq, snap, me, 409, None, &errors).await
             }
             Ok(SetPassword::Linked) => {
@@ -349,7 +360,14 @@ impl Portal {
                 self.session_ended(Some(&me.customer_id), "password_changed", ended)
                     .await;
                 let link = format!("{}/_auth/reset", snap.config.accounts.public_url);
-                self.mail(snap, Kind::PasswordChanged, &email, Some(&link));
+                self.mail(
+                    rq,
+                    snap,
+                    Kind::PasswordChanged,
+                    &email,
+                    me.name.as_deref(),
+                    Some(&link),
+                );
                 self.redirect(rq, "/_account?notice=password_changed", &[])
                     .await
             }
@@ -359,7 +377,7 @@ impl Portal {
                     &me.provider,
                     "password change failed",
                     &e,
-                    ("/_account", "Your account"),
+                    ("/_account", "common.your_account"),
                 )
                 .await
             }
@@ -399,10 +417,10 @@ impl Portal {
         let (customer, ways, sessions) = match fetched {
             Ok((Some(c), w, s)) => (c, w, s),
             Ok((None, _, _)) => {
-                let html = self.app.pages.message(
-                    "This account no longer exists",
-                    "Please sign in again.",
-                    Some(("/_auth/login", "Sign in")),
+                let html = self.msg(
+                    rq,
+                    "message.account_gone",
+                    Some(("/_auth/login", "common.sign_in")),
                 );
                 return self.page(rq, 404, html).await;
             }
@@ -413,7 +431,7 @@ impl Portal {
                         &me.provider,
                         "account page unavailable",
                         &e,
-                        ("/_account", "Try again"),
+                        ("/_account", "common.try_again"),
                     )
                     .await;
             }
@@ -433,7 +451,7 @@ impl Portal {
             .iter()
             .map(|w| {
                 let label = if w.issuer == PASSWORD_ISSUER {
-                    format!("Password ({})", w.subject)
+                    self.tra(rq, "account.password_identity", &[("email", &w.subject)])
                 } else {
                     label_of(&w.issuer).unwrap_or_else(|| w.issuer.clone())
                 };
@@ -462,7 +480,7 @@ impl Portal {
             .iter()
             .map(|s| {
                 json!({
-                    "device": s.device.clone().unwrap_or_else(|| "Unknown device".into()),
+                    "device": s.device.clone().unwrap_or_else(|| self.tr(rq, "common.unknown_device")),
                     "current": s.id_hash == me.id_hash,
                     "created": when(s.created_at),
                     "last_seen": when(s.last_seen),
@@ -482,7 +500,8 @@ impl Portal {
             };
             summary_errors.push(json!({ "id": format!("{form}-{field}"), "text": text }));
         }
-        let html = self.app.pages.render(
+        let html = self.render(
+            rq,
             "account.html",
             json!({
                 "csrf": me.csrf,
@@ -512,12 +531,6 @@ mod tests {
     fn times_read_as_utc_minutes() {
         assert_eq!(when(0), "1970-01-01 00:00 UTC");
         assert_eq!(when(1_795_988_400), "2026-11-29 21:40 UTC");
-    }
-
-    #[test]
-    fn waits_read_in_words() {
-        assert_eq!(seconds(1), "1 second");
-        assert_eq!(seconds(5), "5 seconds");
     }
 
     #[test]

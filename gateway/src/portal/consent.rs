@@ -35,16 +35,21 @@ struct ConsentQuery {
     first: Option<String>,
 }
 
-/// "Saved." and what changed, for `?notice=granted|withdrawn&purpose=…`. Pure.
-fn saved_notice(notice: &str, purpose: Option<&str>, purposes: &[Purpose]) -> Option<String> {
+/// "Saved." and what changed, for `?notice=granted|withdrawn&purpose=…`:
+/// the catalogue key and the purpose's title. Pure.
+fn saved_notice<'a>(
+    notice: &str,
+    purpose: Option<&str>,
+    purposes: &'a [Purpose],
+) -> Option<(&'static str, Option<&'a str>)> {
     let title = purposes
         .iter()
         .find(|p| Some(p.id.as_str()) == purpose)
         .map(|p| p.title.as_str());
     match (notice, title) {
-        ("granted", Some(t)) => Some(format!("Saved. You gave your consent to “{t}”.")),
-        ("withdrawn", Some(t)) => Some(format!("Saved. You withdrew your consent to “{t}”.")),
-        ("saved" | "granted" | "withdrawn", None) => Some("Saved.".into()),
+        ("granted", Some(t)) => Some(("consent.saved_granted", Some(t))),
+        ("withdrawn", Some(t)) => Some(("consent.saved_withdrawn", Some(t))),
+        ("saved" | "granted" | "withdrawn", None) => Some(("consent.saved", None)),
         _ => None,
     }
 }
@@ -64,7 +69,8 @@ async fn page(
     let notice = q
         .notice
         .as_deref()
-        .and_then(|n| saved_notice(n, q.purpose.as_deref(), &snap.config.purposes));
+        .and_then(|n| saved_notice(n, q.purpose.as_deref(), &snap.config.purposes))
+        .map(|(key, title)| p.tra(&rq, key, &[("title", title.unwrap_or(""))]));
     let first = q.first.is_some();
     p.consent_page(
         &rq,
@@ -101,10 +107,10 @@ async fn decide(State(p): State<Arc<Portal>>, rq: Req) -> Result<Response> {
     };
     let form = rq.form();
     if !p.form_ok(&rq, Some(&me), &form) {
-        let html = p.app.pages.message(
-            "The form had expired",
-            "Nothing was changed. Please make your choice again.",
-            Some(("/_account/consent", "Your consents")),
+        let html = p.msg(
+            &rq,
+            "message.consent_expired",
+            Some(("/_account/consent", "consent.title")),
         );
         return p.page(&rq, 403, html).await;
     }
@@ -119,7 +125,7 @@ async fn decide(State(p): State<Arc<Portal>>, rq: Req) -> Result<Response> {
         if ticked.is_empty() {
             // Nothing chosen is no decision: nothing is recorded, and the
             // prompt says how to go on (agree, or "not now").
-            let error = "Nothing was ticked, so nothing was saved. Tick “Yes, I agree” to continue, or choose “Not now”.";
+            let error = p.tr(&rq, "consent.nothing_ticked");
             return p
                 .consent_page(
                     &rq,
@@ -130,7 +136,7 @@ async fn decide(State(p): State<Arc<Portal>>, rq: Req) -> Result<Response> {
                     &return_to,
                     None,
                     first,
-                    Some(error),
+                    Some(error.as_str()),
                 )
                 .await;
         }
@@ -151,26 +157,28 @@ async fn decide(State(p): State<Arc<Portal>>, rq: Req) -> Result<Response> {
             .collect()
     } else {
         let purpose = purposes.iter().find(|x| x.id == form.get("purpose"));
-        match (purpose, Action::parse(form.get("action"))) {
+        let chosen = match (purpose, Action::parse(form.get("action"))) {
             (Some(purpose), Some(Action::Withdraw)) if purpose.required => {
-                let error = "This one is required to have an account: withdrawing it means closing the account. Nothing was changed.";
-                return p
-                    .consent_page(&rq, snap, &me, 422, "", "/", None, false, Some(error))
-                    .await;
+                Err((422, "consent.required_refused"))
             }
             (Some(purpose), Some(action)) if form.get("version") == purpose.version.to_string() => {
-                vec![p.decision(&rq, &raw_host, purpose, action, "consent_page")]
+                Ok(vec![p.decision(
+                    &rq,
+                    &raw_host,
+                    purpose,
+                    action,
+                    "consent_page",
+                )])
             }
-            (Some(_), Some(_)) => {
-                let error = "The text of this purpose changed while the page was open. Please read it again.";
+            (Some(_), Some(_)) => Err((409, "consent.text_changed")),
+            _ => Err((422, "consent.not_offered")),
+        };
+        match chosen {
+            Ok(decisions) => decisions,
+            Err((status, key)) => {
+                let error = p.tr(&rq, key);
                 return p
-                    .consent_page(&rq, snap, &me, 409, "", "/", None, false, Some(error))
-                    .await;
-            }
-            _ => {
-                let error = "That choice is not one this page offers.";
-                return p
-                    .consent_page(&rq, snap, &me, 422, "", "/", None, false, Some(error))
+                    .consent_page(&rq, snap, &me, status, "", "/", None, false, Some(&error))
                     .await;
             }
         }
@@ -193,7 +201,7 @@ async fn decide(State(p): State<Arc<Portal>>, rq: Req) -> Result<Response> {
                 &me.provider,
                 "consent could not be recorded",
                 &e,
-                ("/_account/consent", "Try again"),
+                ("/_account/consent", "common.try_again"),
             )
             .await
         }
@@ -266,7 +274,7 @@ impl Portal {
                         &me.provider,
                         "consent page unavailable",
                         &e,
-                        ("/_account", "Your account"),
+                        ("/_account", "common.your_account"),
                     )
                     .await;
             }
@@ -312,7 +320,8 @@ impl Portal {
                 })
             })
             .collect();
-        let html = self.app.pages.render(
+        let html = self.render(
+            rq,
             "consent.html",
             json!({
                 "csrf": me.csrf,
@@ -368,7 +377,8 @@ impl Portal {
                 .write(rq, 200, "application/json", receipt.to_string(), &headers)
                 .await;
         }
-        let html = self.app.pages.render(
+        let html = self.render(
+            rq,
             "receipt.html",
             json!({
                 "seq": r.seq,
@@ -405,13 +415,16 @@ mod tests {
         let said = |n, p| saved_notice(n, p, &purposes);
         assert_eq!(
             said("granted", Some("news")).unwrap(),
-            "Saved. You gave your consent to “News”."
+            ("consent.saved_granted", Some("News"))
         );
         assert_eq!(
             said("withdrawn", Some("news")).unwrap(),
-            "Saved. You withdrew your consent to “News”."
+            ("consent.saved_withdrawn", Some("News"))
         );
-        assert_eq!(said("granted", Some("<script>")).unwrap(), "Saved.");
+        assert_eq!(
+            said("granted", Some("<script>")).unwrap(),
+            ("consent.saved", None)
+        );
         assert!(said("<b>", None).is_none());
     }
 }

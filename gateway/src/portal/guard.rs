@@ -32,11 +32,14 @@ impl axum::extract::FromRequestParts<std::sync::Arc<super::Portal>> for Password
         if on {
             return Ok(PasswordsOn);
         }
-        let html = portal.app.pages.message(
-            "Page not found",
-            "There is nothing at this address.",
-            Some(("/", "Home")),
+        let pages = &portal.app.pages;
+        let lang = pages.language(
+            parts
+                .headers
+                .get(http::header::ACCEPT_LANGUAGE)
+                .and_then(|v| v.to_str().ok()),
         );
+        let html = pages.keyed_message(&lang, "message.not_found", Some(("/", "common.home")));
         Err(super::respond::page_response(
             404,
             "text/html; charset=utf-8",
@@ -100,11 +103,14 @@ fn needs_https(portal: &super::Portal, req: &Request) -> Option<Response> {
         let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
         format!("{base}{pq}")
     });
-    let html = portal.app.pages.message(
-        "Sign-in needs a secure connection",
-        "This page works only over HTTPS, which keeps your password and your session private.",
-        secure.as_deref().map(|u| (u, "Open it securely")),
+    let pages = &portal.app.pages;
+    let lang = pages.language(
+        req.headers()
+            .get(http::header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok()),
     );
+    let link = secure.as_deref().map(|u| (u, "message.needs_https.link"));
+    let html = pages.keyed_message(&lang, "message.needs_https", link);
     Some(super::respond::page_response(
         403,
         "text/html; charset=utf-8",

@@ -159,7 +159,7 @@ impl Portal {
                     &signed_in.provider,
                     "session store unavailable for a cross-domain sign-in",
                     &e,
-                    (return_to, "Try again"),
+                    (return_to, "common.try_again"),
                 )
                 .await;
         }
@@ -197,7 +197,7 @@ impl Portal {
                         "-",
                         "session store unavailable during a cross-domain sign-in",
                         &e,
-                        ("/", "Home"),
+                        ("/", "common.home"),
                     )
                     .await;
             }
@@ -228,10 +228,12 @@ impl Portal {
         let (Some(grant), Some(source)) = (grant, source) else {
             self.count_failure(rq, snap, "hop").await;
             self.count_login("-", "hop_refused");
-            let html = self.app.pages.message(
-                "Sign-in did not complete",
-                &LoginError::Expired.to_string(),
-                Some(("/_auth/login", "Sign in again")),
+            let body = self.tr(rq, LoginError::Expired.text_key());
+            let html = self.msg_with(
+                rq,
+                "message.not_completed",
+                &body,
+                Some(("/_auth/login", "common.sign_in_again")),
             );
             return self.page(rq, 400, html).await;
         };
@@ -244,7 +246,7 @@ impl Portal {
                     &source.provider,
                     "session store unavailable during a cross-domain sign-in",
                     &e,
-                    ("/", "Home"),
+                    ("/", "common.home"),
                 )
                 .await;
         }

@@ -30,10 +30,11 @@ async fn cancel(State(p): State<Arc<Portal>>, rq: Req) -> Result<Response> {
     if let Some(token) = rq.cookie(PROVE_COOKIE) {
         let _ = p.app.sessions.take_once(&once_key("prove", &token)).await;
     }
-    let html = p.app.pages.message(
-        "Nothing was linked",
-        "Your accounts stay as they were. You can sign in with your existing account.",
-        Some(("/_auth/login", "Sign in")),
+    let html = p.msg_with(
+        &rq,
+        "message.not_linked",
+        &p.tr(&rq, "message.not_linked.kept"),
+        Some(("/_auth/login", "common.sign_in")),
     );
     let clear = [("set-cookie", sess::set_cookie(PROVE_COOKIE, "", 0))];
     p.write(&rq, 200, "text/html; charset=utf-8", html, &clear)
@@ -74,14 +75,14 @@ impl Portal {
                     &proof.provider,
                     "session store unavailable for an account proof",
                     &e,
-                    ("/_auth/login", "Sign in"),
+                    ("/_auth/login", "common.sign_in"),
                 )
                 .await;
         }
         self.count_login(proof.provider.as_str(), "proof_asked");
         let (csrf, csrf_cookie) = self.anon_csrf(rq);
         let html = self
-            .prove_page(snap, &existing.id, &proof, &csrf, None)
+            .prove_page(rq, snap, &existing.id, &proof, &csrf, None)
             .await;
         let mut headers = vec![
             ("set-cookie", clear_login.to_string()),
@@ -99,6 +100,7 @@ impl Portal {
     /// has one) or a provider already linked to it.
     pub(super) async fn prove_page(
         &self,
+        rq: &Req,
         snap: &Snapshot,
         customer_id: &str,
         proof: &Proof,
@@ -125,7 +127,8 @@ impl Portal {
             .find(|p| p.name == proof.provider)
             .and_then(|p| p.login.as_ref())
             .map_or_else(|| proof.provider.clone(), |l| l.display_name.clone());
-        self.app.pages.render(
+        self.render(
+            rq,
             "prove.html",
             json!({
                 "csrf": csrf, "email": proof.email, "provider_name": provider_name,
@@ -152,10 +155,11 @@ impl Portal {
         }
         .and_then(|j| serde_json::from_str::<Proof>(&j).ok());
         let (Some(key), Some(proof)) = (key, proof) else {
-            let html = self.app.pages.message(
-                "Nothing was linked",
-                "The confirmation took too long. Please sign in again.",
-                Some(("/_auth/login", "Sign in")),
+            let html = self.msg_with(
+                rq,
+                "message.not_linked",
+                &self.tr(rq, "message.not_linked.too_slow"),
+                Some(("/_auth/login", "common.sign_in")),
             );
             return self.page(rq, 400, html).await;
         };
@@ -213,13 +217,16 @@ impl Portal {
                         .await;
                 }
                 let (csrf, _) = self.anon_csrf(rq);
-                let text = if refused {
-                    FORM_EXPIRED
-                } else {
-                    "The password is not right."
-                };
+                let text = self.tr(
+                    rq,
+                    if refused {
+                        "field.form_expired"
+                    } else {
+                        "prove.wrong"
+                    },
+                );
                 let html = self
-                    .prove_page(snap, &proof.customer_id, &proof, &csrf, Some(text))
+                    .prove_page(rq, snap, &proof.customer_id, &proof, &csrf, Some(&text))
                     .await;
                 self.page(rq, if refused { 403 } else { 401 }, html).await
             }
@@ -252,7 +259,7 @@ impl Portal {
                     &proof.provider,
                     "customer directory unavailable while linking",
                     &e,
-                    ("/_auth/login", "Sign in"),
+                    ("/_auth/login", "common.sign_in"),
                 )
                 .await;
         }

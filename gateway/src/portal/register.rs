@@ -12,13 +12,41 @@ use super::request::{Query, ReturnQuery};
 use super::respond::*;
 use super::signin::SigninState;
 use super::*;
-use crate::accounts::mail::{compose, Kind};
+use crate::accounts::mail::Kind;
 use crate::accounts::{self, password, Purpose};
 use crate::session::{self as sess};
 use crate::state::Snapshot;
 
 pub(super) fn routes() -> Router<Arc<Portal>> {
-    Router::new().route("/_auth/register", get(form).post(submit))
+    Router::new()
+        .route("/_auth/register", get(form).post(submit))
+        .route("/_auth/welcome", get(welcome))
+}
+
+/// `/_auth/welcome`: after registering, where the confirmation link went
+/// and the way back to where the customer was.
+async fn welcome(
+    State(p): State<Arc<Portal>>,
+    Query(q): Query<ReturnQuery>,
+    rq: Req,
+) -> Result<Response> {
+    let to = p.return_to(&rq.snap, rq.conn.here.as_ref(), q.return_to.as_deref());
+    let me = p.current_session(&rq, &rq.snap, &rq.conn.host).await?;
+    let Some(me) = me.filter(|s| !s.email_verified && s.email.is_some()) else {
+        return p.redirect(&rq, &to, &[]).await;
+    };
+    let ttl = p
+        .app
+        .pages
+        .duration(&p.lang(&rq), rq.snap.config.accounts.verification_ttl);
+    // Through the sign-in entry, which carries the session to another host.
+    let next = format!("/_auth/login?return_to={}", enc(&to));
+    let html = p.render(
+        &rq,
+        "welcome.html",
+        minijinja::context! { name => me.name, email => me.email, ttl, continue => next },
+    );
+    p.page(&rq, 200, html).await
 }
 
 async fn form(
@@ -62,7 +90,7 @@ impl Portal {
             ..SigninState::default()
         };
         if !self.form_ok(rq, current.as_deref(), &form) {
-            state.form_error = Some(FORM_EXPIRED.into());
+            state.form_error = Some(self.tr(rq, "field.form_expired"));
             return self
                 .signin_page(rq, snap, host, 403, true, &return_to, &state)
                 .await;
@@ -70,7 +98,7 @@ impl Portal {
         if let Some(answer) = self.throttled(rq, snap, "register", false).await? {
             return Ok(answer);
         }
-        let (email, name) = self.check_registration(snap, &form, &mut state).await;
+        let (email, name) = self.check_registration(rq, snap, &form, &mut state).await;
         let given = form.get("password");
         let ticked = form.get_all("grant");
         let Some(email) = email.filter(|_| state.register_errors.is_empty()) else {
@@ -92,7 +120,7 @@ impl Portal {
                         PASSWORD_METHOD,
                         "password hashing failed",
                         &e,
-                        ("/_auth/register", "Try again"),
+                        ("/_auth/register", "common.try_again"),
                     )
                     .await;
             }
@@ -112,7 +140,7 @@ impl Portal {
                         PASSWORD_METHOD,
                         "customer directory unavailable during registration",
                         &e,
-                        ("/_auth/register", "Try again"),
+                        ("/_auth/register", "common.try_again"),
                     )
                     .await;
             }
@@ -125,11 +153,9 @@ impl Portal {
                 .inc();
             // Probing for addresses costs a failure each.
             self.count_failure(rq, snap, "register").await;
-            state.register_errors.insert(
-                "email",
-                "There is already an account with this address. Sign in, or reset its password."
-                    .into(),
-            );
+            state
+                .register_errors
+                .insert("email", self.tr(rq, "register.taken"));
             state.login_email = email;
             return self
                 .signin_page(rq, snap, host, 409, true, &return_to, &state)
@@ -149,12 +175,14 @@ impl Portal {
                     PASSWORD_METHOD,
                     "consent could not be recorded at registration",
                     &e,
-                    ("/_auth/register", "Try again"),
+                    ("/_auth/register", "common.try_again"),
                 )
                 .await;
         }
-        self.send_verification(snap, &customer.id, &email, &return_to)
+        self.send_verification(rq, snap, &customer.id, &email, name.as_deref(), &return_to)
             .await;
+        // Signed in at once; the next page says where the link went.
+        let welcome = format!("/_auth/welcome?return_to={}", enc(&return_to));
         self.sign_in(
             rq,
             snap,
@@ -162,7 +190,7 @@ impl Portal {
             customer,
             PASSWORD_METHOD,
             None,
-            &return_to,
+            &welcome,
             Vec::new(),
         )
         .await
@@ -172,24 +200,25 @@ impl Portal {
     /// every problem (email, name, password, terms) put into `state`.
     async fn check_registration(
         &self,
+        rq: &Req,
         snap: &Snapshot,
         form: &Form,
         state: &mut SigninState,
     ) -> (Option<String>, Option<String>) {
         let email = accounts::normalize_email(form.get("email"))
-            .map_err(|e| state.register_errors.insert("email", e.into()))
+            .map_err(|e| state.register_errors.insert("email", self.tr(rq, e)))
             .ok();
         let name = accounts::normalize_name(form.get("name"))
-            .map_err(|e| state.register_errors.insert("name", e.into()))
+            .map_err(|e| state.register_errors.insert("name", self.tr(rq, e)))
             .ok()
             .flatten();
         let given = form.get("password");
         if given.is_empty() {
             state
                 .register_errors
-                .insert("password", "Choose a password.".into());
+                .insert("password", self.tr(rq, "register.no_password"));
         } else if let Some(why) = self
-            .weak_password(snap, given, email.as_deref().unwrap_or(""))
+            .weak_password(rq, snap, given, email.as_deref().unwrap_or(""))
             .await
         {
             state.register_errors.insert("password", why);
@@ -204,10 +233,9 @@ impl Portal {
             .iter()
             .any(|p| p.required && !is_ticked(p))
         {
-            state.register_errors.insert(
-                "terms",
-                "Please accept the terms to create an account.".into(),
-            );
+            state
+                .register_errors
+                .insert("terms", self.tr(rq, "register.accept_terms"));
         }
         (email, name)
     }
@@ -236,21 +264,28 @@ impl Portal {
     }
 
     /// Checks a new password: the policy, then the breached-password
-    /// service if configured (unreachable: the policy alone decides).
+    /// service if configured (unreachable: the policy alone decides). The
+    /// answer is why not, in the request's language.
     pub(super) async fn weak_password(
         &self,
+        rq: &Req,
         snap: &Snapshot,
         given: &str,
         email: &str,
     ) -> Option<String> {
+        let why = |w: password::Weak| {
+            let (key, n) = w.text_key();
+            let n = n.map(|n| n.to_string()).unwrap_or_default();
+            self.tra(rq, key, &[("n", &n)])
+        };
         if let Err(w) = password::check(given, email, snap.config.accounts.password_min_length) {
-            return Some(w.to_string());
+            return Some(why(w));
         }
         let api = snap.config.accounts.breached_password_api.as_deref()?;
         let (prefix, suffix) = password::range_key(given);
         match self.app.http.get_text(&format!("{api}{prefix}")).await {
             Ok(body) if password::range_lists(&body, &suffix) => {
-                Some(password::Weak::Breached.to_string())
+                Some(why(password::Weak::Breached))
             }
             Ok(_) => None,
             Err(e) => {
@@ -271,9 +306,11 @@ impl Portal {
     /// Mails a verification link for `email` (failures are logged).
     pub(super) async fn send_verification(
         &self,
+        rq: &Req,
         snap: &Snapshot,
         customer_id: &str,
         email: &str,
+        name: Option<&str>,
         return_to: &str,
     ) {
         let token = sess::new_token();
@@ -300,11 +337,21 @@ impl Portal {
             enc(&token),
             super::reset::carry(return_to)
         );
-        self.mail(snap, Kind::Verify, email, Some(&link));
+        self.mail(rq, snap, Kind::Verify, email, name, Some(&link));
     }
 
-    /// Composes and sends a mail in the background (no channel: logged).
-    pub(super) fn mail(&self, snap: &Snapshot, kind: Kind, to: &str, link: Option<&str>) {
+    /// Composes a mail in the request's language and sends it in the
+    /// background (no channel: logged).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn mail(
+        &self,
+        rq: &Req,
+        snap: &Snapshot,
+        kind: Kind,
+        to: &str,
+        name: Option<&str>,
+        link: Option<&str>,
+    ) {
         let ttl = match kind {
             Kind::Reset => snap.config.accounts.reset_ttl,
             _ => snap.config.accounts.verification_ttl,
@@ -316,13 +363,14 @@ impl Portal {
             );
             return;
         };
-        let m = compose(
-            kind,
-            &snap.config.pages.brand,
-            to,
+        let lang = self.lang(rq);
+        let ttl = self.app.pages.duration(&lang, ttl);
+        let content = crate::pages::MailContent {
+            name,
             link,
-            &accounts::human(ttl),
-        );
+            ttl: &ttl,
+        };
+        let m = self.app.pages.mail(&lang, kind, to, content);
         mailer.send_later(m, self.app.metrics.mail_failures.clone());
     }
 }

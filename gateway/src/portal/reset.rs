@@ -82,7 +82,7 @@ async fn confirm_page(
         }
         Ok(false) => p.dead_reset_link(&rq).await,
         Err(e) => {
-            let retry = ("/_auth/reset", "Try again");
+            let retry = ("/_auth/reset", "common.try_again");
             p.dependency_down(
                 &rq,
                 PASSWORD_METHOD,
@@ -126,10 +126,10 @@ pub(super) fn carry(return_to: &str) -> String {
 impl Portal {
     /// The page of a reset link that was used or has expired.
     pub(super) async fn dead_reset_link(&self, rq: &Req) -> Result<Response> {
-        let html = self.app.pages.message(
-            "This link does not work any more",
-            "Reset links work once and for a limited time. Please ask for a new one.",
-            Some(("/_auth/reset", "Ask for a new link")),
+        let html = self.msg(
+            rq,
+            "message.dead_reset",
+            Some(("/_auth/reset", "reset.ask_again")),
         );
         self.page(rq, 400, html).await
     }
@@ -147,12 +147,13 @@ impl Portal {
         sent: bool,
     ) -> Result<Response> {
         let (csrf, cookie) = self.form_token(rq, snap, host).await?;
-        let html = self.app.pages.render(
+        let html = self.render(
+            rq,
             "reset_request.html",
             json!({
                 "csrf": csrf, "return_to": return_to, "email": email, "sent": sent,
                 "field_errors": errors, "errors": summary("reset", errors),
-                "ttl": accounts::human(snap.config.accounts.reset_ttl),
+                "ttl": self.app.pages.duration(&self.lang(rq), snap.config.accounts.reset_ttl),
             }),
         );
         self.form_page(rq, status, html, cookie).await
@@ -171,7 +172,7 @@ impl Portal {
         let typed = form.get("email").trim().to_string();
         let mut errors = Errors::new();
         if !self.form_ok(rq, current.as_deref(), &form) {
-            errors.insert("email", FORM_EXPIRED.into());
+            errors.insert("email", self.tr(rq, "field.form_expired"));
             return self
                 .reset_request_page(rq, snap, host, 403, &return_to, &typed, &errors, false)
                 .await;
@@ -231,14 +232,21 @@ impl Portal {
                                 enc(&token),
                                 carry(&return_to)
                             );
-                            self.mail(snap, Kind::Reset, &email, Some(&link));
+                            self.mail(
+                                rq,
+                                snap,
+                                Kind::Reset,
+                                &email,
+                                c.name.as_deref(),
+                                Some(&link),
+                            );
                         }
                         Err(e) => {
                             tracing::error!(error = %e, "cannot keep a reset token; no mail sent")
                         }
                     }
                 }
-                Ok(None) => self.mail(snap, Kind::ResetUnknown, &email, None),
+                Ok(None) => self.mail(rq, snap, Kind::ResetUnknown, &email, None, None),
                 Err(e) => tracing::error!(error = %e, "customer directory unavailable for a reset"),
             }
         }
@@ -267,7 +275,8 @@ impl Portal {
     ) -> Result<Response> {
         let (csrf, cookie) = self.form_token(rq, snap, host).await?;
         let return_to = carried_return_to(self, rq);
-        let html = self.app.pages.render(
+        let html = self.render(
+            rq,
             "reset.html",
             json!({
                 "csrf": csrf, "token": token, "field_errors": errors, "return_to": return_to,
@@ -291,7 +300,7 @@ impl Portal {
         let current = self.current_session(rq, snap, host).await?;
         let mut errors = Errors::new();
         if !self.form_ok(rq, current.as_deref(), &form) {
-            errors.insert("password", FORM_EXPIRED.into());
+            errors.insert("password", self.tr(rq, "field.form_expired"));
             return self.reset_page(rq, snap, host, 403, &token, &errors).await;
         }
         if let Some(answer) = self.throttled(rq, snap, "reset-confirm", false).await? {
@@ -299,7 +308,7 @@ impl Portal {
         }
         let given = form.get("password").to_string();
         // The policy first, so a refused password does not spend the link.
-        if let Some(why) = self.weak_password(snap, &given, "").await {
+        if let Some(why) = self.weak_password(rq, snap, &given, "").await {
             errors.insert("password", why);
             return self.reset_page(rq, snap, host, 422, &token, &errors).await;
         }
@@ -328,7 +337,7 @@ impl Portal {
                         PASSWORD_METHOD,
                         "customer directory unavailable during a reset",
                         &e,
-                        ("/_auth/reset", "Try again"),
+                        ("/_auth/reset", "common.try_again"),
                     )
                     .await;
             }
@@ -362,10 +371,11 @@ impl Portal {
         let customer = match outcome {
             Ok(Some(c)) => c,
             Ok(None) => {
-                let html = self.app.pages.message(
-                    "This account no longer exists",
-                    "There is nothing to reset.",
-                    Some(("/", "Home")),
+                let html = self.msg_with(
+                    rq,
+                    "message.account_gone",
+                    &self.tr(rq, "message.account_gone.reset"),
+                    Some(("/", "common.home")),
                 );
                 return self.page(rq, 404, html).await;
             }
@@ -376,7 +386,7 @@ impl Portal {
                         PASSWORD_METHOD,
                         "customer directory unavailable during a reset",
                         &e,
-                        ("/_auth/reset", "Try again"),
+                        ("/_auth/reset", "common.try_again"),
                     )
                     .await;
             }
@@ -394,7 +404,7 @@ impl Portal {
             Err(e) => tracing::error!(error = %e, "sessions not ended after a password reset"),
         }
         let link = format!("{}/_auth/reset", snap.config.accounts.public_url);
-        self.mail(snap, Kind::PasswordChanged, &email, Some(&link));
+        self.mail(rq, snap, Kind::PasswordChanged, &email, None, Some(&link));
         // Back where the customer was when they asked, else the account.
         let after = match carried_return_to(self, rq) {
             to if is_home(&to) => "/_account?notice=password_changed".to_string(),

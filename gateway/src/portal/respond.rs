@@ -27,13 +27,10 @@ pub(super) use crate::session::unix_now as now;
 pub(super) const CSRF_COOKIE: &str = "__Host-omnigate-csrf";
 /// The method label of password sign-ins (sessions, metrics).
 pub(super) const PASSWORD_METHOD: &str = "password";
-pub(super) const WRONG_PASSWORD: &str = "The email address or the password is not right.";
 /// Names the proof waiting for a customer (email match at provider sign-in).
 pub(super) const PROVE_COOKIE: &str = "__Host-omnigate-prove";
 /// How long a proof may take.
 pub(super) const PROVE_TTL: i64 = 600;
-
-pub(super) const TRY_LATER: &str = "Please try again in a moment.";
 
 /// Store key of a pending sign-in (by its state) or a hop code.
 pub(super) fn once_key(kind: &str, secret: &str) -> String {
@@ -59,8 +56,6 @@ pub(super) fn new_session(like: &Browser, t: i64, expires_at: i64) -> (String, B
     (id, record)
 }
 
-pub(super) const FORM_EXPIRED: &str = "The form had expired. Please submit it again.";
-
 /// Field errors of one form, by field name.
 pub(super) type Errors = BTreeMap<&'static str, String>;
 
@@ -70,15 +65,6 @@ pub(super) fn summary(form: &str, errors: &Errors) -> Vec<Value> {
         .iter()
         .map(|(field, text)| json!({ "id": format!("{form}-{field}"), "text": text }))
         .collect()
-}
-
-/// `1 second`, `5 seconds`. Pure.
-pub(super) fn seconds(n: i64) -> String {
-    if n == 1 {
-        "1 second".into()
-    } else {
-        format!("{n} seconds")
-    }
 }
 
 /// `2026-11-29 21:40 UTC` for a Unix time. Pure.
@@ -155,6 +141,11 @@ pub async fn render_failures(
     let retry = (req.method() == http::Method::GET)
         .then(|| req.uri().path_and_query().map(|q| q.as_str().to_string()))
         .flatten();
+    let lang = p.app.pages.language(
+        req.headers()
+            .get(http::header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok()),
+    );
     let resp = next.run(req).await;
     let Some(Answer(problem)) = resp.extensions().get::<Answer>().cloned() else {
         return resp;
@@ -162,7 +153,11 @@ pub async fn render_failures(
     let mut rendered = crate::problem::render(&problem, kind, &request_id);
     if kind == crate::config::model::RouteKind::Web {
         let retry = retry.as_deref();
-        rendered.body = p.app.pages.problem(&problem, &request_id, retry).into();
+        rendered.body = p
+            .app
+            .pages
+            .problem(&lang, &problem, &request_id, retry)
+            .into();
     }
     let mut headers = vec![("cache-control", "no-store".to_string())];
     if rendered.status == 503 {
@@ -194,15 +189,11 @@ pub(super) async fn not_found(State(p): State<Arc<Portal>>, rq: Req) -> Result<R
         }
     }
     let link = if account {
-        ("/_account", "Your account")
+        ("/_account", "common.your_account")
     } else {
-        ("/", "Home")
+        ("/", "common.home")
     };
-    let html = p.app.pages.message(
-        "Page not found",
-        "There is nothing at this address.",
-        Some(link),
-    );
+    let html = p.msg(&rq, "message.not_found", Some(link));
     p.page(&rq, 404, html).await
 }
 
@@ -246,16 +237,75 @@ pub(super) fn page_response(
 }
 
 impl Portal {
+    /// The language of this request's pages and mails (`Accept-Language`
+    /// among `pages.languages`).
+    pub(super) fn lang(&self, rq: &Req) -> String {
+        self.app.pages.language(rq.header("accept-language"))
+    }
+
+    /// The text `key` in the request's language.
+    pub(super) fn tr(&self, rq: &Req, key: &str) -> String {
+        self.app.pages.text(&self.lang(rq), key, &[])
+    }
+
+    /// The text `key` in the request's language, placeholders filled.
+    pub(super) fn tra(&self, rq: &Req, key: &str, args: &[(&str, &str)]) -> String {
+        self.app.pages.text(&self.lang(rq), key, args)
+    }
+
+    /// The message page `{key}.title` / `{key}.body`, with a link
+    /// (`href`, the key of its text).
+    pub(super) fn msg(&self, rq: &Req, key: &str, link: Option<(&str, &str)>) -> String {
+        let body = self.tr(rq, &format!("{key}.body"));
+        self.msg_with(rq, key, &body, link)
+    }
+
+    /// The message page `{key}.title` with `body` (already in the request's language).
+    pub(super) fn msg_with(
+        &self,
+        rq: &Req,
+        key: &str,
+        body: &str,
+        link: Option<(&str, &str)>,
+    ) -> String {
+        let lang = self.lang(rq);
+        let title = self.app.pages.text(&lang, &format!("{key}.title"), &[]);
+        let link_text = link.map(|(href, k)| (href, self.app.pages.text(&lang, k, &[])));
+        self.app.pages.message(
+            &lang,
+            &title,
+            body,
+            link_text.as_ref().map(|(h, t)| (*h, t.as_str())),
+        )
+    }
+
+    /// Renders the page template `name` in the request's language.
+    pub(super) fn render<S: serde::Serialize>(&self, rq: &Req, name: &str, ctx: S) -> String {
+        self.app.pages.render(&self.lang(rq), name, ctx)
+    }
+
     /// Writes a full response with optional extra headers (several `set-cookie` allowed).
+    /// A page says which language it is in, chosen by `Accept-Language`.
     pub(super) async fn write(
         &self,
-        _rq: &Req,
+        rq: &Req,
         status: u16,
         content_type: &str,
         body: String,
         headers: &[(&str, String)],
     ) -> Result<Response> {
-        Ok(page_response(status, content_type, body, headers))
+        let mut resp = page_response(status, content_type, body, headers);
+        if content_type.starts_with("text/html") {
+            let h = resp.headers_mut();
+            if let Ok(lang) = http::HeaderValue::from_str(&self.lang(rq)) {
+                h.insert(http::header::CONTENT_LANGUAGE, lang);
+            }
+            h.insert(
+                http::header::VARY,
+                http::HeaderValue::from_static("accept-language"),
+            );
+        }
+        Ok(resp)
     }
 
     /// Counts a sign-in outcome per provider (`omnigate_logins_total`).
@@ -277,10 +327,7 @@ impl Portal {
         retry: (&str, &str),
     ) -> Result<Response> {
         self.count_login(provider, result);
-        let html = self
-            .app
-            .pages
-            .message("Sign-in is unavailable", message, Some(retry));
+        let html = self.msg_with(rq, "message.unavailable", message, Some(retry));
         self.page(rq, 503, html).await
     }
 
@@ -319,11 +366,10 @@ impl Portal {
             self.write(rq, 429, "application/json", body, &retry)
                 .await?
         } else {
-            let html = self.app.pages.message(
-                "Too many attempts",
-                &format!("Please wait {} before trying again.", seconds(secs)),
-                Some(("/", "Home")),
-            );
+            let lang = self.lang(rq);
+            let wait = self.app.pages.count(&lang, "seconds", secs.max(0) as u64);
+            let body = self.tra(rq, "message.throttled.body", &[("wait", &wait)]);
+            let html = self.msg_with(rq, "message.throttled", &body, Some(("/", "common.home")));
             self.write(rq, 429, "text/html; charset=utf-8", html, &retry)
                 .await?
         };
@@ -348,7 +394,8 @@ impl Portal {
         retry: (&str, &str),
     ) -> Result<Response> {
         tracing::error!(error = %error, "{what}");
-        self.sign_in_unavailable(rq, provider, "unavailable", TRY_LATER, retry)
+        let body = self.tr(rq, "message.unavailable.try_later");
+        self.sign_in_unavailable(rq, provider, "unavailable", &body, retry)
             .await
     }
 

@@ -156,11 +156,7 @@ impl Portal {
         let providers: Vec<&Provider> = snap.config.login_providers().collect();
         match providers.as_slice() {
             [] => {
-                let html = self.app.pages.message(
-                    "Sign-in is not available",
-                    "No sign-in method is configured for this site.",
-                    None,
-                );
+                let html = self.msg(rq, "message.no_method", None);
                 self.page(rq, 404, html).await
             }
             [one] => {
@@ -174,7 +170,8 @@ impl Portal {
                         minijinja::context! { name => p.name, display_name => p.login.as_ref().map(|l| l.display_name.clone()) }
                     })
                     .collect();
-                let html = self.app.pages.render(
+                let html = self.render(
+                    rq,
                     "chooser.html",
                     minijinja::context! { providers => list, return_to },
                 );
@@ -199,10 +196,10 @@ impl Portal {
             .find(|p| p.config.name == name && p.config.login.is_some());
         let Some((provider, login)) = found.and_then(|p| Some((p, p.config.login.as_ref()?)))
         else {
-            let html = self.app.pages.message(
-                "Unknown sign-in method",
-                "This sign-in method does not exist.",
-                Some(("/_auth/login", "Choose another")),
+            let html = self.msg(
+                rq,
+                "message.unknown_method",
+                Some(("/_auth/login", "message.unknown_method.link")),
             );
             return self.page(rq, 404, html).await;
         };
@@ -215,9 +212,15 @@ impl Portal {
         };
         let retry = format!("/_auth/login/{name}?return_to={}", enc(&return_to));
         let Some(endpoint) = endpoint else {
-            let message = LoginError::ProviderDown(String::new()).to_string();
+            let message = self.tr(rq, LoginError::ProviderDown(String::new()).text_key());
             return self
-                .sign_in_unavailable(rq, name, "provider_down", &message, (&retry, "Try again"))
+                .sign_in_unavailable(
+                    rq,
+                    name,
+                    "provider_down",
+                    &message,
+                    (&retry, "common.try_again"),
+                )
                 .await;
         };
         let state = sess::new_token();
@@ -247,7 +250,7 @@ impl Portal {
                     name,
                     "session store unavailable when starting a sign-in",
                     &e,
-                    (&retry, "Try again"),
+                    (&retry, "common.try_again"),
                 )
                 .await;
         }
@@ -291,7 +294,7 @@ impl Portal {
                             name,
                             "session store unavailable during login",
                             &e,
-                            ("/", "Home"),
+                            ("/", "common.home"),
                         )
                         .await;
                 }
@@ -405,14 +408,12 @@ impl Portal {
                 .unwrap_or_else(|| "/".into()))
         );
         let (title, status, link) = if down {
-            ("Sign-in is unavailable", 503, "Try again")
+            ("message.unavailable", 503, "common.try_again")
         } else {
-            ("Sign-in did not complete", 400, "Sign in again")
+            ("message.not_completed", 400, "common.sign_in_again")
         };
-        let html = self
-            .app
-            .pages
-            .message(title, &e.to_string(), Some((&again, link)));
+        let body = self.tr(rq, e.text_key());
+        let html = self.msg_with(rq, title, &body, Some((&again, link)));
         let mut headers = vec![("set-cookie", clear_login)];
         if down {
             headers.push(("retry-after", "5".to_string()));
@@ -439,11 +440,7 @@ impl Portal {
         let name = method;
         if customer.status != crate::customers::ACTIVE {
             self.count_login(name, "disabled");
-            let html = self.app.pages.message(
-                "This account is disabled",
-                "Signing in to this account is not possible. Please contact customer service.",
-                Some(("/", "Home")),
-            );
+            let html = self.msg(rq, "message.disabled", Some(("/", "common.home")));
             let headers: Vec<(&str, String)> =
                 cookies.into_iter().map(|c| ("set-cookie", c)).collect();
             return self
@@ -480,7 +477,7 @@ impl Portal {
                         name,
                         "customer directory unavailable for consents at sign-in",
                         &e,
-                        ("/", "Home"),
+                        ("/", "common.home"),
                     )
                     .await;
             }
@@ -524,7 +521,7 @@ impl Portal {
                     name,
                     "session store unavailable during login",
                     &e,
-                    ("/", "Home"),
+                    ("/", "common.home"),
                 )
                 .await;
         }
@@ -609,7 +606,8 @@ impl Portal {
         if let Some(e) = &state.form_error {
             errors.insert(0, json!({ "id": "main", "text": e }));
         }
-        let html = self.app.pages.render(
+        let html = self.render(
+            rq,
             "signin.html",
             json!({
                 "csrf": csrf,
@@ -648,7 +646,7 @@ impl Portal {
             ..SigninState::default()
         };
         if !self.form_ok(rq, current.as_deref(), &form) {
-            state.form_error = Some(FORM_EXPIRED.into());
+            state.form_error = Some(self.tr(rq, "field.form_expired"));
             return self
                 .signin_page(rq, snap, host, 403, false, &return_to, &state)
                 .await;
@@ -681,7 +679,7 @@ impl Portal {
                         PASSWORD_METHOD,
                         "customer directory unavailable during password sign-in",
                         &e,
-                        ("/_auth/login", "Try again"),
+                        ("/_auth/login", "common.try_again"),
                     )
                     .await;
             }
@@ -715,10 +713,12 @@ impl Portal {
                 // The first block of a run: tell the owner, if there is one.
                 if let Ok(Some(_)) = self.app.auth.directory().password(&email).await {
                     let link = format!("{}/_auth/reset", snap.config.accounts.public_url);
-                    self.mail(snap, Kind::Lockout, &email, Some(&link));
+                    self.mail(rq, snap, Kind::Lockout, &email, None, Some(&link));
                 }
             }
-            state.login_errors.insert("password", WRONG_PASSWORD.into());
+            state
+                .login_errors
+                .insert("password", self.tr(rq, "signin.wrong_password"));
             return self
                 .signin_page(rq, snap, host, 401, false, &return_to, &state)
                 .await;
@@ -839,7 +839,7 @@ impl Portal {
                         provider,
                         "customer directory unavailable during login",
                         &e,
-                        ("/", "Home"),
+                        ("/", "common.home"),
                     )
                     .await?));
             }
@@ -871,7 +871,7 @@ impl Portal {
                             provider,
                             "customer directory unavailable while linking",
                             &e,
-                            ("/", "Home"),
+                            ("/", "common.home"),
                         )
                         .await?));
                 }
@@ -885,7 +885,7 @@ impl Portal {
                                 provider,
                                 "customer directory lost a just-linked identity",
                                 &"identity not found after linking",
-                                ("/", "Home"),
+                                ("/", "common.home"),
                             )
                             .await?;
                         Ok(Err(answer))
@@ -916,7 +916,7 @@ impl Portal {
                     provider,
                     "customer directory unavailable during login",
                     &e,
-                    ("/", "Home"),
+                    ("/", "common.home"),
                 )
                 .await?)),
         }
@@ -938,10 +938,11 @@ impl Portal {
         let dir = self.app.auth.directory();
         let current = self.current_session(rq, snap, host).await?;
         if current.as_ref().map(|s| s.customer_id.as_str()) != Some(customer_id) {
-            let html = self.app.pages.message(
-                "Nothing was linked",
-                "You were signed out before the sign-in came back. Please sign in and try again.",
-                Some(("/_account", "Your account")),
+            let html = self.msg_with(
+                rq,
+                "message.not_linked",
+                &self.tr(rq, "message.not_linked.signed_out"),
+                Some(("/_account", "common.your_account")),
             );
             return self.page(rq, 400, html).await;
         }
@@ -952,10 +953,10 @@ impl Portal {
             Ok(Link::Linked) => "/_account?notice=linked",
             Ok(Link::AlreadyYours) => "/_account?notice=already_linked",
             Ok(Link::OtherCustomer) => {
-                let html = self.app.pages.message(
-                    "This sign-in belongs to another account",
-                    "It was not added: it already signs in to a different customer account. Sign in with it and remove it there first, or contact customer service.",
-                    Some(("/_account", "Your account")),
+                let html = self.msg(
+                    rq,
+                    "message.other_account",
+                    Some(("/_account", "common.your_account")),
                 );
                 return self.page(rq, 409, html).await;
             }
@@ -966,7 +967,7 @@ impl Portal {
                         provider,
                         "customer directory unavailable while linking",
                         &e,
-                        ("/_account", "Your account"),
+                        ("/_account", "common.your_account"),
                     )
                     .await;
             }
@@ -998,10 +999,11 @@ impl Portal {
                 self.complete_proof(rq, snap, host, c, &p).await
             }
             _ => {
-                let html = self.app.pages.message(
-                    "Nothing was linked",
-                    "That sign-in does not belong to the existing account, or the confirmation took too long. Please start again.",
-                    Some(("/_auth/login", "Sign in")),
+                let html = self.msg_with(
+                    rq,
+                    "message.not_linked",
+                    &self.tr(rq, "message.not_linked.not_theirs"),
+                    Some(("/_auth/login", "common.sign_in")),
                 );
                 self.write(
                     rq,

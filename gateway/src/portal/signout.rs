@@ -30,14 +30,12 @@ async fn page(
     let current = p.current_session(&rq, &rq.snap, &rq.conn.host).await?;
     let back = p.return_to(&rq.snap, rq.conn.here.as_ref(), q.return_to.as_deref());
     let html = match current {
-        Some(s) => p.app.pages.render(
+        Some(s) => p.render(
+            &rq,
             "logout.html",
             minijinja::context! { email => s.email.clone(), csrf => s.csrf.clone(), return_to => back },
         ),
-        None => p.app.pages.message(
-            "You are signed out",
-            "You are not signed in on this browser.",
-            Some((&back, "Continue")),
+        None => p.msg_with(&rq, "message.signed_out", &p.tr(&rq, "message.signed_out.not_signed_in"), Some((&back, "common.continue")),
         ),
     };
     p.page(&rq, 200, html).await
@@ -53,11 +51,7 @@ async fn signed_out(
     rq: Req,
 ) -> Result<Response> {
     let back = p.return_to(&rq.snap, rq.conn.here.as_ref(), q.return_to.as_deref());
-    let html = p.app.pages.message(
-        "You are signed out",
-        "You have been signed out.",
-        Some((&back, "Continue")),
-    );
+    let html = p.msg(&rq, "message.signed_out", Some((&back, "common.continue")));
     p.page(&rq, 200, html).await
 }
 
@@ -199,10 +193,10 @@ impl Portal {
             return self.redirect(rq, &signed_out, &[clear]).await;
         };
         if !field("csrf").is_some_and(|t| sess::same_token(t, &s.csrf)) {
-            let html = self.app.pages.message(
-                "Sign-out was not confirmed",
-                "The form had expired. Please use the sign-out button again.",
-                Some(("/_auth/logout", "Sign out")),
+            let html = self.msg(
+                rq,
+                "message.signout_unconfirmed",
+                Some(("/_auth/logout", "logout.title")),
             );
             return self.page(rq, 403, html).await;
         }
@@ -217,10 +211,10 @@ impl Portal {
         }
         if let Err(e) = ended {
             tracing::error!(error = %e, "session store unavailable during sign-out");
-            let html = self.app.pages.message(
-                "Sign-out did not complete",
-                "Your session could not be ended just now. Please try again in a moment.",
-                Some(("/_auth/logout", "Sign out")),
+            let html = self.msg(
+                rq,
+                "message.signout_failed",
+                Some(("/_auth/logout", "logout.title")),
             );
             return self.page(rq, 503, html).await;
         }

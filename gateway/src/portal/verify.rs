@@ -70,11 +70,7 @@ impl Portal {
                     rq.conn.here.as_ref(),
                     rq.query("return_to").as_deref(),
                 );
-                let html = self.app.pages.message(
-                    "Your email address is confirmed",
-                    "Thank you. Your account is ready.",
-                    Some((&back, "Continue")),
-                );
+                let html = self.msg(rq, "message.verified", Some((&back, "common.continue")));
                 self.page(rq, 200, html).await
             }
             Ok(_) => {
@@ -84,10 +80,11 @@ impl Portal {
                     .with_label_values(&["invalid"])
                     .inc();
                 self.count_failure(rq, snap, "verify").await;
-                let html = self.app.pages.message(
-                    "This link does not work any more",
-                    "Confirmation links work once and for a limited time. Sign in and ask for a new one on your account page.",
-                    Some(("/_account", "Your account")),
+                let html = self.msg_with(
+                    rq,
+                    "message.dead_reset",
+                    &self.tr(rq, "message.dead_verify.body"),
+                    Some(("/_account", "common.your_account")),
                 );
                 self.page(rq, 400, html).await
             }
@@ -97,7 +94,7 @@ impl Portal {
                     PASSWORD_METHOD,
                     "customer directory unavailable during verification",
                     &e,
-                    ("/", "Home"),
+                    ("/", "common.home"),
                 )
                 .await
             }
