@@ -430,9 +430,12 @@ demo: {{ enabled: true, store: \"127.0.0.1:{store}\", crm: \"127.0.0.1:{crm}\", 
     assert_eq!(page.status, 200);
     let html = page.text();
     assert!(html.contains("<h1>Demo Store</h1>"), "{html}");
-    assert!(html.contains(
-        "<tr class=\"gw\"><th scope=\"row\">x-forwarded-for</th><td>127.0.0.1</td></tr>"
-    ));
+    assert!(
+        html.contains(
+            "<tr class=\"gw\"><th scope=\"row\"><code>x-forwarded-for</code></th><td><code>127.0.0.1</code></td><td class=\"from\">Omnigate</td></tr>"
+        ),
+        "{html}"
+    );
     let j = c.get("shop.test", "/api/orders").await.json();
     assert_eq!(j["service"], "demo-api");
     assert_eq!(j["path"], "/orders");

@@ -303,3 +303,106 @@ async fn a_german_browser_gets_german_pages_and_mails() {
     drop(gw);
 }
 
+/// The built-in demo, walked as a newcomer walks it: browse as a guest, add
+/// to the cart, check out (registration first, the cart kept), confirm the
+/// address from the demo outbox, see the order; at desktop and phone width.
+#[tokio::test]
+async fn the_demo_store_is_walked_from_browsing_to_an_order() {
+    for (name, viewport) in [
+        ("walk_demo_desktop", json!({"width": 1280, "height": 800})),
+        ("walk_demo_phone", json!({"width": 375, "height": 740})),
+    ] {
+        walk_demo(name, viewport).await;
+    }
+}
+
+async fn walk_demo(name: &str, viewport: serde_json::Value) {
+    let (store, crm, api) = (free_port(), free_port(), free_port());
+    let ports = reserve_ports();
+    let https = ports["https"];
+    let cfg = config_with(&format!(
+        "listeners:
+  - name: https
+    address: 127.0.0.1:{{https}}
+    tls: {{ certificates: [] }}
+upstreams:
+  store: {{ addresses: [\"127.0.0.1:{store}\"] }}
+  crm: {{ addresses: [\"127.0.0.1:{crm}\"] }}
+  api: {{ addresses: [\"127.0.0.1:{api}\"] }}
+demo: {{ enabled: true, store: \"127.0.0.1:{store}\", crm: \"127.0.0.1:{crm}\", api: \"127.0.0.1:{api}\" }}
+accounts:
+  passwords: true
+  public_url: https://shop.test:{{https}}
+  argon2: {{ memory_kib: 19456, iterations: 2, parallelism: 1 }}
+  mail:
+    from: \"Shop <no-reply@shop.test>\"
+    webhook: {{ url: \"http://127.0.0.1:{store}/_demo/mail\", secret: demo-walk-secret }}
+routes:
+  - {{ name: crm, hosts: [shop.test], path_prefix: /crm, upstream: crm, kind: web, access: optional }}
+  - {{ name: account, hosts: [shop.test], path_prefix: /account, upstream: store, kind: web, access: required }}
+  - {{ name: checkout, hosts: [shop.test], path_prefix: /checkout, upstream: store, kind: web, access: required, sign_in_page: register }}
+  - {{ name: cart, hosts: [shop.test], path_prefix: /cart, upstream: store, kind: web, access: guest }}
+  - {{ name: store, hosts: [shop.test], path_prefix: /, upstream: store, kind: web, access: guest }}
+"
+    ));
+    let gw = Gateway::start_on(ports, &cfg, &[]).await;
+    let base = format!("https://shop.test:{https}");
+    let email = "lea@example.test";
+    let seen = browse_with(
+        name,
+        Some("MAP *.test 127.0.0.1"),
+        Some(viewport),
+        json!([
+            {"goto": format!("{base}/"), "waitText": "Products", "screenshot": "01-home", "axe": true},
+            {"click": "form[action='/cart/add'] button", "waitText": "Your cart", "screenshot": "02-cart", "axe": true},
+            {"click": "a[href='/checkout']:text-is('Go to checkout')", "waitText": "Create an account", "screenshot": "03-checkout-asks-to-register"},
+            {"fill": ["#register-email", email]},
+            {"fill": ["#register-password", PASSWORD]},
+            {"fill": ["#register-name", "Lea"]},
+            {"click": "form[action='/_auth/register'] button[type=submit]", "waitText": "Your account is ready"},
+            {"click": "main a.button", "waitText": "Paying as", "screenshot": "04-checkout-signed-in", "axe": true},
+            {"click": "form[action='/checkout/order'] button", "waitText": "is placed", "screenshot": "05-order-placed", "axe": true},
+            {"click": "summary", "screenshot": "06-assertion-claims"},
+            {"goto": format!("{base}/_demo/mail"), "waitText": "Confirm your email address", "screenshot": "07-outbox", "axe": true},
+            {"click": "article a[href*='/_auth/verify']", "waitText": "confirmed"},
+            {"goto": format!("{base}/crm"), "waitText": "without a login of its own", "screenshot": "08-crm", "axe": true},
+        ]),
+    )
+    .await;
+    for (i, step) in seen.iter().enumerate() {
+        assert_ne!(
+            step["overflow"], true,
+            "{name} step {i} scrolls sideways: {step}"
+        );
+    }
+    let text = |i: usize| seen[i]["text"].as_str().unwrap_or("").to_string();
+    // Signed out: a way to sign in; a guest cart with one product.
+    assert!(
+        text(0).contains("Sign in") && text(0).contains("Create an account"),
+        "{}",
+        text(0)
+    );
+    assert!(text(1).contains("Cart (1)"), "{}", text(1));
+    // After registering: who is signed in, the guest's cart carried over.
+    let checkout = text(7);
+    assert!(checkout.contains("Signed in as Lea"), "{checkout}");
+    assert!(
+        checkout.contains("Trail running shoes"),
+        "the cart followed: {checkout}"
+    );
+    // The headers: Omnigate's marked, the assertion folded with its claims.
+    assert!(
+        checkout.contains("x-customer-id") && checkout.contains("Omnigate"),
+        "{checkout}"
+    );
+    assert!(checkout.contains("signed assertion"), "{checkout}");
+    assert!(
+        text(9).contains("\"sub\": \"cus_"),
+        "claims shown: {}",
+        text(9)
+    );
+    assert!(text(8).contains("Order 1"), "{}", text(8));
+    assert_eq!(seen[11]["status"], 200, "{}", seen[11]);
+    assert!(text(12).contains("Lea"), "{}", text(12));
+    drop(gw);
+}

@@ -7,17 +7,18 @@
 //! webhook mail channel), and `GET /_demo/mail` lists the last ones, links
 //! included, so registration works on a machine without SMTP.
 
-use std::collections::VecDeque;
+mod outbox;
+mod store;
+mod view;
+
 use std::sync::{Arc, Mutex};
 
 use http_body_util::BodyExt;
-
 use hyper::body::Incoming;
 use hyper::Request;
 
 use crate::config::model::Demo;
 use crate::httpd::{respond, serve, Resp};
-use crate::problem::escape;
 
 #[derive(Clone, Copy)]
 enum App {
@@ -36,29 +37,32 @@ impl App {
     }
 }
 
-/// The demo mail outbox: the last mails, newest first.
-type Outbox = Arc<Mutex<VecDeque<serde_json::Value>>>;
+/// What the demo keeps between requests: the store's carts and orders,
+/// and the mail outbox.
+#[derive(Default)]
+struct Demos {
+    shop: Mutex<store::Shop>,
+    outbox: outbox::Outbox,
+}
 
 /// Where the store keeps mails.
 const MAIL_PATH: &str = "/_demo/mail";
 
+/// The largest request body a demo reads (a mail, a form).
+const BODY_LIMIT: usize = 64 * 1024;
+
 /// Starts the three demo servers on the current runtime.
 pub async fn start(demo: &Demo) -> std::io::Result<()> {
-    let outbox: Outbox = Arc::default();
+    let state = Arc::new(Demos::default());
     for (app, addr) in [
         (App::Store, demo.store),
         (App::Crm, demo.crm),
         (App::Api, demo.api),
     ] {
-        let outbox = outbox.clone();
+        let state = state.clone();
         serve(addr, move |req, _peer| {
-            let outbox = outbox.clone();
-            async move {
-                match app {
-                    App::Store if req.uri().path() == MAIL_PATH => mail(req, &outbox).await,
-                    _ => handle(app, &req),
-                }
-            }
+            let state = state.clone();
+            async move { handle(app, &state, req).await }
         })
         .await?;
         tracing::info!(service = app.title(), address = %addr, "demo upstream listening");
@@ -66,73 +70,84 @@ pub async fn start(demo: &Demo) -> std::io::Result<()> {
     Ok(())
 }
 
-/// `POST /_demo/mail` keeps a mail (JSON from the webhook channel);
-/// `GET` lists them.
-async fn mail(req: Request<Incoming>, outbox: &Outbox) -> Resp {
-    if req.method() == hyper::Method::POST {
-        let body = match http_body_util::Limited::new(req.into_body(), 64 * 1024)
-            .collect()
-            .await
-        {
-            Ok(b) => b.to_bytes(),
-            Err(_) => return respond(413, "text/plain", "mail too large"),
-        };
-        let Ok(m) = serde_json::from_slice::<serde_json::Value>(&body) else {
-            return respond(400, "text/plain", "not JSON");
-        };
-        let Ok(mut kept) = outbox.lock() else {
-            return respond(500, "text/plain", "outbox unavailable");
-        };
-        kept.push_front(m);
-        kept.truncate(20);
-        return respond(202, "text/plain", "kept");
+/// A request as the demo pages use it: sorted headers, the body read.
+pub(super) struct Seen {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Seen {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
-    let kept: Vec<serde_json::Value> = outbox
-        .lock()
-        .map(|k| k.iter().cloned().collect())
-        .unwrap_or_default();
-    let items: String = kept
-        .iter()
-        .map(|m| {
-            let field = |k: &str| escape(m[k].as_str().unwrap_or(""));
-            let link = m["link"]
-                .as_str()
-                .map(|l| format!("<p><a href=\"{0}\">{0}</a></p>", escape(l)))
-                .unwrap_or_default();
-            format!(
-                "<article><h2>{}</h2><p>To: {}</p><pre>{}</pre>{link}</article>\n",
-                field("subject"),
-                field("to"),
-                field("text")
-            )
-        })
-        .collect();
-    let body = format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Demo mail outbox</title>\
-<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"></head>\
-<body style=\"font-family:system-ui,sans-serif;max-width:48rem;margin:2rem auto;padding:0 1rem\">\
-<h1>Demo mail outbox</h1><p>Mails the gateway sent through its webhook mail channel \
-(newest first). A demo only: a real deployment sends mail by SMTP or its own sender.</p>\
-{}</body></html>",
-        if items.is_empty() { "<p>No mail yet.</p>".to_string() } else { items }
-    );
-    respond(200, "text/html; charset=utf-8", body)
+
+    /// The signed-in customer's name, else email, else id.
+    pub fn customer(&self) -> Option<&str> {
+        self.header("x-customer-id")?;
+        ["x-customer-name", "x-customer-email", "x-customer-id"]
+            .iter()
+            .find_map(|h| self.header(h).filter(|v| !v.is_empty()))
+    }
+
+    /// Whose cart this is: the customer, else the guest.
+    pub fn visitor(&self) -> Option<&str> {
+        self.header("x-customer-id")
+            .or_else(|| self.header("x-guest-id"))
+    }
+
+    pub fn form(&self, name: &str) -> Option<String> {
+        pair(&self.body, name)
+    }
+
+    pub fn query_value(&self, name: &str) -> Option<String> {
+        pair(&self.query, name)
+    }
 }
 
-/// Headers the gateway sets or controls, highlighted on the demo pages.
-fn gateway_header(name: &str) -> bool {
-    name.starts_with("x-forwarded-")
-        || name == "x-request-id"
-        || name.starts_with("x-customer-")
-        || name.starts_with("x-omnigate-")
+fn pair(encoded: &str, name: &str) -> Option<String> {
+    url::form_urlencoded::parse(encoded.as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
 }
 
-fn handle(app: App, req: &Request<Incoming>) -> Resp {
+pub(super) fn enc(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+async fn handle(app: App, state: &Demos, req: Request<Incoming>) -> Resp {
     if req.uri().path() == "/healthz" {
         return respond(200, "text/plain", "ok");
     }
-    let mut headers: Vec<(String, String)> = req
-        .headers()
+    let Some(seen) = read(req).await else {
+        return respond(413, "text/plain", "body too large");
+    };
+    match app {
+        App::Store if seen.path == MAIL_PATH && seen.method == "POST" => {
+            outbox::keep(&state.outbox, seen.body.as_bytes())
+        }
+        App::Store if seen.path == MAIL_PATH => outbox::page(&state.outbox),
+        App::Store => store::handle(&state.shop, &seen),
+        App::Crm => crm(&seen),
+        App::Api => api(&seen),
+    }
+}
+
+/// The request with its body (at most `BODY_LIMIT`).
+async fn read(req: Request<Incoming>) -> Option<Seen> {
+    let (head, body) = req.into_parts();
+    let body = http_body_util::Limited::new(body, BODY_LIMIT)
+        .collect()
+        .await
+        .ok()?
+        .to_bytes();
+    let mut headers: Vec<(String, String)> = head
+        .headers
         .iter()
         .map(|(k, v)| {
             (
@@ -142,68 +157,40 @@ fn handle(app: App, req: &Request<Incoming>) -> Resp {
         })
         .collect();
     headers.sort();
-    match app {
-        App::Api => {
-            let map: serde_json::Map<String, serde_json::Value> = headers
-                .iter()
-                .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
-                .collect();
-            let body = serde_json::json!({
-                "service": "demo-api",
-                "method": req.method().as_str(),
-                "path": req.uri().path(),
-                "headers": map,
-            });
-            respond(200, "application/json", body.to_string())
-        }
-        App::Store | App::Crm => {
-            let rows: String = headers
-                .iter()
-                .map(|(k, v)| {
-                    let class = if gateway_header(k) {
-                        " class=\"gw\""
-                    } else {
-                        ""
-                    };
-                    format!(
-                        "<tr{class}><th scope=\"row\">{}</th><td>{}</td></tr>\n",
-                        escape(k),
-                        escape(v)
-                    )
-                })
-                .collect();
-            let body = format!(
-                r#"<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{title}</title>
-<style>
-body{{font-family:system-ui,sans-serif;margin:0;background:#f6f7f9;color:#1d2330}}
-main{{max-width:52rem;margin:2rem auto;padding:1.5rem;background:#fff;border-radius:12px}}
-table{{border-collapse:collapse;width:100%;font-size:.9rem}}
-th,td{{text-align:left;padding:.35rem .5rem;border-bottom:1px solid #e3e6ea;word-break:break-all}}
-tr.gw{{background:#eef6ff}}
-</style>
-</head>
-<body>
-<main>
-<h1>{title}</h1>
-<p>This page is served by a demo upstream behind Omnigate. <strong>{method} {path}</strong></p>
-<p>Highlighted rows are headers the gateway sets; everything else came from your browser.</p>
-<table>
-<caption>Request headers received by this upstream</caption>
-{rows}</table>
-</main>
-</body>
-</html>
-"#,
-                title = app.title(),
-                method = escape(req.method().as_str()),
-                path = escape(req.uri().path()),
-            );
-            respond(200, "text/html; charset=utf-8", body)
-        }
-    }
+    Some(Seen {
+        method: head.method.as_str().to_string(),
+        path: head.uri.path().to_string(),
+        query: head.uri.query().unwrap_or("").to_string(),
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    })
+}
+
+/// The CRM: who the customer is, as the CRM would see them.
+fn crm(seen: &Seen) -> Resp {
+    let who = match seen.customer() {
+        Some(c) => format!(
+            "<p>The CRM sees <strong>{}</strong> without a login of its own.</p>",
+            crate::problem::escape(c)
+        ),
+        None => "<p>Nobody is signed in: the CRM sees an anonymous visitor.</p>".to_string(),
+    };
+    let body = view::page("Demo CRM", seen, None, &format!("<h1>Demo CRM</h1>{who}"));
+    respond(200, "text/html; charset=utf-8", body)
+}
+
+/// The API: the request as JSON.
+fn api(seen: &Seen) -> Resp {
+    let map: serde_json::Map<String, serde_json::Value> = seen
+        .headers
+        .iter()
+        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+        .collect();
+    let body = serde_json::json!({
+        "service": "demo-api",
+        "method": seen.method,
+        "path": seen.path,
+        "headers": map,
+    });
+    respond(200, "application/json", body.to_string())
 }
