@@ -146,4 +146,18 @@ async fn unknown_route_is_404_in_the_format_the_client_reads() {
     assert_web(&r, 404, "Page not found");
     let r = c.get("other.test", "/").await;
     assert_api(&r, 404, "no-route");
+    // HEAD of a gateway page: no body, and the length the GET's body has.
+    let path = "/.well-known/omnigate/jwks.json";
+    let full = c.get("shop.test", path).await;
+    let head = c
+        .send(request("HEAD", "shop.test", path, &[], Bytes::new()))
+        .await
+        .unwrap();
+    assert_eq!(head.status, 200);
+    assert!(head.body.is_empty());
+    assert!(!full.body.is_empty());
+    assert_eq!(
+        head.headers["content-length"],
+        full.body.len().to_string().as_str()
+    );
 }

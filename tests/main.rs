@@ -17,6 +17,7 @@ mod health;
 mod keys;
 mod login;
 mod pages;
+mod portal;
 mod proxy;
 mod reload;
 mod tls;

@@ -71,14 +71,19 @@ impl Gateway {
         if let Some(crate::portal::Answer(problem)) = parts.extensions.get() {
             ctx.problem = Some(problem.code());
         }
+        let head = session.req_header().method == http::Method::HEAD;
         let mut resp = ResponseHeader::build(status, Some(parts.headers.len() + 3))?;
         for (name, value) in &parts.headers {
             resp.append_header(name.clone(), value.clone())?;
         }
-        resp.insert_header("content-length", body.len().to_string())?;
+        // A HEAD answer has no body but says how long the GET's would be
+        // (the router keeps that length when it drops the body).
+        if !(head && parts.headers.contains_key(http::header::CONTENT_LENGTH)) {
+            resp.insert_header("content-length", body.len().to_string())?;
+        }
         resp.insert_header("x-request-id", ctx.request_id.as_str())?;
         self.add_hsts(&mut resp, ctx)?;
-        let head_only = body.is_empty() || session.req_header().method == http::Method::HEAD;
+        let head_only = body.is_empty() || head;
         session
             .write_response_header(Box::new(resp), head_only)
             .await?;
