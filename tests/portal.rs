@@ -118,6 +118,7 @@ accounts:
             }
         }
         let body = body.collect().await.unwrap().to_bytes();
+        no_raw_keys(path, &String::from_utf8_lossy(&body));
         Answer {
             status: parts.status,
             headers: parts.headers,
@@ -152,6 +153,29 @@ accounts:
             form.append_pair(k, v);
         }
         self.send(Method::POST, action, Some(&form.finish())).await
+    }
+}
+
+/// No page shows a catalogue key instead of its text.
+fn no_raw_keys(path: &str, html: &str) {
+    let groups = [
+        "common", "signin", "login", "register", "welcome", "field", "reset", "account", "consent",
+        "receipt", "logout", "prove", "problem", "message", "mail",
+    ];
+    for text in html
+        .split('<')
+        .filter_map(|t| t.split_once('>').map(|(_, t)| t))
+    {
+        for word in text.split_whitespace() {
+            let raw = word.split_once('.').is_some_and(|(g, rest)| {
+                groups.contains(&g)
+                    && rest.len() > 1
+                    && rest
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b == b'_' || b == b'.')
+            });
+            assert!(!raw, "{path} shows the raw key `{word}`");
+        }
     }
 }
 
@@ -341,4 +365,38 @@ async fn a_page_on_a_host_the_configuration_does_not_name_is_421() {
     p.connect(&mut req, "elsewhere.test");
     let resp = p.router.clone().oneshot(req).await.unwrap();
     assert_eq!(resp.status(), 421);
+}
+
+#[tokio::test]
+async fn every_form_error_is_a_text_in_the_customers_language() {
+    let mut p = Portal::start("pages: { languages: [en, de] }\n").await;
+    p.accept_language = Some("de");
+    let bad = [("email", "nope")];
+    let login = p
+        .submit("/_auth/login", "/_auth/login/password", &bad)
+        .await;
+    assert!(
+        login.body.contains("Geben Sie eine E-Mail-Adresse"),
+        "{}",
+        login.body
+    );
+    let reset = p.submit("/_auth/reset", "/_auth/reset", &bad).await;
+    assert!(
+        reset.body.contains("Geben Sie eine E-Mail-Adresse"),
+        "{}",
+        reset.body
+    );
+    let fields = [("email", "kim@example.test"), ("password", PASSWORD)];
+    p.submit("/_auth/register", "/_auth/register", &fields)
+        .await;
+    let long = "x".repeat(101);
+    let profile = p
+        .submit("/_account", "/_account/profile", &[("name", &long)])
+        .await;
+    assert_eq!(profile.status, 422);
+    assert!(
+        profile.body.contains("höchstens 100 Zeichen"),
+        "{}",
+        profile.body
+    );
 }

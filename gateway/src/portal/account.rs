@@ -131,7 +131,7 @@ async fn profile(State(p): State<Arc<Portal>>, rq: Req) -> Result<Response> {
         Ok(name) => name,
         Err(why) => {
             let mut errors = Errors::new();
-            errors.insert("name", why.into());
+            errors.insert("name", p.tr(&rq, why));
             return p.account_page(&rq, &rq.snap, &me, 422, None, &errors).await;
         }
     };
@@ -286,7 +286,7 @@ impl Portal {
             None => match accounts::normalize_email(form.get("email")) {
                 Ok(e) => e,
                 Err(why) => {
-                    errors.insert("email", why.into());
+                    errors.insert("email", self.tr(rq, why));
                     String::new()
                 }
             },

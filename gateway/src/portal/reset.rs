@@ -183,7 +183,7 @@ impl Portal {
         let email = match accounts::normalize_email(&typed) {
             Ok(e) => e,
             Err(why) => {
-                errors.insert("email", why.into());
+                errors.insert("email", self.tr(rq, why));
                 return self
                     .reset_request_page(rq, snap, host, 422, &return_to, &typed, &errors, false)
                     .await;

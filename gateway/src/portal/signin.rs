@@ -657,7 +657,7 @@ impl Portal {
         let email = match accounts::normalize_email(form.get("email")) {
             Ok(e) => e,
             Err(why) => {
-                state.login_errors.insert("email", why.into());
+                state.login_errors.insert("email", self.tr(rq, why));
                 return self
                     .signin_page(rq, snap, host, 422, false, &return_to, &state)
                     .await;
