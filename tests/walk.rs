@@ -406,3 +406,84 @@ routes:
     assert!(text(12).contains("Lea"), "{}", text(12));
     drop(gw);
 }
+
+/// A customer changes their email address: the password is asked, the new
+/// address confirms by its link, the old one is told, and the password now
+/// signs in with the new address only.
+#[tokio::test]
+async fn the_email_address_is_changed_by_confirming_the_new_one() {
+    let sink = MailSink::start().await;
+    let store = Upstream::echo("store").await;
+    let ports = reserve_ports();
+    let https = ports["https"];
+    let cfg = config_with(&format!(
+        "listeners:
+  - name: https
+    address: 127.0.0.1:{{https}}
+    tls: {{ certificates: [] }}
+upstreams:
+  store: {{ addresses: [\"{}\"] }}
+routes:
+  - {{ name: account, hosts: [shop.test], path_prefix: /account, upstream: store, kind: web, access: required }}
+  - {{ name: home, hosts: [shop.test], path_prefix: /, upstream: store, kind: web, access: optional }}
+{}",
+        store.addr,
+        sink.accounts_config("https://shop.test:{https}", ""),
+    ));
+    let gw = Gateway::start_on(ports, &cfg, &[]).await;
+    let base = format!("https://shop.test:{https}");
+    let (old, new) = ("ida@example.test", "ida.new@example.test");
+    let seen = browse(
+        "walk_change_email",
+        Some("MAP *.test 127.0.0.1"),
+        json!([
+            {"goto": format!("{base}/_auth/register")},
+            {"fill": ["#register-email", old]},
+            {"fill": ["#register-password", PASSWORD]},
+            {"fill": ["#register-name", "Ida"]},
+            {"click": "form[action='/_auth/register'] button[type=submit]", "waitText": "Your account is ready"},
+            {"goto": format!("{base}/_account"), "waitText": "Change your email address"},
+            {"fill": ["#email-new_email", new]},
+            {"fill": ["#email-current", "not my password at all"]},
+            {"click": "form[action='/_account/email'] button[type=submit]", "waitText": "is not right", "screenshot": "01-password-asked", "axe": true},
+            {"fill": ["#email-current", PASSWORD]},
+            {"click": "form[action='/_account/email'] button[type=submit]", "waitText": "We sent a link to the new address", "screenshot": "02-link-sent", "axe": true},
+            {"mailLink": {"dir": sink.path(), "to": new, "path": "/_auth/email/confirm"}, "waitText": "Your email address is changed", "screenshot": "03-changed", "axe": true},
+            {"goto": format!("{base}/_account"), "waitText": "Ways to sign in", "screenshot": "04-account"},
+            {"goto": format!("{base}/_auth/logout")},
+            {"click": "button[value=this]", "waitText": "You have been signed out"},
+            {"goto": format!("{base}/account"), "waitText": "Forgot your password?"},
+            {"fill": ["#login-email", old]},
+            {"fill": ["#login-password", PASSWORD]},
+            {"click": "form[action='/_auth/login/password'] button[type=submit]", "waitText": "is not right"},
+            {"fill": ["#login-email", new]},
+            {"fill": ["#login-password", PASSWORD]},
+            {"click": "form[action='/_auth/login/password'] button[type=submit]", "waitText": "x-customer-id"},
+        ]),
+    )
+    .await;
+    // The typed address survives the password error.
+    let asked = seen[8]["text"].as_str().unwrap();
+    assert!(
+        asked.contains("The current password is not right"),
+        "{asked}"
+    );
+    assert_eq!(seen[8]["status"], 422);
+    let changed = seen[11]["text"].as_str().unwrap();
+    assert!(changed.contains(new), "{changed}");
+    let account = seen[12]["text"].as_str().unwrap();
+    assert!(account.contains(&format!("Email: {new}")), "{account}");
+    assert!(account.contains("(confirmed)"), "{account}");
+    assert!(account.contains(&format!("Password ({new})")), "{account}");
+    assert_eq!(
+        crate::accounts::headers_on(&seen[21])["x-customer-email"],
+        new
+    );
+    // The old address is told, with the way to take the account back.
+    let told = sink
+        .wait_mail(old, 2, std::time::Duration::from_secs(10))
+        .await;
+    assert!(told.contains(&format!("was changed to {new}")), "{told}");
+    assert!(told.contains("/_auth/reset"), "{told}");
+    drop(gw);
+}

@@ -6,9 +6,10 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 /// Every event type the gateway emits.
-pub const KINDS: [&str; 8] = [
+pub const KINDS: [&str; 9] = [
     "identity.registered",
     "identity.verified",
+    "identity.email_changed",
     "identity.linked",
     "identity.unlinked",
     "identity.guest_converted",

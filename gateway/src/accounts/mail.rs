@@ -24,6 +24,10 @@ pub enum Kind {
     Lockout,
     /// The password was changed or reset.
     PasswordChanged,
+    /// A new address asked for: its confirmation link, mailed to it.
+    ChangeEmail,
+    /// The address was changed: told to the old one.
+    EmailChanged,
 }
 
 impl Kind {
@@ -34,6 +38,8 @@ impl Kind {
             Kind::ResetUnknown => "reset_unknown_account",
             Kind::Lockout => "lockout",
             Kind::PasswordChanged => "password_changed",
+            Kind::ChangeEmail => "change_email",
+            Kind::EmailChanged => "email_changed",
         }
     }
 }

@@ -17,6 +17,8 @@ pub const PASSWORD_ISSUER: &str = "password";
 pub enum Purpose {
     Verify,
     Reset,
+    /// A new email address, confirmed from the mail sent to it.
+    ChangeEmail,
 }
 
 impl Purpose {
@@ -24,6 +26,7 @@ impl Purpose {
         match self {
             Purpose::Verify => "verify",
             Purpose::Reset => "reset",
+            Purpose::ChangeEmail => "change_email",
         }
     }
 }

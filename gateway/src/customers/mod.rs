@@ -159,6 +159,14 @@ pub trait Directory: Send + Sync {
     async fn unlink(&self, customer_id: &str, id: &ExternalId) -> Result<Unlink, DirectoryError>;
     /// A customer whose email is `email` (lower-case), if any.
     async fn by_email(&self, email: &str) -> Result<Option<Customer>, DirectoryError>;
+    /// Makes `email` (lower-case, confirmed by its mail) the customer's
+    /// address and their password sign-in's, unless another customer has
+    /// it; pending confirmation links end. An `identity.email_changed` event.
+    async fn change_email(
+        &self,
+        customer_id: &str,
+        email: &str,
+    ) -> Result<ChangeEmail, DirectoryError>;
     /// Changes the display name.
     async fn set_name(
         &self,
@@ -240,6 +248,17 @@ pub enum SetPassword {
     Linked,
     /// Another customer signs in with a password for this email.
     EmailTaken,
+}
+
+/// What changing the email address did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChangeEmail {
+    /// Changed (and confirmed); the address it had before.
+    Changed { previous: Option<String> },
+    /// Another customer has this address (or signs in with it).
+    Taken,
+    /// No such customer.
+    Gone,
 }
 
 /// What linking did.

@@ -66,6 +66,13 @@ const TAKE_TOKEN: &str = "DELETE FROM account_tokens WHERE token_hash = $1 AND p
 const TOKEN_LIVE: &str = "SELECT 1 FROM account_tokens
     WHERE token_hash = $1 AND purpose = $2 AND expires_at >= $3";
 const DROP_EXPIRED_TOKENS: &str = "DELETE FROM account_tokens WHERE expires_at < $1";
+const EMAIL_TAKEN: &str = "SELECT 1 FROM customers WHERE LOWER(email) = $1 AND id <> $2
+    UNION ALL SELECT 1 FROM identities WHERE issuer = $3 AND subject = $1 AND customer_id <> $2";
+const SET_EMAIL: &str = "UPDATE customers SET email = $2, email_verified = TRUE WHERE id = $1";
+const SET_PASSWORD_SUBJECT: &str =
+    "UPDATE identities SET subject = $2 WHERE customer_id = $1 AND issuer = $3";
+const DROP_EMAIL_TOKENS: &str = "DELETE FROM account_tokens
+    WHERE customer_id = $1 AND purpose IN ('verify', 'change_email')";
 const MARK_VERIFIED: &str = "UPDATE customers SET email_verified = TRUE
     WHERE id = $1 AND LOWER(email) = $2 AND NOT email_verified";
 const COUNT_IDENTITIES: &str = "SELECT COUNT(*) FROM identities WHERE customer_id = $1";
@@ -669,6 +676,53 @@ macro_rules! sql_directory {
                     .await
                     .map_err(unavailable)?;
                 row.as_ref().map(Self::row).transpose()
+            }
+
+            async fn change_email(
+                &self,
+                customer_id: &str,
+                email: &str,
+            ) -> Result<ChangeEmail, DirectoryError> {
+                let mut tx = self.pool.begin_with($begin).await.map_err(unavailable)?;
+                let previous: Option<Option<String>> =
+                    sqlx::query_scalar("SELECT email FROM customers WHERE id = $1")
+                        .bind(customer_id)
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(unavailable)?;
+                let Some(previous) = previous else {
+                    return Ok(ChangeEmail::Gone);
+                };
+                let taken = sqlx::query(EMAIL_TAKEN)
+                    .bind(email)
+                    .bind(customer_id)
+                    .bind(PASSWORD_ISSUER)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(unavailable)?;
+                if taken.is_some() {
+                    return Ok(ChangeEmail::Taken);
+                }
+                for (sql, third) in [(SET_EMAIL, None), (SET_PASSWORD_SUBJECT, Some(PASSWORD_ISSUER))] {
+                    let q = sqlx::query(sql).bind(customer_id).bind(email);
+                    let q = match third {
+                        Some(t) => q.bind(t),
+                        None => q,
+                    };
+                    q.execute(&mut *tx).await.map_err(unavailable)?;
+                }
+                sqlx::query(DROP_EMAIL_TOKENS)
+                    .bind(customer_id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(unavailable)?;
+                let event = Event::new(
+                    "identity.email_changed",
+                    serde_json::json!({ "customer_id": customer_id, "email": email }),
+                );
+                Self::enqueue_in(&mut tx, &event).await?;
+                tx.commit().await.map_err(unavailable)?;
+                Ok(ChangeEmail::Changed { previous })
             }
 
             async fn set_name(

@@ -491,3 +491,63 @@ async fn the_ledger_refuses_to_change_a_record_in_place() {
         assert_eq!(crate::consent::verify(&kept), Ok(()));
     }
 }
+
+#[tokio::test]
+async fn a_new_email_moves_the_address_and_the_password_sign_in_unless_taken() {
+    for (engine, d, _keep) in engines().await {
+        let c = d
+            .register("old@example.test", Some("Ola"), "$argon2id$h")
+            .await
+            .unwrap()
+            .unwrap();
+        d.register("other@example.test", None, "$argon2id$o")
+            .await
+            .unwrap()
+            .unwrap();
+        let t = now() + 600;
+        d.put_token("v1", &c.id, Purpose::Verify, "old@example.test", t)
+            .await
+            .unwrap();
+        assert_eq!(
+            d.change_email(&c.id, "other@example.test").await.unwrap(),
+            ChangeEmail::Taken,
+            "{engine}"
+        );
+        assert_eq!(
+            d.change_email(&c.id, "new@example.test").await.unwrap(),
+            ChangeEmail::Changed {
+                previous: Some("old@example.test".into())
+            },
+            "{engine}"
+        );
+        let now_c = d.customer(&c.id).await.unwrap().unwrap();
+        assert_eq!(now_c.email.as_deref(), Some("new@example.test"));
+        assert!(now_c.email_verified, "{engine}: confirmed by its mail");
+        assert_eq!(
+            d.password("new@example.test").await.unwrap().unwrap().0.id,
+            c.id
+        );
+        assert!(
+            d.password("old@example.test").await.unwrap().is_none(),
+            "{engine}"
+        );
+        assert!(
+            d.take_token("v1", Purpose::Verify, now())
+                .await
+                .unwrap()
+                .is_none(),
+            "{engine}: a link for the old address is dead"
+        );
+        assert_eq!(
+            d.change_email("cus_nobody", "x@example.test")
+                .await
+                .unwrap(),
+            ChangeEmail::Gone
+        );
+        let due = d.claim_due(now() + 10, now() + 60, 100).await.unwrap();
+        assert!(
+            due.iter().any(|q| q.event.kind == "identity.email_changed"),
+            "{engine}"
+        );
+    }
+}

@@ -24,7 +24,7 @@ use crate::config::model::PagesLook;
 use i18n::Catalogues;
 
 /// The built-in templates, by name.
-const BUILT_IN: [(&str, &str); 27] = [
+const BUILT_IN: [(&str, &str); 31] = [
     ("base.html", include_str!("templates/base.html")),
     ("forms.html", include_str!("templates/forms.html")),
     ("chooser.html", include_str!("templates/chooser.html")),
@@ -85,6 +85,22 @@ const BUILT_IN: [(&str, &str); 27] = [
         include_str!("templates/mail_password_changed.html"),
     ),
     ("mail_link.html", include_str!("templates/mail_link.html")),
+    (
+        "mail_change_email.txt",
+        include_str!("templates/mail_change_email.txt"),
+    ),
+    (
+        "mail_change_email.html",
+        include_str!("templates/mail_change_email.html"),
+    ),
+    (
+        "mail_email_changed.txt",
+        include_str!("templates/mail_email_changed.txt"),
+    ),
+    (
+        "mail_email_changed.html",
+        include_str!("templates/mail_email_changed.html"),
+    ),
 ];
 
 /// The compiled page templates and their catalogues.
@@ -271,7 +287,8 @@ impl Pages {
             &[("brand", brand)],
         );
         let ctx = minijinja::context! {
-            name => content.name, link => content.link, ttl => content.ttl, subject,
+            name => content.name, link => content.link, ttl => content.ttl,
+            address => content.address, subject,
         };
         let text = self.render(lang, &format!("mail_{}.txt", kind.as_str()), &ctx);
         let html = self.render(lang, &format!("mail_{}.html", kind.as_str()), &ctx);
@@ -295,6 +312,8 @@ pub struct MailContent<'a> {
     pub link: Option<&'a str>,
     /// How long the link works, in words.
     pub ttl: &'a str,
+    /// An address the mail names (the new one, when the address changed).
+    pub address: Option<&'a str>,
 }
 
 /// `t("key", name=value)`: the text in the page's language, placeholders
@@ -448,6 +467,7 @@ mod tests {
             name: Some("Ada <3"),
             link: Some(link),
             ttl: "24 hours",
+            address: None,
         };
         let m = p.mail("en", Kind::Verify, "a@example.com", content);
         assert_eq!(m.subject, "Confirm your email address for Shop & Co");

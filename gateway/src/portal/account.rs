@@ -77,7 +77,7 @@ async fn link(State(p): State<Arc<Portal>>, Path(name): Path<String>, rq: Req) -
 
 /// The signed-in customer and their submitted form with a valid CSRF
 /// token; else the answer (sign in, or the account page saying it expired).
-async fn submitted(
+pub(super) async fn submitted(
     p: &Portal,
     rq: &Req,
 ) -> Result<std::result::Result<(Arc<Browser>, Form), Response>> {
@@ -247,11 +247,62 @@ pub(super) fn notice_text(code: &str) -> Option<&'static str> {
         "verification_sent" => "account.notice.verification_sent",
         "profile_saved" => "account.notice.profile_saved",
         "proved" => "account.notice.proved",
+        "email_sent" => "account.notice.email_sent",
         _ => return None,
     })
 }
 
+/// The current password, asked before a change that a session alone must
+/// not make.
+pub(super) enum Current {
+    Right,
+    /// Not right: why, in the customer's language.
+    Wrong(String),
+    /// Too many wrong tries for this account: the 429 answer.
+    Throttled(Response),
+}
+
 impl Portal {
+    /// Checks `given` against the password `email` signs in with
+    /// (throttled per account; a wrong one counts).
+    pub(super) async fn current_password(
+        &self,
+        rq: &Req,
+        snap: &Snapshot,
+        me: &Browser,
+        email: &str,
+        given: &str,
+    ) -> Result<Current> {
+        let who = format!("cust-{}", me.customer_id);
+        if let Some(answer) = self
+            .throttled_as(rq, "password-account", &who, false)
+            .await?
+        {
+            return Ok(Current::Throttled(answer));
+        }
+        let right = match self.app.auth.directory().password(email).await {
+            Ok(Some((c, hash))) if c.id == me.customer_id => {
+                let given = given.to_string();
+                tokio::task::spawn_blocking(move || password::verify(&hash, &given))
+                    .await
+                    .unwrap_or(false)
+            }
+            _ => false,
+        };
+        if right {
+            return Ok(Current::Right);
+        }
+        self.app.metrics.password_failures.inc();
+        crate::throttle::failed(
+            &*self.app.sessions,
+            "password-account",
+            &who,
+            &snap.config.abuse,
+        )
+        .await;
+        Ok(Current::Wrong(self.tr(rq, "field.current_wrong")))
+    }
+
     /// `POST /_account/password`: add a password (a new way in) or change it
     /// (the current one is asked; other sessions end).
     pub(super) async fn account_password(
@@ -292,32 +343,15 @@ impl Portal {
             },
         };
         if existing.is_some() {
-            let who = format!("cust-{}", me.customer_id);
-            if let Some(answer) = self
-                .throttled_as(rq, "password-account", &who, false)
+            match self
+                .current_password(rq, snap, me, &email, form.get("current"))
                 .await?
             {
-                return Ok(answer);
-            }
-            let current_ok = match dir.password(&email).await {
-                Ok(Some((c, hash))) if c.id == me.customer_id => {
-                    let given = form.get("current").to_string();
-                    tokio::task::spawn_blocking(move || password::verify(&hash, &given))
-                        .await
-                        .unwrap_or(false)
+                Current::Throttled(answer) => return Ok(answer),
+                Current::Wrong(why) => {
+                    errors.insert("current", why);
                 }
-                _ => false,
-            };
-            if !current_ok {
-                self.app.metrics.password_failures.inc();
-                crate::throttle::failed(
-                    &*self.app.sessions,
-                    "password-account",
-                    &who,
-                    &snap.config.abuse,
-                )
-                .await;
-                errors.insert("current", self.tr(rq, "field.current_wrong"));
+                Current::Right => {}
             }
         }
         if errors.is_empty() {
@@ -491,14 +525,17 @@ impl Portal {
             .collect();
         let mut summary_errors = Vec::new();
         for (field, text) in errors {
-            let form = match *field {
-                "name" => "profile",
-                "current" => "change",
-                "email" => "add",
-                _ if ways.iter().any(|w| w.issuer == PASSWORD_ISSUER) => "change",
-                _ => "add",
+            // The id of the field the error belongs to (`{form}-{name}`).
+            let id = match *field {
+                "name" => "profile-name",
+                "current" => "change-current",
+                "email" => "add-email",
+                "new_email" => "email-new_email",
+                "email_current" => "email-current",
+                _ if ways.iter().any(|w| w.issuer == PASSWORD_ISSUER) => "change-password",
+                _ => "add-password",
             };
-            summary_errors.push(json!({ "id": format!("{form}-{field}"), "text": text }));
+            summary_errors.push(json!({ "id": id, "text": text }));
         }
         let html = self.render(
             rq,
@@ -517,6 +554,8 @@ impl Portal {
                 "notice": notice,
                 "field_errors": errors,
                 "errors": summary_errors,
+                // What was typed into the email form, kept on its error.
+                "new_email": rq.form().get("new_email"),
             }),
         );
         self.page(rq, status, html).await

@@ -10,6 +10,7 @@
 
 mod account;
 mod consent;
+mod email;
 mod guard;
 mod hop;
 mod prove;
@@ -63,6 +64,7 @@ pub fn router(app: Arc<App>) -> Router {
         .merge(hop::routes())
         .merge(signout::routes())
         .merge(account::routes())
+        .merge(email::routes())
         .merge(consent::routes())
         .fallback(respond::not_found)
         .method_not_allowed_fallback(respond::not_found)

@@ -17,6 +17,14 @@ use crate::accounts::{self, password, Purpose};
 use crate::session::{self as sess};
 use crate::state::Snapshot;
 
+/// A token to mail: for whom, what for, which address, how long it works.
+pub(super) struct MailedToken<'a> {
+    pub customer_id: &'a str,
+    pub purpose: Purpose,
+    pub email: &'a str,
+    pub ttl: std::time::Duration,
+}
+
 pub(super) fn routes() -> Router<Arc<Portal>> {
     Router::new()
         .route("/_auth/register", get(form).post(submit))
@@ -313,31 +321,46 @@ impl Portal {
         name: Option<&str>,
         return_to: &str,
     ) {
+        let token = MailedToken {
+            customer_id,
+            purpose: Purpose::Verify,
+            email,
+            ttl: snap.config.accounts.verification_ttl,
+        };
+        let tail = super::reset::carry(return_to);
+        match self.mailed_link(snap, token, "/_auth/verify", &tail).await {
+            Ok(link) => self.mail(rq, snap, Kind::Verify, email, name, Some(&link)),
+            Err(e) => tracing::error!(error = %e, "cannot keep a verification token; no mail sent"),
+        }
+    }
+
+    /// Keeps a new single-use token (its hash only) and answers the link
+    /// to mail: `{public_url}{path}?token=…{tail}`.
+    pub(super) async fn mailed_link(
+        &self,
+        snap: &Snapshot,
+        t: MailedToken<'_>,
+        path: &str,
+        tail: &str,
+    ) -> std::result::Result<String, crate::customers::DirectoryError> {
         let token = sess::new_token();
-        let ttl = snap.config.accounts.verification_ttl;
-        let stored = self
-            .app
+        let expires_at = now() + t.ttl.as_secs() as i64;
+        self.app
             .auth
             .directory()
             .put_token(
                 &sess::hash_id(&token),
-                customer_id,
-                Purpose::Verify,
-                email,
-                now() + ttl.as_secs() as i64,
+                t.customer_id,
+                t.purpose,
+                t.email,
+                expires_at,
             )
-            .await;
-        if let Err(e) = stored {
-            tracing::error!(error = %e, "cannot keep a verification token; no mail sent");
-            return;
-        }
-        let link = format!(
-            "{}/_auth/verify?token={}{}",
+            .await?;
+        Ok(format!(
+            "{}{path}?token={}{tail}",
             snap.config.accounts.public_url,
-            enc(&token),
-            super::reset::carry(return_to)
-        );
-        self.mail(rq, snap, Kind::Verify, email, name, Some(&link));
+            enc(&token)
+        ))
     }
 
     /// Composes a mail in the request's language and sends it in the
@@ -369,6 +392,7 @@ impl Portal {
             name,
             link,
             ttl: &ttl,
+            address: None,
         };
         let m = self.app.pages.mail(&lang, kind, to, content);
         mailer.send_later(m, self.app.metrics.mail_failures.clone());

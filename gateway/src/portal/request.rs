@@ -139,6 +139,12 @@ impl Req {
     }
 }
 
+/// `?token=…` of a mailed link.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct TokenQuery {
+    pub token: Option<String>,
+}
+
 /// The query of a page that only carries where to go afterwards.
 #[derive(serde::Deserialize)]
 pub struct ReturnQuery {

@@ -12,6 +12,7 @@ use serde_json::json;
 use url::Url;
 
 use super::guard::PasswordsOn;
+use super::register::MailedToken;
 use super::request::Query;
 use super::respond::*;
 use super::*;
@@ -210,28 +211,17 @@ impl Portal {
         if !quiet {
             match self.app.auth.directory().password(&email).await {
                 Ok(Some((c, _))) => {
-                    let token = sess::new_token();
-                    let ttl = snap.config.accounts.reset_ttl.as_secs() as i64;
+                    let token = MailedToken {
+                        customer_id: &c.id,
+                        purpose: Purpose::Reset,
+                        email: &email,
+                        ttl: snap.config.accounts.reset_ttl,
+                    };
                     let stored = self
-                        .app
-                        .auth
-                        .directory()
-                        .put_token(
-                            &sess::hash_id(&token),
-                            &c.id,
-                            Purpose::Reset,
-                            &email,
-                            now() + ttl,
-                        )
+                        .mailed_link(snap, token, "/_auth/reset/confirm", &carry(&return_to))
                         .await;
                     match stored {
-                        Ok(()) => {
-                            let link = format!(
-                                "{}/_auth/reset/confirm?token={}{}",
-                                snap.config.accounts.public_url,
-                                enc(&token),
-                                carry(&return_to)
-                            );
+                        Ok(link) => {
                             self.mail(
                                 rq,
                                 snap,

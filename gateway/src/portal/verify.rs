@@ -6,9 +6,8 @@ use axum::extract::State;
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
-use serde::Deserialize;
 
-use super::request::Query;
+use super::request::{Query, TokenQuery};
 use super::respond::*;
 use super::*;
 use crate::accounts::Purpose;
@@ -17,11 +16,6 @@ use crate::state::Snapshot;
 
 pub(super) fn routes() -> Router<Arc<Portal>> {
     Router::new().route("/_auth/verify", get(open))
-}
-
-#[derive(Deserialize)]
-struct TokenQuery {
-    token: Option<String>,
 }
 
 async fn open(
