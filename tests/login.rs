@@ -579,21 +579,29 @@ async fn signing_out_at_the_gateway_signs_out_at_the_provider() {
             {"goto": format!("{base}/account"), "waitText": "Test IdP"},
             {"fill": ["#username", "hana"]},
             {"click": "button[type=submit]", "waitText": "x-customer-id"},
-            {"goto": format!("{base}/_auth/logout")},
+            {"goto": format!("{base}/_auth/logout?return_to=%2Faccount%2Fwishlist")},
             {"click": "button[value=this]", "waitText": "Sign out of Test IdP?"},
             {"click": "button[value=yes]", "waitText": "You have been signed out", "screenshot": "back-signed-out"},
-            // The provider forgot the browser too: signing in asks again.
-            {"goto": format!("{base}/account"), "waitText": "Test IdP"},
+            // "Continue" goes back where the customer was; the provider
+            // forgot the browser too, so signing in asks again.
+            {"click": "main a.button", "waitText": "Test IdP"},
+            {"fill": ["#username", "hana"]},
+            {"click": "button[type=submit]", "waitText": "x-customer-id"},
         ]),
     )
     .await;
-    assert_eq!(seen[5]["url"], format!("{base}/_auth/signed-out"));
+    let back = seen[5]["url"].as_str().unwrap();
+    assert!(
+        back.starts_with(&format!("{base}/_auth/signed-out?state=")),
+        "{back}"
+    );
     let again = &seen[6];
     assert!(
         again["url"].as_str().unwrap().contains("/interaction/"),
         "expected the provider's sign-in form, got {}",
         again["url"]
     );
+    assert_eq!(seen[8]["url"], format!("{base}/account/wishlist"));
 }
 
 #[tokio::test]

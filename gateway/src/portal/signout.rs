@@ -45,12 +45,41 @@ async fn sign_out(State(p): State<Arc<Portal>>, rq: Req) -> Result<Response> {
     p.logout(&rq, &rq.snap, &rq.conn.host, &rq.raw_host()).await
 }
 
+/// `/_auth/signed-out`: `return_to`, or the `state` a provider's sign-out
+/// brings back (which names where the customer was, kept here).
+#[derive(serde::Deserialize)]
+struct SignedOutQuery {
+    return_to: Option<String>,
+    state: Option<String>,
+}
+
+/// Where a sign-out through the provider comes back to, kept under its `state`.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct LogoutReturn {
+    return_to: String,
+}
+
+/// How long a sign-out at the provider may take to come back.
+const LOGOUT_TTL: i64 = 600;
+
 async fn signed_out(
     State(p): State<Arc<Portal>>,
-    Query(q): Query<ReturnQuery>,
+    Query(q): Query<SignedOutQuery>,
     rq: Req,
 ) -> Result<Response> {
-    let back = p.return_to(&rq.snap, rq.conn.here.as_ref(), q.return_to.as_deref());
+    let kept = match q
+        .state
+        .as_deref()
+        .filter(|s| !s.is_empty() && s.len() <= 64)
+    {
+        Some(state) => p
+            .take_json_once::<LogoutReturn>("logout", state)
+            .await?
+            .map(|k| k.return_to),
+        None => None,
+    };
+    let raw = kept.as_deref().or(q.return_to.as_deref());
+    let back = p.return_to(&rq.snap, rq.conn.here.as_ref(), raw);
     let html = p.msg(&rq, "message.signed_out", Some((&back, "common.continue")));
     p.page(&rq, 200, html).await
 }
@@ -219,7 +248,7 @@ impl Portal {
             return self.page(rq, 503, html).await;
         }
         match self
-            .provider_logout_url(rq, snap, &s.provider, raw_host)
+            .provider_logout_url(rq, snap, &s.provider, raw_host, &back)
             .await
         {
             Some(to) => self.redirect_external(rq, &to, &[clear]).await,
@@ -228,13 +257,16 @@ impl Portal {
     }
 
     /// RP-initiated logout: the provider's `end_session_endpoint`, coming back
-    /// to the signed-out page (on the auth host, if there is one).
+    /// to the signed-out page (on the auth host, if there is one). Where the
+    /// customer was (`back`) is kept here under the `state` the provider
+    /// returns, because the registered redirect URI must match exactly.
     pub(super) async fn provider_logout_url(
         &self,
         rq: &Req,
         snap: &Snapshot,
         provider: &str,
         raw_host: &str,
+        back_to: &str,
     ) -> Option<String> {
         let p = snap.providers.iter().find(|p| p.config.name == provider)?;
         let login = p.config.login.as_ref().filter(|l| l.logout_at_provider)?;
@@ -255,6 +287,21 @@ impl Portal {
         url.query_pairs_mut()
             .append_pair("client_id", &login.client_id)
             .append_pair("post_logout_redirect_uri", &back);
+        if !super::reset::is_home(back_to) {
+            let state = sess::new_token();
+            let kept = LogoutReturn {
+                return_to: back_to.to_string(),
+            };
+            match self
+                .put_json_once("logout", &state, &kept, sess::unix_now() + LOGOUT_TTL)
+                .await
+            {
+                Ok(()) => {
+                    url.query_pairs_mut().append_pair("state", &state);
+                }
+                Err(e) => tracing::warn!(error = %e, "where to return after sign-out not kept"),
+            }
+        }
         Some(url.to_string())
     }
 }
