@@ -130,9 +130,6 @@ impl Portal {
         snap: &Snapshot,
         token: &str,
     ) -> Result<Response> {
-        if let Some(answer) = self.throttled(rq, snap, "verify", false).await? {
-            return Ok(answer);
-        }
         let dir = self.app.auth.directory().clone();
         let taken = if token.is_empty() || token.len() > 64 {
             Ok(None)

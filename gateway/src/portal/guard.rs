@@ -142,3 +142,81 @@ fn refusal(req: &Request) -> Option<Problem> {
         .is_some_and(|here| origin::same_origin(header("origin"), header("sec-fetch-site"), here));
     (!ok).then_some(Problem::CrossSiteForm)
 }
+
+/// The throttle scope of a request to an endpoint that takes guesses
+/// (passwords, mailed tokens, sign-in codes), and whether it answers JSON.
+/// One table for every such endpoint. Pure.
+pub(super) fn guess_scope(method: &http::Method, path: &str) -> Option<(&'static str, bool)> {
+    use http::Method as M;
+    let scope = match (method, path) {
+        (&M::POST, "/_auth/login/password" | "/_auth/prove") => ("password", false),
+        (&M::POST, "/_auth/register") => ("register", false),
+        (&M::POST, "/_auth/reset") => ("reset", false),
+        (&M::POST, "/_auth/reset/confirm") => ("reset-confirm", false),
+        (&M::GET, "/_auth/verify" | "/_auth/email/confirm") => ("verify", false),
+        (&M::GET, "/_auth/hop") => ("hop", false),
+        (_, p) if p.starts_with("/_auth/callback/") => ("callback", false),
+        (&M::POST, p) if p.starts_with("/_auth/backchannel-logout/") => ("backchannel", true),
+        _ => return None,
+    };
+    Some(scope)
+}
+
+/// A client blocked after repeated failures on an endpoint's scope gets
+/// its 429 before the handler runs (the handlers count the failures).
+pub(super) async fn throttle(
+    axum::extract::State(portal): axum::extract::State<std::sync::Arc<super::Portal>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    if let Some((scope, json)) = guess_scope(req.method(), req.uri().path()) {
+        let client = req.extensions().get::<Conn>().and_then(|c| c.client);
+        let who = crate::throttle::address(client);
+        let sessions = &*portal.app.sessions;
+        if let Some(secs) = crate::throttle::retry_after(sessions, scope, &who).await {
+            let accept = req
+                .headers()
+                .get(http::header::ACCEPT_LANGUAGE)
+                .and_then(|v| v.to_str().ok());
+            let lang = portal.app.pages.language(accept);
+            return portal.throttle_answer(&lang, scope, secs, json);
+        }
+    }
+    next.run(req).await
+}
+
+#[cfg(test)]
+mod scope_tests {
+    use super::*;
+    use http::Method;
+
+    #[test]
+    fn every_endpoint_that_takes_guesses_has_a_scope() {
+        let cases = [
+            (Method::POST, "/_auth/login/password", Some("password")),
+            (Method::POST, "/_auth/prove", Some("password")),
+            (Method::POST, "/_auth/register", Some("register")),
+            (Method::GET, "/_auth/register", None),
+            (Method::POST, "/_auth/reset", Some("reset")),
+            (Method::POST, "/_auth/reset/confirm", Some("reset-confirm")),
+            (Method::GET, "/_auth/verify", Some("verify")),
+            (Method::GET, "/_auth/email/confirm", Some("verify")),
+            (Method::GET, "/_auth/hop", Some("hop")),
+            (Method::GET, "/_auth/callback/idp", Some("callback")),
+            (Method::POST, "/_auth/callback/apple", Some("callback")),
+            (
+                Method::POST,
+                "/_auth/backchannel-logout/idp",
+                Some("backchannel"),
+            ),
+            (Method::GET, "/_account", None),
+        ];
+        for (m, p, want) in cases {
+            assert_eq!(guess_scope(&m, p).map(|s| s.0), want, "{m} {p}");
+        }
+        assert_eq!(
+            guess_scope(&Method::POST, "/_auth/backchannel-logout/x").map(|s| s.1),
+            Some(true)
+        );
+    }
+}

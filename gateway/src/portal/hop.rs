@@ -39,9 +39,6 @@ async fn redeem(
     Query(q): Query<CodeQuery>,
     rq: Req,
 ) -> Result<Response> {
-    if let Some(answer) = p.throttled(&rq, &rq.snap, "hop", false).await? {
-        return Ok(answer);
-    }
     let code = q.code.unwrap_or_default();
     p.redeem_hop(&rq, &rq.snap, &rq.conn.host, &rq.raw_host(), &code)
         .await

@@ -68,6 +68,11 @@ pub fn router(app: Arc<App>) -> Router {
         .merge(consent::routes())
         .fallback(respond::not_found)
         .method_not_allowed_fallback(respond::not_found)
+        // Inner to outer: throttled guesses, then host, origin and HTTPS.
+        .layer(axum::middleware::from_fn_with_state(
+            portal.clone(),
+            guard::throttle,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             portal.clone(),
             guard::own_pages,

@@ -167,9 +167,6 @@ impl Portal {
         let account_key = crate::throttle::account(&proof.email);
         let refused = !self.form_ok(rq, current.as_deref(), &form);
         if !refused {
-            if let Some(answer) = self.throttled(rq, snap, "password", false).await? {
-                return Ok(answer);
-            }
             let blocked = self
                 .throttled_as(rq, "password-account", &account_key, false)
                 .await?;

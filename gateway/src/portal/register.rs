@@ -103,9 +103,6 @@ impl Portal {
                 .signin_page(rq, snap, host, 403, true, &return_to, &state)
                 .await;
         }
-        if let Some(answer) = self.throttled(rq, snap, "register", false).await? {
-            return Ok(answer);
-        }
         let (email, name) = self.check_registration(rq, snap, &form, &mut state).await;
         let given = form.get("password");
         let ticked = form.get_all("grant");

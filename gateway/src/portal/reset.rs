@@ -178,9 +178,6 @@ impl Portal {
                 .reset_request_page(rq, snap, host, 403, &return_to, &typed, &errors, false)
                 .await;
         }
-        if let Some(answer) = self.throttled(rq, snap, "reset", false).await? {
-            return Ok(answer);
-        }
         let email = match accounts::normalize_email(&typed) {
             Ok(e) => e,
             Err(why) => {
@@ -292,9 +289,6 @@ impl Portal {
         if !self.form_ok(rq, current.as_deref(), &form) {
             errors.insert("password", self.tr(rq, "field.form_expired"));
             return self.reset_page(rq, snap, host, 403, &token, &errors).await;
-        }
-        if let Some(answer) = self.throttled(rq, snap, "reset-confirm", false).await? {
-            return Ok(answer);
         }
         let given = form.get("password").to_string();
         // The policy first, so a refused password does not spend the link.

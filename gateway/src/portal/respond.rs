@@ -331,20 +331,9 @@ impl Portal {
         self.page(rq, 503, html).await
     }
 
-    /// Answers 429 (a page, or JSON for machine callers) when this client is
-    /// blocked on `scope` after repeated failures. True if it answered.
-    pub(super) async fn throttled(
-        &self,
-        rq: &Req,
-        _snap: &Snapshot,
-        scope: &str,
-        json: bool,
-    ) -> Result<Option<Response>> {
-        let who = crate::throttle::address(rq.conn.client);
-        self.throttled_as(rq, scope, &who, json).await
-    }
-
-    /// Like `throttled`, for any `who` (a client address or an account).
+    /// Answers 429 (a page, or JSON for machine callers) when `who` (an
+    /// account; addresses are throttled by `guard::throttle`) is blocked on
+    /// `scope` after repeated failures.
     pub(super) async fn throttled_as(
         &self,
         rq: &Req,
@@ -355,25 +344,44 @@ impl Portal {
         let Some(secs) = crate::throttle::retry_after(&*self.app.sessions, scope, who).await else {
             return Ok(None);
         };
+        Ok(Some(self.throttle_answer(
+            &self.lang(rq),
+            scope,
+            secs,
+            json,
+        )))
+    }
+
+    /// The 429 of a client blocked on `scope` for `secs` more seconds: a
+    /// page in `lang`, or JSON for machine callers; counted.
+    pub(super) fn throttle_answer(
+        &self,
+        lang: &str,
+        scope: &str,
+        secs: i64,
+        json: bool,
+    ) -> Response {
         self.app.metrics.throttled.with_label_values(&[scope]).inc();
         let retry = [("retry-after", secs.to_string())];
-        let answer = if json {
+        if json {
             let body = serde_json::json!({
                 "error": "slow_down",
                 "error_description": format!("too many failed attempts; retry in {secs} s"),
             })
             .to_string();
-            self.write(rq, 429, "application/json", body, &retry)
-                .await?
-        } else {
-            let lang = self.lang(rq);
-            let wait = self.app.pages.count(&lang, "seconds", secs.max(0) as u64);
-            let body = self.tra(rq, "message.throttled.body", &[("wait", &wait)]);
-            let html = self.msg_with(rq, "message.throttled", &body, Some(("/", "common.home")));
-            self.write(rq, 429, "text/html; charset=utf-8", html, &retry)
-                .await?
-        };
-        Ok(Some(answer))
+            return page_response(429, "application/json", body, &retry);
+        }
+        let pages = &self.app.pages;
+        let wait = pages.count(lang, "seconds", secs.max(0) as u64);
+        let title = pages.text(lang, "message.throttled.title", &[]);
+        let body = pages.text(lang, "message.throttled.body", &[("wait", &wait)]);
+        let home = pages.text(lang, "common.home", &[]);
+        let html = pages.message(lang, &title, &body, Some(("/", &home)));
+        let mut resp = page_response(429, "text/html; charset=utf-8", html, &retry);
+        if let Ok(v) = http::HeaderValue::from_str(lang) {
+            resp.headers_mut().insert(http::header::CONTENT_LANGUAGE, v);
+        }
+        resp
     }
 
     /// Counts a failed attempt on `scope` from this client.

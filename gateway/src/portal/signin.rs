@@ -81,9 +81,6 @@ async fn callback(
     Path(name): Path<String>,
     rq: Req,
 ) -> Result<Response> {
-    if let Some(answer) = p.throttled(&rq, &rq.snap, "callback", false).await? {
-        return Ok(answer);
-    }
     let (snap, host, raw_host) = (&rq.snap, &rq.conn.host, rq.raw_host());
     p.finish_login(&rq, snap, &name, host, &raw_host, rq.head.uri.query())
         .await
@@ -650,9 +647,6 @@ impl Portal {
             return self
                 .signin_page(rq, snap, host, 403, false, &return_to, &state)
                 .await;
-        }
-        if let Some(answer) = self.throttled(rq, snap, "password", false).await? {
-            return Ok(answer);
         }
         let email = match accounts::normalize_email(form.get("email")) {
             Ok(e) => e,

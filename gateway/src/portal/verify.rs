@@ -35,9 +35,6 @@ impl Portal {
         snap: &Snapshot,
         token: &str,
     ) -> Result<Response> {
-        if let Some(answer) = self.throttled(rq, snap, "verify", false).await? {
-            return Ok(answer);
-        }
         let dir = self.app.auth.directory();
         let taken = if token.is_empty() || token.len() > 64 {
             Ok(None)
