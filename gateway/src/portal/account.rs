@@ -86,7 +86,7 @@ pub(super) async fn submitted(
         Err(to_sign_in) => return Ok(Err(to_sign_in)),
     };
     let form = rq.form();
-    if !p.form_ok(rq, Some(&me), &form) {
+    if !p.form_ok(rq, Some(&me), form.get("csrf")) {
         let mut errors = Errors::new();
         errors.insert("name", p.tr(rq, "field.form_expired"));
         return Ok(Err(p
@@ -95,6 +95,72 @@ pub(super) async fn submitted(
     }
     Ok(Ok((me, form)))
 }
+
+/// A signed-in customer's account form with this session's CSRF token,
+/// read as `T`: what every `/_account` POST starts from. Rejected with the
+/// answer: sign in first, or the account page saying the form expired.
+pub(super) struct Account<T> {
+    pub rq: Req,
+    pub me: Arc<Browser>,
+    pub form: T,
+}
+
+impl<T: serde::de::DeserializeOwned> axum::extract::FromRequest<Arc<Portal>> for Account<T> {
+    type Rejection = Response;
+
+    async fn from_request(
+        req: axum::extract::Request,
+        p: &Arc<Portal>,
+    ) -> std::result::Result<Self, Response> {
+        use axum::response::IntoResponse;
+        let rq = Req::from_request(req, p)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let me = match submitted(p, &rq).await {
+            Ok(Ok((me, _))) => me,
+            Ok(Err(answer)) => return Err(answer),
+            Err(failure) => return Err(failure.into_response()),
+        };
+        let form = rq.form_as::<T>().map_err(IntoResponse::into_response)?;
+        Ok(Account { rq, me, form })
+    }
+}
+
+/// `/_account/profile`.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct ProfileForm {
+    name: String,
+}
+
+/// `/_account/unlink`: the way in to remove.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct UnlinkForm {
+    issuer: String,
+    subject: String,
+}
+
+/// `/_account/sessions/end`: the session's reference.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct EndForm {
+    session: String,
+}
+
+/// `/_account/password`: add one (`email`, `password`) or change it
+/// (`current`, `password`).
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(super) struct PasswordForm {
+    email: String,
+    password: String,
+    current: String,
+}
+
+/// A form with no fields of its own (the CSRF token only).
+#[derive(Deserialize, Default)]
+struct NoFields {}
 
 /// After an account change: back to the account with its notice, or the
 /// 503 page when a store failed.
@@ -122,12 +188,11 @@ async fn done(
     }
 }
 
-async fn profile(State(p): State<Arc<Portal>>, rq: Req) -> Result<Response> {
-    let (me, form) = match submitted(&p, &rq).await? {
-        Ok(ok) => ok,
-        Err(answer) => return Ok(answer),
-    };
-    let name = match accounts::normalize_name(form.get("name")) {
+async fn profile(
+    State(p): State<Arc<Portal>>,
+    Account { rq, me, form }: Account<ProfileForm>,
+) -> Result<Response> {
+    let name = match accounts::normalize_name(&form.name) {
         Ok(name) => name,
         Err(why) => {
             let mut errors = Errors::new();
@@ -153,11 +218,10 @@ async fn profile(State(p): State<Arc<Portal>>, rq: Req) -> Result<Response> {
 }
 
 /// Sends the confirmation mail again (throttled per account).
-async fn resend(State(p): State<Arc<Portal>>, rq: Req) -> Result<Response> {
-    let (me, _) = match submitted(&p, &rq).await? {
-        Ok(ok) => ok,
-        Err(answer) => return Ok(answer),
-    };
+async fn resend(
+    State(p): State<Arc<Portal>>,
+    Account { rq, me, .. }: Account<NoFields>,
+) -> Result<Response> {
     let who = format!("cust-{}", me.customer_id);
     if let Some(answer) = p.throttled_as(&rq, "verify-mail", &who, false).await? {
         return Ok(answer);
@@ -181,14 +245,13 @@ async fn resend(State(p): State<Arc<Portal>>, rq: Req) -> Result<Response> {
     done(&p, &rq, &me, outcome).await
 }
 
-async fn unlink(State(p): State<Arc<Portal>>, rq: Req) -> Result<Response> {
-    let (me, form) = match submitted(&p, &rq).await? {
-        Ok(ok) => ok,
-        Err(answer) => return Ok(answer),
-    };
+async fn unlink(
+    State(p): State<Arc<Portal>>,
+    Account { rq, me, form }: Account<UnlinkForm>,
+) -> Result<Response> {
     let id = ExternalId {
-        issuer: form.get("issuer").into(),
-        subject: form.get("subject").into(),
+        issuer: form.issuer,
+        subject: form.subject,
     };
     let outcome = match p.app.auth.directory().unlink(&me.customer_id, &id).await {
         Ok(Unlink::Unlinked) | Ok(Unlink::NotFound) => Ok("unlinked"),
@@ -199,12 +262,11 @@ async fn unlink(State(p): State<Arc<Portal>>, rq: Req) -> Result<Response> {
 }
 
 /// Ends another of the customer's sessions (never this one).
-async fn end_session(State(p): State<Arc<Portal>>, rq: Req) -> Result<Response> {
-    let (me, form) = match submitted(&p, &rq).await? {
-        Ok(ok) => ok,
-        Err(answer) => return Ok(answer),
-    };
-    let target = form.get("session").to_string();
+async fn end_session(
+    State(p): State<Arc<Portal>>,
+    Account { rq, me, form }: Account<EndForm>,
+) -> Result<Response> {
+    let target = form.session;
     let outcome = match p.app.sessions.list(&me.customer_id, now()).await {
         Ok(list)
             if list
@@ -226,11 +288,11 @@ async fn end_session(State(p): State<Arc<Portal>>, rq: Req) -> Result<Response> 
     done(&p, &rq, &me, outcome).await
 }
 
-async fn password(State(p): State<Arc<Portal>>, _on: PasswordsOn, rq: Req) -> Result<Response> {
-    let (me, form) = match submitted(&p, &rq).await? {
-        Ok(ok) => ok,
-        Err(answer) => return Ok(answer),
-    };
+async fn password(
+    State(p): State<Arc<Portal>>,
+    _on: PasswordsOn,
+    Account { rq, me, form }: Account<PasswordForm>,
+) -> Result<Response> {
     p.account_password(&rq, &rq.snap, &me, &form).await
 }
 
@@ -310,7 +372,7 @@ impl Portal {
         rq: &Req,
         snap: &Snapshot,
         me: &Browser,
-        form: &Form,
+        form: &PasswordForm,
     ) -> Result<Response> {
         let dir = self.app.auth.directory().clone();
         let ways = match dir.identities(&me.customer_id).await {
@@ -334,7 +396,7 @@ impl Portal {
             .map(|w| w.subject.clone());
         let email = match &existing {
             Some(e) => e.clone(),
-            None => match accounts::normalize_email(form.get("email")) {
+            None => match accounts::normalize_email(&form.email) {
                 Ok(e) => e,
                 Err(why) => {
                     errors.insert("email", self.tr(rq, why));
@@ -344,7 +406,7 @@ impl Portal {
         };
         if existing.is_some() {
             match self
-                .current_password(rq, snap, me, &email, form.get("current"))
+                .current_password(rq, snap, me, &email, &form.current)
                 .await?
             {
                 Current::Throttled(answer) => return Ok(answer),
@@ -355,17 +417,14 @@ impl Portal {
             }
         }
         if errors.is_empty() {
-            if let Some(why) = self
-                .weak_password(rq, snap, form.get("password"), &email)
-                .await
-            {
+            if let Some(why) = self.weak_password(rq, snap, &form.password, &email).await {
                 errors.insert("password", why);
             }
         }
         if !errors.is_empty() {
             return self.account_page(rq, snap, me, 422, None, &errors).await;
         }
-        let result = match self.hash_password(form.get("password")).await {
+        let result = match self.hash_password(&form.password).await {
             Ok(h) => dir
                 .set_password(&me.customer_id, &email, &h)
                 .await
@@ -429,47 +488,78 @@ impl Portal {
         notice: Option<&str>,
         errors: &Errors,
     ) -> Result<Response> {
-        let dir = self.app.auth.directory();
-        let fetched = async {
-            let c = dir
-                .customer(&me.customer_id)
-                .await
-                .map_err(|e| e.to_string())?;
-            let ways = dir
-                .identities(&me.customer_id)
-                .await
-                .map_err(|e| e.to_string())?;
-            let sessions = self
-                .app
-                .sessions
-                .list(&me.customer_id, now())
-                .await
-                .map_err(|e| e.to_string())?;
-            Ok::<_, String>((c, ways, sessions))
-        }
-        .await;
-        let (customer, ways, sessions) = match fetched {
+        let (customer, ways, sessions) = match self.account_data(me).await {
             Ok((Some(c), w, s)) => (c, w, s),
             Ok((None, _, _)) => {
-                let html = self.msg(
-                    rq,
-                    "message.account_gone",
-                    Some(("/_auth/login", "common.sign_in")),
-                );
+                let link = Some(("/_auth/login", "common.sign_in"));
+                let html = self.msg(rq, "message.account_gone", link);
                 return self.page(rq, 404, html).await;
             }
             Err(e) => {
+                let retry = ("/_account", "common.try_again");
                 return self
-                    .dependency_down(
-                        rq,
-                        &me.provider,
-                        "account page unavailable",
-                        &e,
-                        ("/_account", "common.try_again"),
-                    )
+                    .dependency_down(rq, &me.provider, "account page unavailable", &e, retry)
                     .await;
             }
         };
+        let has_password = ways.iter().any(|w| w.issuer == PASSWORD_ISSUER);
+        let linkable: Vec<Value> = snap
+            .config
+            .login_providers()
+            .filter(|p| !ways.iter().any(|w| w.issuer == p.issuer))
+            .map(|p| json!({ "name": p.name, "display_name": p.login.as_ref().map(|l| l.display_name.clone()) }))
+            .collect();
+        let html = self.render(
+            rq,
+            "account.html",
+            json!({
+                "csrf": me.csrf,
+                "email": customer.email,
+                "email_verified": customer.email_verified,
+                "name": customer.name,
+                "identities": self.identity_rows(rq, snap, &ways),
+                "linkable": linkable,
+                "passwords": snap.config.accounts.passwords,
+                "has_password": has_password,
+                "min_length": snap.config.accounts.password_min_length,
+                "sessions": self.session_rows(rq, snap, me, &sessions),
+                "notice": notice,
+                "field_errors": errors,
+                "errors": error_summary(errors, has_password),
+                // What was typed into the email form, kept on its error.
+                "new_email": rq.form().get("new_email"),
+            }),
+        );
+        self.page(rq, status, html).await
+    }
+
+    /// The customer, their ways in and their sessions.
+    async fn account_data(
+        &self,
+        me: &Browser,
+    ) -> std::result::Result<
+        (
+            Option<crate::customers::Customer>,
+            Vec<ExternalId>,
+            Vec<Browser>,
+        ),
+        String,
+    > {
+        let dir = self.app.auth.directory();
+        let id = &me.customer_id;
+        let c = dir.customer(id).await.map_err(|e| e.to_string())?;
+        let ways = dir.identities(id).await.map_err(|e| e.to_string())?;
+        let sessions = self
+            .app
+            .sessions
+            .list(id, now())
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok((c, ways, sessions))
+    }
+
+    /// The ways in, each with its label (a provider's display name).
+    fn identity_rows(&self, rq: &Req, snap: &Snapshot, ways: &[ExternalId]) -> Vec<Value> {
         let label_of = |issuer: &str| {
             snap.config
                 .providers
@@ -481,8 +571,7 @@ impl Portal {
                         .map_or_else(|| p.name.clone(), |l| l.display_name.clone())
                 })
         };
-        let identities: Vec<Value> = ways
-            .iter()
+        ways.iter()
             .map(|w| {
                 let label = if w.issuer == PASSWORD_ISSUER {
                     self.tra(rq, "account.password_identity", &[("email", &w.subject)])
@@ -491,16 +580,20 @@ impl Portal {
                 };
                 json!({ "issuer": w.issuer, "subject": w.subject, "label": label })
             })
-            .collect();
-        let linkable: Vec<Value> = snap
-            .config
-            .login_providers()
-            .filter(|p| !ways.iter().any(|w| w.issuer == p.issuer))
-            .map(|p| json!({ "name": p.name, "display_name": p.login.as_ref().map(|l| l.display_name.clone()) }))
-            .collect();
+            .collect()
+    }
+
+    /// The customer's sessions: device, when, how, and which is this one.
+    fn session_rows(
+        &self,
+        rq: &Req,
+        snap: &Snapshot,
+        me: &Browser,
+        sessions: &[Browser],
+    ) -> Vec<Value> {
         let method_label = |m: &str| {
             if m == PASSWORD_METHOD {
-                "a password".to_string()
+                self.tr(rq, "account.with_password")
             } else {
                 snap.config
                     .providers
@@ -510,7 +603,7 @@ impl Portal {
                     .map_or_else(|| m.to_string(), |l| l.display_name.clone())
             }
         };
-        let rows: Vec<Value> = sessions
+        sessions
             .iter()
             .map(|s| {
                 json!({
@@ -522,44 +615,28 @@ impl Portal {
                     "ref": s.id_hash,
                 })
             })
-            .collect();
-        let mut summary_errors = Vec::new();
-        for (field, text) in errors {
-            // The id of the field the error belongs to (`{form}-{name}`).
+            .collect()
+    }
+}
+
+/// The error summary of the account page: each error with the id of the
+/// field it belongs to (`{form}-{name}`). Pure.
+fn error_summary(errors: &Errors, has_password: bool) -> Vec<Value> {
+    errors
+        .iter()
+        .map(|(field, text)| {
             let id = match *field {
                 "name" => "profile-name",
                 "current" => "change-current",
                 "email" => "add-email",
                 "new_email" => "email-new_email",
                 "email_current" => "email-current",
-                _ if ways.iter().any(|w| w.issuer == PASSWORD_ISSUER) => "change-password",
+                _ if has_password => "change-password",
                 _ => "add-password",
             };
-            summary_errors.push(json!({ "id": id, "text": text }));
-        }
-        let html = self.render(
-            rq,
-            "account.html",
-            json!({
-                "csrf": me.csrf,
-                "email": customer.email,
-                "email_verified": customer.email_verified,
-                "name": customer.name,
-                "identities": identities,
-                "linkable": linkable,
-                "passwords": snap.config.accounts.passwords,
-                "has_password": ways.iter().any(|w| w.issuer == PASSWORD_ISSUER),
-                "min_length": snap.config.accounts.password_min_length,
-                "sessions": rows,
-                "notice": notice,
-                "field_errors": errors,
-                "errors": summary_errors,
-                // What was typed into the email form, kept on its error.
-                "new_email": rq.form().get("new_email"),
-            }),
-        );
-        self.page(rq, status, html).await
-    }
+            json!({ "id": id, "text": text })
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -106,7 +106,7 @@ async fn decide(State(p): State<Arc<Portal>>, rq: Req) -> Result<Response> {
         Err(to_sign_in) => return Ok(to_sign_in),
     };
     let form = rq.form();
-    if !p.form_ok(&rq, Some(&me), &form) {
+    if !p.form_ok(&rq, Some(&me), form.get("csrf")) {
         let html = p.msg(
             &rq,
             "message.consent_expired",

@@ -10,6 +10,7 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
 
+use super::account::Account;
 use super::request::{Query, TokenQuery};
 use super::respond::*;
 use super::*;
@@ -25,11 +26,18 @@ pub(super) fn routes() -> Router<Arc<Portal>> {
         .route("/_auth/email/confirm", get(confirm))
 }
 
-async fn ask(State(p): State<Arc<Portal>>, rq: Req) -> Result<Response> {
-    let (me, form) = match super::account::submitted(&p, &rq).await? {
-        Ok(ok) => ok,
-        Err(answer) => return Ok(answer),
-    };
+/// `/_account/email`: the new address, and the password when there is one.
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+struct EmailForm {
+    new_email: String,
+    current: String,
+}
+
+async fn ask(
+    State(p): State<Arc<Portal>>,
+    Account { rq, me, form }: Account<EmailForm>,
+) -> Result<Response> {
     p.ask_email_change(&rq, &rq.snap, &me, &form).await
 }
 
@@ -50,10 +58,10 @@ impl Portal {
         rq: &Req,
         snap: &Snapshot,
         me: &Browser,
-        form: &Form,
+        form: &EmailForm,
     ) -> Result<Response> {
         let mut errors = Errors::new();
-        let new = accounts::normalize_email(form.get("new_email"))
+        let new = accounts::normalize_email(&form.new_email)
             .map_err(|why| errors.insert("new_email", self.tr(rq, why)))
             .unwrap_or_default();
         if errors.is_empty() && me.email.as_deref() == Some(new.as_str()) {
@@ -67,7 +75,7 @@ impl Portal {
             };
             let signs_in = ways.iter().find(|w| w.issuer == accounts::PASSWORD_ISSUER);
             if let Some(pw) = signs_in {
-                let given = form.get("current");
+                let given = &form.current;
                 match self
                     .current_password(rq, snap, me, &pw.subject, given)
                     .await?

@@ -165,7 +165,7 @@ impl Portal {
         };
         let current = self.current_session(rq, snap, host).await?;
         let account_key = crate::throttle::account(&proof.email);
-        let refused = !self.form_ok(rq, current.as_deref(), &form);
+        let refused = !self.form_ok(rq, current.as_deref(), form.get("csrf"));
         if !refused {
             let blocked = self
                 .throttled_as(rq, "password-account", &account_key, false)

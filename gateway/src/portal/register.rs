@@ -17,6 +17,20 @@ use crate::accounts::{self, password, Purpose};
 use crate::session::{self as sess};
 use crate::state::Snapshot;
 
+/// `POST /_auth/register`.
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+pub(super) struct RegisterForm {
+    csrf: String,
+    email: String,
+    password: String,
+    name: String,
+    return_to: String,
+    /// `{purpose}:{version}` of every box ticked.
+    #[serde(deserialize_with = "super::request::many")]
+    grant: Vec<String>,
+}
+
 /// A token to mail: for whom, what for, which address, how long it works.
 pub(super) struct MailedToken<'a> {
     pub customer_id: &'a str,
@@ -83,29 +97,25 @@ impl Portal {
         host: &str,
         raw_host: &str,
     ) -> Result<Response> {
-        let form = rq.form();
-        let return_to = self.return_to(snap, rq.conn.here.as_ref(), Some(form.get("return_to")));
+        let form: RegisterForm = rq.form_as()?;
+        let return_to = self.return_to(snap, rq.conn.here.as_ref(), Some(&form.return_to));
         let current = self.current_session(rq, snap, host).await?;
         let mut state = SigninState {
-            register_email: form.get("email").trim().to_string(),
-            register_name: form.get("name").trim().to_string(),
+            register_email: form.email.trim().to_string(),
+            register_name: form.name.trim().to_string(),
             // A form error keeps every choice made, never records a decline.
-            register_ticked: form
-                .get_all("grant")
-                .into_iter()
-                .map(String::from)
-                .collect(),
+            register_ticked: form.grant.clone(),
             ..SigninState::default()
         };
-        if !self.form_ok(rq, current.as_deref(), &form) {
+        if !self.form_ok(rq, current.as_deref(), &form.csrf) {
             state.form_error = Some(self.tr(rq, "field.form_expired"));
             return self
                 .signin_page(rq, snap, host, 403, true, &return_to, &state)
                 .await;
         }
         let (email, name) = self.check_registration(rq, snap, &form, &mut state).await;
-        let given = form.get("password");
-        let ticked = form.get_all("grant");
+        let given = form.password.as_str();
+        let ticked: Vec<&str> = form.grant.iter().map(String::as_str).collect();
         let Some(email) = email.filter(|_| state.register_errors.is_empty()) else {
             self.app
                 .metrics
@@ -207,17 +217,17 @@ impl Portal {
         &self,
         rq: &Req,
         snap: &Snapshot,
-        form: &Form,
+        form: &RegisterForm,
         state: &mut SigninState,
     ) -> (Option<String>, Option<String>) {
-        let email = accounts::normalize_email(form.get("email"))
+        let email = accounts::normalize_email(&form.email)
             .map_err(|e| state.register_errors.insert("email", self.tr(rq, e)))
             .ok();
-        let name = accounts::normalize_name(form.get("name"))
+        let name = accounts::normalize_name(&form.name)
             .map_err(|e| state.register_errors.insert("name", self.tr(rq, e)))
             .ok()
             .flatten();
-        let given = form.get("password");
+        let given = form.password.as_str();
         if given.is_empty() {
             state
                 .register_errors
@@ -228,10 +238,8 @@ impl Portal {
         {
             state.register_errors.insert("password", why);
         }
-        let ticked = form.get_all("grant");
-        let is_ticked = |p: &crate::consent::Purpose| {
-            ticked.contains(&format!("{}:{}", p.id, p.version).as_str())
-        };
+        let is_ticked =
+            |p: &crate::consent::Purpose| form.grant.contains(&format!("{}:{}", p.id, p.version));
         if snap
             .config
             .purposes

@@ -128,10 +128,38 @@ impl Req {
         )
     }
 
+    /// The form body as `T`: each field a string (absent: its default); a
+    /// field declared a list (`#[serde(default, deserialize_with =
+    /// "request::many")]`) takes every value sent. A form that does not fit
+    /// `T` (a single field sent twice, say) is a 400.
+    pub fn form_as<T: serde::de::DeserializeOwned>(&self) -> Result<T, Failure> {
+        parse_form(&self.body)
+    }
+
     pub fn header(&self, name: impl http::header::AsHeaderName) -> Option<&str> {
         self.head.headers.get(name).and_then(|v| v.to_str().ok())
     }
+}
 
+/// A form body as `T` (see [`Req::form_as`]). Pure.
+pub fn parse_form<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Failure> {
+    {
+        let mut fields = serde_json::Map::new();
+        for (k, v) in url::form_urlencoded::parse(body).into_owned() {
+            match fields.get_mut(&k) {
+                Some(serde_json::Value::Array(all)) => all.push(v.into()),
+                Some(one) => *one = serde_json::Value::Array(vec![one.take(), v.into()]),
+                None => {
+                    fields.insert(k, v.into());
+                }
+            }
+        }
+        serde_json::from_value(serde_json::Value::Object(fields))
+            .map_err(|_| Failure::BadRequest("the form does not have the fields this page sends"))
+    }
+}
+
+impl Req {
     /// The device name of this request's browser.
     pub fn device(&self) -> Option<String> {
         self.header(http::header::USER_AGENT)
@@ -176,6 +204,20 @@ pub fn query(q: Option<&str>, key: &str) -> Option<String> {
 /// A submitted form: every field in order (a field may repeat).
 pub struct Form(pub Vec<(String, String)>);
 
+/// Every value of a form field declared as a list (one value or several).
+pub fn many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match serde::Deserialize::deserialize(d)? {
+        OneOrMany::One(v) => vec![v],
+        OneOrMany::Many(v) => v,
+    })
+}
+
 impl Form {
     /// Every value of `key`, in order.
     pub fn get_all(&self, key: &str) -> Vec<&str> {
@@ -193,5 +235,31 @@ impl Form {
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.as_str())
             .unwrap_or("")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Deserialize, Debug, Default)]
+    #[serde(default)]
+    struct Sample {
+        email: String,
+        name: Option<String>,
+        #[serde(deserialize_with = "many")]
+        grant: Vec<String>,
+    }
+
+    #[test]
+    fn forms_parse_into_types_lists_take_every_value_and_doubles_are_refused() {
+        let s: Sample = parse_form(b"email=a%40b.test&grant=terms%3A1&grant=news%3A2").unwrap();
+        assert_eq!(s.email, "a@b.test");
+        assert_eq!(s.name, None);
+        assert_eq!(s.grant, vec!["terms:1", "news:2"]);
+        let one: Sample = parse_form(b"grant=terms%3A1&unknown=x").unwrap();
+        assert_eq!(one.grant, vec!["terms:1"]);
+        assert_eq!(one.email, "");
+        assert!(parse_form::<Sample>(b"email=a&email=b").is_err());
     }
 }

@@ -100,6 +100,24 @@ async fn confirm(State(p): State<Arc<Portal>>, _on: PasswordsOn, rq: Req) -> Res
     p.reset_confirm(&rq, &rq.snap, &rq.conn.host).await
 }
 
+/// `POST /_auth/reset`: the address to mail a link to.
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+struct AskForm {
+    csrf: String,
+    email: String,
+    return_to: String,
+}
+
+/// `POST /_auth/reset/confirm`: the mailed token and the new password.
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+struct NewPasswordForm {
+    csrf: String,
+    token: String,
+    password: String,
+}
+
 /// The return URL a reset carries (from the mailed link, then the form), checked.
 fn carried_return_to(p: &Portal, rq: &Req) -> String {
     let form = rq.form();
@@ -167,12 +185,12 @@ impl Portal {
         snap: &Snapshot,
         host: &str,
     ) -> Result<Response> {
-        let form = rq.form();
-        let return_to = self.return_to(snap, rq.conn.here.as_ref(), Some(form.get("return_to")));
+        let form: AskForm = rq.form_as()?;
+        let return_to = self.return_to(snap, rq.conn.here.as_ref(), Some(&form.return_to));
         let current = self.current_session(rq, snap, host).await?;
-        let typed = form.get("email").trim().to_string();
+        let typed = form.email.trim().to_string();
         let mut errors = Errors::new();
-        if !self.form_ok(rq, current.as_deref(), &form) {
+        if !self.form_ok(rq, current.as_deref(), &form.csrf) {
             errors.insert("email", self.tr(rq, "field.form_expired"));
             return self
                 .reset_request_page(rq, snap, host, 403, &return_to, &typed, &errors, false)
@@ -282,15 +300,15 @@ impl Portal {
         snap: &Snapshot,
         host: &str,
     ) -> Result<Response> {
-        let form = rq.form();
-        let token = form.get("token").to_string();
+        let form: NewPasswordForm = rq.form_as()?;
+        let token = form.token.clone();
         let current = self.current_session(rq, snap, host).await?;
         let mut errors = Errors::new();
-        if !self.form_ok(rq, current.as_deref(), &form) {
+        if !self.form_ok(rq, current.as_deref(), &form.csrf) {
             errors.insert("password", self.tr(rq, "field.form_expired"));
             return self.reset_page(rq, snap, host, 403, &token, &errors).await;
         }
-        let given = form.get("password").to_string();
+        let given = form.password.clone();
         // The policy first, so a refused password does not spend the link.
         if let Some(why) = self.weak_password(rq, snap, &given, "").await {
             errors.insert("password", why);

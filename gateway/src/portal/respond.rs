@@ -455,8 +455,9 @@ impl Portal {
         here: Option<&Url>,
         raw: Option<&str>,
     ) -> String {
+        // An empty field names no place (not "this page").
         let checked = here
-            .zip(raw)
+            .zip(raw.filter(|r| !r.is_empty()))
             .and_then(|(h, r)| self.destination(snap, h, r));
         checked.map_or_else(|| "/".to_string(), String::from)
     }

@@ -118,6 +118,16 @@ pub(super) struct SigninState {
     pub notice: Option<String>,
 }
 
+/// `POST /_auth/login/password`.
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+struct PasswordSignIn {
+    csrf: String,
+    email: String,
+    password: String,
+    return_to: String,
+}
+
 impl Portal {
     /// `/_auth/login`: to the auth host if there is one; straight on when
     /// already signed in here; else the provider (or a chooser).
@@ -635,20 +645,20 @@ impl Portal {
         snap: &Snapshot,
         host: &str,
     ) -> Result<Response> {
-        let form = rq.form();
-        let return_to = self.return_to(snap, rq.conn.here.as_ref(), Some(form.get("return_to")));
+        let form: PasswordSignIn = rq.form_as()?;
+        let return_to = self.return_to(snap, rq.conn.here.as_ref(), Some(&form.return_to));
         let current = self.current_session(rq, snap, host).await?;
         let mut state = SigninState {
-            login_email: form.get("email").trim().to_string(),
+            login_email: form.email.trim().to_string(),
             ..SigninState::default()
         };
-        if !self.form_ok(rq, current.as_deref(), &form) {
+        if !self.form_ok(rq, current.as_deref(), &form.csrf) {
             state.form_error = Some(self.tr(rq, "field.form_expired"));
             return self
                 .signin_page(rq, snap, host, 403, false, &return_to, &state)
                 .await;
         }
-        let email = match accounts::normalize_email(form.get("email")) {
+        let email = match accounts::normalize_email(&form.email) {
             Ok(e) => e,
             Err(why) => {
                 state.login_errors.insert("email", self.tr(rq, why));
@@ -683,7 +693,7 @@ impl Portal {
             Some((c, h)) => (h, Some(c)),
             None => (self.app.dummy_hash.clone(), None),
         };
-        let given = form.get("password").to_string();
+        let given = form.password.clone();
         let long = given.chars().count() > password::MAX_LENGTH;
         let matched = !long
             && tokio::task::spawn_blocking({
@@ -788,8 +798,7 @@ impl Portal {
     /// Whether a submitted form carries this browser's CSRF token: the
     /// session's, or the double-submit cookie's. (`Origin` was checked
     /// before any handler ran: `guard::own_pages`.)
-    pub(super) fn form_ok(&self, rq: &Req, current: Option<&Browser>, form: &Form) -> bool {
-        let sent = form.get("csrf");
+    pub(super) fn form_ok(&self, rq: &Req, current: Option<&Browser>, sent: &str) -> bool {
         !sent.is_empty()
             && (current.is_some_and(|s| sess::same_token(sent, &s.csrf))
                 || rq

@@ -59,6 +59,15 @@ struct LogoutReturn {
     return_to: String,
 }
 
+/// `POST /_auth/logout`: `scope` is `this` or `everywhere`.
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+struct SignOutForm {
+    csrf: String,
+    scope: String,
+    return_to: String,
+}
+
 /// How long a sign-out at the provider may take to come back.
 const LOGOUT_TTL: i64 = 600;
 
@@ -206,11 +215,10 @@ impl Portal {
         raw_host: &str,
     ) -> Result<Response> {
         let current = self.current_session(rq, snap, host).await?;
-        let form = rq.form().0;
-        let field = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        let form: SignOutForm = rq.form_as()?;
         let domain = sess::cookie_domain(host, &snap.config.sessions.cookie_domains);
         let clear = sess::set_session_cookie(domain, "", 0);
-        let back = self.return_to(snap, rq.conn.here.as_ref(), field("return_to"));
+        let back = self.return_to(snap, rq.conn.here.as_ref(), Some(&form.return_to));
         let signed_out = format!(
             "/_auth/signed-out{}",
             super::reset::carry(&back).replacen('&', "?", 1)
@@ -218,7 +226,7 @@ impl Portal {
         let Some(s) = current else {
             return self.redirect(rq, &signed_out, &[clear]).await;
         };
-        if !field("csrf").is_some_and(|t| sess::same_token(t, &s.csrf)) {
+        if !sess::same_token(&form.csrf, &s.csrf) {
             let html = self.msg(
                 rq,
                 "message.signout_unconfirmed",
@@ -226,7 +234,7 @@ impl Portal {
             );
             return self.page(rq, 403, html).await;
         }
-        let (group, reason) = if field("scope") == Some("everywhere") {
+        let (group, reason) = if form.scope == "everywhere" {
             (Group::Customer(&s.customer_id), "logout_everywhere")
         } else {
             (Group::Login(&s.login_id), "logout")
