@@ -487,3 +487,54 @@ routes:
     assert!(told.contains("/_auth/reset"), "{told}");
     drop(gw);
 }
+
+/// Every page a customer can reach without a provider, at phone width, with
+/// axe-core on each (the desktop walks are the tests above): nothing
+/// scrolls sideways, nothing breaks WCAG 2.1 A/AA.
+#[tokio::test]
+async fn every_page_fits_a_phone_and_passes_axe() {
+    let sink = MailSink::start().await;
+    let store = Upstream::echo("store").await;
+    let crm = Upstream::echo("crm").await;
+    let ports = reserve_ports();
+    let https = ports["https"];
+    let cfg = consent_config(&sink, &store, &crm, "");
+    let gw = Gateway::start_on(ports, &cfg, &[("consent.yaml", &purposes(1))]).await;
+    let base = format!("https://shop.test:{https}");
+    let page = |path: &str, wait: &str, shot: &str| json!({"goto": format!("{base}{path}"), "waitText": wait, "screenshot": shot, "axe": true});
+    let seen = browse_with(
+        "walk_phone_every_page",
+        Some("MAP *.test 127.0.0.1"),
+        Some(json!({"width": 375, "height": 740})),
+        json!([
+            page("/_auth/login", "Forgot your password?", "01-sign-in"),
+            page("/_auth/register", "Create an account", "02-register"),
+            page("/_auth/reset", "Reset your password", "03-reset-request"),
+            page("/_auth/reset/confirm?token=made-up", "does not work any more", "04-dead-reset-link"),
+            page("/_auth/verify?token=made-up", "does not work any more", "05-dead-confirmation-link"),
+            page("/_auth/logout", "not signed in", "06-signed-out-already"),
+            page("/_auth/nothing-here", "Page not found", "07-portal-404"),
+            page("/_auth/register", "Create an account", "08-register-again"),
+            {"fill": ["#register-email", "pia@example.test"]},
+            {"fill": ["#register-password", PASSWORD]},
+            {"click": "#register-terms"},
+            {"click": "form[action='/_auth/register'] button[type=submit]", "waitText": "Your account is ready", "screenshot": "09-welcome", "axe": true},
+            page("/_account", "Ways to sign in", "10-account"),
+            page("/_account/consent", "Your consents", "11-consents"),
+            {"click": "a[href^='/_account/consent/receipt/']", "waitText": "Consent receipt", "screenshot": "12-receipt", "axe": true},
+            page("/recommendations", "Before you continue", "13-consent-prompt"),
+            page("/partners/deals", "Consent needed", "14-consent-needed"),
+            page("/_auth/logout", "Sign out on every device", "15-sign-out"),
+            {"click": "button[value=this]", "waitText": "You have been signed out", "screenshot": "16-signed-out", "axe": true},
+        ]),
+    )
+    .await;
+    for (i, step) in seen.iter().enumerate() {
+        assert_ne!(
+            step["overflow"], true,
+            "step {i} scrolls sideways on a phone: {step}"
+        );
+    }
+    assert_eq!(seen[16]["status"], 403);
+    drop(gw);
+}

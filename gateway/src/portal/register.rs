@@ -10,7 +10,7 @@ use axum::Router;
 use super::guard::PasswordsOn;
 use super::request::{Query, ReturnQuery};
 use super::respond::*;
-use super::signin::SigninState;
+use super::signin::{SigninState, Submitted};
 use super::*;
 use crate::accounts::mail::Kind;
 use crate::accounts::{self, password, Purpose};
@@ -21,7 +21,6 @@ use crate::state::Snapshot;
 #[derive(serde::Deserialize, Default)]
 #[serde(default)]
 pub(super) struct RegisterForm {
-    csrf: String,
     email: String,
     password: String,
     name: String,
@@ -83,8 +82,13 @@ async fn form(
         .await
 }
 
-async fn submit(State(p): State<Arc<Portal>>, _on: PasswordsOn, rq: Req) -> Result<Response> {
-    p.register(&rq, &rq.snap, &rq.conn.host, &rq.raw_host())
+async fn submit(
+    State(p): State<Arc<Portal>>,
+    _on: PasswordsOn,
+    sub: Submitted<RegisterForm>,
+) -> Result<Response> {
+    let rq = &sub.rq;
+    p.register(&sub, &rq.snap, &rq.conn.host, &rq.raw_host())
         .await
 }
 
@@ -92,14 +96,13 @@ impl Portal {
     /// `POST /_auth/register`.
     pub(super) async fn register(
         &self,
-        rq: &Req,
+        sub: &Submitted<RegisterForm>,
         snap: &Snapshot,
         host: &str,
         raw_host: &str,
     ) -> Result<Response> {
-        let form: RegisterForm = rq.form_as()?;
+        let (rq, form) = (&sub.rq, &sub.form);
         let return_to = self.return_to(snap, rq.conn.here.as_ref(), Some(&form.return_to));
-        let current = self.current_session(rq, snap, host).await?;
         let mut state = SigninState {
             register_email: form.email.trim().to_string(),
             register_name: form.name.trim().to_string(),
@@ -107,13 +110,13 @@ impl Portal {
             register_ticked: form.grant.clone(),
             ..SigninState::default()
         };
-        if !self.form_ok(rq, current.as_deref(), &form.csrf) {
+        if !sub.fresh {
             state.form_error = Some(self.tr(rq, "field.form_expired"));
             return self
                 .signin_page(rq, snap, host, 403, true, &return_to, &state)
                 .await;
         }
-        let (email, name) = self.check_registration(rq, snap, &form, &mut state).await;
+        let (email, name) = self.check_registration(rq, snap, form, &mut state).await;
         let given = form.password.as_str();
         let ticked: Vec<&str> = form.grant.iter().map(String::as_str).collect();
         let Some(email) = email.filter(|_| state.register_errors.is_empty()) else {

@@ -15,6 +15,7 @@ use super::guard::PasswordsOn;
 use super::register::MailedToken;
 use super::request::Query;
 use super::respond::*;
+use super::signin::Submitted;
 use super::*;
 use crate::accounts::mail::Kind;
 use crate::accounts::{self, password, Purpose};
@@ -53,8 +54,12 @@ async fn ask_page(
     .await
 }
 
-async fn ask(State(p): State<Arc<Portal>>, _on: PasswordsOn, rq: Req) -> Result<Response> {
-    p.reset_request(&rq, &rq.snap, &rq.conn.host).await
+async fn ask(
+    State(p): State<Arc<Portal>>,
+    _on: PasswordsOn,
+    sub: Submitted<AskForm>,
+) -> Result<Response> {
+    p.reset_request(&sub, &sub.rq.snap, &sub.rq.conn.host).await
 }
 
 async fn confirm_page(
@@ -96,15 +101,18 @@ async fn confirm_page(
     }
 }
 
-async fn confirm(State(p): State<Arc<Portal>>, _on: PasswordsOn, rq: Req) -> Result<Response> {
-    p.reset_confirm(&rq, &rq.snap, &rq.conn.host).await
+async fn confirm(
+    State(p): State<Arc<Portal>>,
+    _on: PasswordsOn,
+    sub: Submitted<NewPasswordForm>,
+) -> Result<Response> {
+    p.reset_confirm(&sub, &sub.rq.snap, &sub.rq.conn.host).await
 }
 
 /// `POST /_auth/reset`: the address to mail a link to.
 #[derive(serde::Deserialize, Default)]
 #[serde(default)]
-struct AskForm {
-    csrf: String,
+pub(super) struct AskForm {
     email: String,
     return_to: String,
 }
@@ -112,8 +120,7 @@ struct AskForm {
 /// `POST /_auth/reset/confirm`: the mailed token and the new password.
 #[derive(serde::Deserialize, Default)]
 #[serde(default)]
-struct NewPasswordForm {
-    csrf: String,
+pub(super) struct NewPasswordForm {
     token: String,
     password: String,
 }
@@ -181,16 +188,15 @@ impl Portal {
     /// `POST /_auth/reset`: always answers "sent", account or not.
     pub(super) async fn reset_request(
         &self,
-        rq: &Req,
+        sub: &Submitted<AskForm>,
         snap: &Snapshot,
         host: &str,
     ) -> Result<Response> {
-        let form: AskForm = rq.form_as()?;
+        let (rq, form) = (&sub.rq, &sub.form);
         let return_to = self.return_to(snap, rq.conn.here.as_ref(), Some(&form.return_to));
-        let current = self.current_session(rq, snap, host).await?;
         let typed = form.email.trim().to_string();
         let mut errors = Errors::new();
-        if !self.form_ok(rq, current.as_deref(), &form.csrf) {
+        if !sub.fresh {
             errors.insert("email", self.tr(rq, "field.form_expired"));
             return self
                 .reset_request_page(rq, snap, host, 403, &return_to, &typed, &errors, false)
@@ -296,15 +302,14 @@ impl Portal {
     /// session of the customer ends, and this browser is signed in afresh.
     pub(super) async fn reset_confirm(
         &self,
-        rq: &Req,
+        sub: &Submitted<NewPasswordForm>,
         snap: &Snapshot,
         host: &str,
     ) -> Result<Response> {
-        let form: NewPasswordForm = rq.form_as()?;
+        let (rq, form) = (&sub.rq, &sub.form);
         let token = form.token.clone();
-        let current = self.current_session(rq, snap, host).await?;
         let mut errors = Errors::new();
-        if !self.form_ok(rq, current.as_deref(), &form.csrf) {
+        if !sub.fresh {
             errors.insert("password", self.tr(rq, "field.form_expired"));
             return self.reset_page(rq, snap, host, 403, &token, &errors).await;
         }

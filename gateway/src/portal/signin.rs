@@ -72,8 +72,13 @@ async fn provider(
         .await
 }
 
-async fn password(State(p): State<Arc<Portal>>, _on: PasswordsOn, rq: Req) -> Result<Response> {
-    p.password_login(&rq, &rq.snap, &rq.conn.host).await
+async fn password(
+    State(p): State<Arc<Portal>>,
+    _on: PasswordsOn,
+    sub: Submitted<PasswordSignIn>,
+) -> Result<Response> {
+    p.password_login(&sub, &sub.rq.snap, &sub.rq.conn.host)
+        .await
 }
 
 async fn callback(
@@ -118,11 +123,37 @@ pub(super) struct SigninState {
     pub notice: Option<String>,
 }
 
+/// A form sent from a page that may be signed out (sign-in, registration,
+/// reset), read as `T`, with whether it carries this browser's CSRF token (the session's, or the double-submit
+/// cookie's): checked here, once; the handler answers a stale form on its
+/// own page, with what was typed.
+pub(super) struct Submitted<T> {
+    pub rq: Req,
+    pub form: T,
+    pub fresh: bool,
+}
+
+impl<T: serde::de::DeserializeOwned + Send> axum::extract::FromRequest<Arc<Portal>>
+    for Submitted<T>
+{
+    type Rejection = Failure;
+
+    async fn from_request(
+        req: axum::extract::Request,
+        p: &Arc<Portal>,
+    ) -> std::result::Result<Self, Failure> {
+        let rq = Req::from_request(req, p).await?;
+        let form = rq.form_as::<T>()?;
+        let current = p.current_session(&rq, &rq.snap, &rq.conn.host).await?;
+        let fresh = p.form_ok(&rq, current.as_deref(), rq.form().get("csrf"));
+        Ok(Submitted { rq, form, fresh })
+    }
+}
+
 /// `POST /_auth/login/password`.
 #[derive(serde::Deserialize, Default)]
 #[serde(default)]
-struct PasswordSignIn {
-    csrf: String,
+pub(super) struct PasswordSignIn {
     email: String,
     password: String,
     return_to: String,
@@ -641,18 +672,17 @@ impl Portal {
     /// `POST /_auth/login/password`.
     pub(super) async fn password_login(
         &self,
-        rq: &Req,
+        sub: &Submitted<PasswordSignIn>,
         snap: &Snapshot,
         host: &str,
     ) -> Result<Response> {
-        let form: PasswordSignIn = rq.form_as()?;
+        let (rq, form) = (&sub.rq, &sub.form);
         let return_to = self.return_to(snap, rq.conn.here.as_ref(), Some(&form.return_to));
-        let current = self.current_session(rq, snap, host).await?;
         let mut state = SigninState {
             login_email: form.email.trim().to_string(),
             ..SigninState::default()
         };
-        if !self.form_ok(rq, current.as_deref(), &form.csrf) {
+        if !sub.fresh {
             state.form_error = Some(self.tr(rq, "field.form_expired"));
             return self
                 .signin_page(rq, snap, host, 403, false, &return_to, &state)
@@ -795,7 +825,8 @@ impl Portal {
         }
     }
 
-    /// Whether a submitted form carries this browser's CSRF token: the
+    /// Whether a submitted form carries this browser's CSRF token (see
+    /// [`Submitted`], which every signed-out form goes through): the
     /// session's, or the double-submit cookie's. (`Origin` was checked
     /// before any handler ran: `guard::own_pages`.)
     pub(super) fn form_ok(&self, rq: &Req, current: Option<&Browser>, sent: &str) -> bool {
