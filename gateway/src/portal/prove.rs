@@ -10,6 +10,7 @@ use axum::Router;
 use serde_json::{json, Value};
 
 use super::respond::*;
+use super::signin::Submitted;
 use super::*;
 use crate::accounts::{password, PASSWORD_ISSUER};
 use crate::customers::{Customer, ExternalId};
@@ -22,8 +23,16 @@ pub(super) fn routes() -> Router<Arc<Portal>> {
         .route("/_auth/prove/cancel", get(cancel))
 }
 
-async fn prove(State(p): State<Arc<Portal>>, rq: Req) -> Result<Response> {
-    p.prove_with_password(&rq, &rq.snap, &rq.conn.host).await
+/// `POST /_auth/prove`: the existing account's password.
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+pub(super) struct ProveForm {
+    password: String,
+}
+
+async fn prove(State(p): State<Arc<Portal>>, sub: Submitted<ProveForm>) -> Result<Response> {
+    p.prove_with_password(&sub, &sub.rq.snap, &sub.rq.conn.host)
+        .await
 }
 
 async fn cancel(State(p): State<Arc<Portal>>, rq: Req) -> Result<Response> {
@@ -143,11 +152,11 @@ impl Portal {
     /// `POST /_auth/prove`: the existing account's password proves it.
     pub(super) async fn prove_with_password(
         &self,
-        rq: &Req,
+        sub: &Submitted<ProveForm>,
         snap: &Snapshot,
         host: &str,
     ) -> Result<Response> {
-        let form = rq.form();
+        let rq = &sub.rq;
         let key = rq.cookie(PROVE_COOKIE).map(|t| once_key("prove", &t));
         let proof = match &key {
             Some(k) => self.app.sessions.take_once(k).await.ok().flatten(),
@@ -163,9 +172,8 @@ impl Portal {
             );
             return self.page(rq, 400, html).await;
         };
-        let current = self.current_session(rq, snap, host).await?;
         let account_key = crate::throttle::account(&proof.email);
-        let refused = !self.form_ok(rq, current.as_deref(), form.get("csrf"));
+        let refused = !sub.fresh;
         if !refused {
             let blocked = self
                 .throttled_as(rq, "password-account", &account_key, false)
@@ -182,7 +190,7 @@ impl Portal {
             .await
             .ok()
             .flatten();
-        let given = form.get("password").to_string();
+        let given = sub.form.password.clone();
         let hash = found
             .as_ref()
             .map_or_else(|| self.app.dummy_hash.clone(), |(_, h)| h.clone());
