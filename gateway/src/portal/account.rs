@@ -126,6 +126,44 @@ impl<T: serde::de::DeserializeOwned> axum::extract::FromRequest<Arc<Portal>> for
     }
 }
 
+/// A signed-in customer's form read as `T`, with whether it carries the
+/// session's CSRF token, for a page that answers a stale form its own way
+/// (the consent page). Rejected with the sign-in redirect when signed out.
+pub(super) struct SignedIn<T> {
+    pub rq: Req,
+    pub me: Arc<Browser>,
+    pub form: T,
+    pub fresh: bool,
+}
+
+impl<T: serde::de::DeserializeOwned + Send> axum::extract::FromRequest<Arc<Portal>>
+    for SignedIn<T>
+{
+    type Rejection = Response;
+
+    async fn from_request(
+        req: axum::extract::Request,
+        p: &Arc<Portal>,
+    ) -> std::result::Result<Self, Response> {
+        use axum::response::IntoResponse;
+        let rq = Req::from_request(req, p)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let me = match p.me(&rq).await.map_err(IntoResponse::into_response)? {
+            Ok(me) => me,
+            Err(to_sign_in) => return Err(to_sign_in),
+        };
+        let form = rq.form_as::<T>().map_err(IntoResponse::into_response)?;
+        let fresh = p.form_ok(&rq, Some(&me), rq.form().get("csrf"));
+        Ok(SignedIn {
+            rq,
+            me,
+            form,
+            fresh,
+        })
+    }
+}
+
 /// `/_account/profile`.
 #[derive(Deserialize, Default)]
 #[serde(default)]

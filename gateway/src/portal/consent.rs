@@ -12,6 +12,7 @@ use axum::Router;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::account::SignedIn;
 use super::request::Query;
 use super::respond::*;
 use super::*;
@@ -98,15 +99,34 @@ async fn receipt(
     p.receipt(&rq, &rq.snap, &me, &seq).await
 }
 
+/// `POST /_account/consent`: one purpose's `action` (`grant`/`withdraw`)
+/// at its text `version` from the consent page, or from the prompt the
+/// purposes asked (`ask`) and those ticked (`grant`, `{id}:{version}`).
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+struct DecisionForm {
+    return_to: String,
+    ask: String,
+    first: String,
+    #[serde(deserialize_with = "super::request::many")]
+    grant: Vec<String>,
+    purpose: String,
+    action: String,
+    version: String,
+}
+
 /// A decision from the consent page (one purpose) or the prompt (every
 /// purpose asked).
-async fn decide(State(p): State<Arc<Portal>>, rq: Req) -> Result<Response> {
-    let me = match p.me(&rq).await? {
-        Ok(me) => me,
-        Err(to_sign_in) => return Ok(to_sign_in),
-    };
-    let form = rq.form();
-    if !p.form_ok(&rq, Some(&me), form.get("csrf")) {
+async fn decide(
+    State(p): State<Arc<Portal>>,
+    SignedIn {
+        rq,
+        me,
+        form,
+        fresh,
+    }: SignedIn<DecisionForm>,
+) -> Result<Response> {
+    if !fresh {
         let html = p.msg(
             &rq,
             "message.consent_expired",
@@ -117,11 +137,11 @@ async fn decide(State(p): State<Arc<Portal>>, rq: Req) -> Result<Response> {
     let snap = &rq.snap;
     let raw_host = rq.raw_host();
     let purposes = &snap.config.purposes;
-    let return_to = p.return_to(snap, rq.conn.here.as_ref(), Some(form.get("return_to")));
-    let ask = form.get("ask").to_string();
+    let return_to = p.return_to(snap, rq.conn.here.as_ref(), Some(&form.return_to));
+    let ask = form.ask.clone();
     let decisions: Vec<Decision> = if !ask.is_empty() {
-        let ticked: Vec<&str> = form.get_all("grant");
-        let first = form.get("first") == "1";
+        let ticked: Vec<&str> = form.grant.iter().map(String::as_str).collect();
+        let first = form.first == "1";
         if ticked.is_empty() {
             // Nothing chosen is no decision: nothing is recorded, and the
             // prompt says how to go on (agree, or "not now").
@@ -156,20 +176,14 @@ async fn decide(State(p): State<Arc<Portal>>, rq: Req) -> Result<Response> {
             })
             .collect()
     } else {
-        let purpose = purposes.iter().find(|x| x.id == form.get("purpose"));
-        let chosen = match (purpose, Action::parse(form.get("action"))) {
+        let purpose = purposes.iter().find(|x| x.id == form.purpose);
+        let chosen = match (purpose, Action::parse(&form.action)) {
             (Some(purpose), Some(Action::Withdraw)) if purpose.required => {
                 Err((422, "consent.required_refused"))
             }
-            (Some(purpose), Some(action)) if form.get("version") == purpose.version.to_string() => {
-                Ok(vec![p.decision(
-                    &rq,
-                    &raw_host,
-                    purpose,
-                    action,
-                    "consent_page",
-                )])
-            }
+            (Some(purpose), Some(action)) if form.version == purpose.version.to_string() => Ok(
+                vec![p.decision(&rq, &raw_host, purpose, action, "consent_page")],
+            ),
             (Some(_), Some(_)) => Err((409, "consent.text_changed")),
             _ => Err((422, "consent.not_offered")),
         };
