@@ -400,3 +400,48 @@ async fn every_form_error_is_a_text_in_the_customers_language() {
         profile.body
     );
 }
+
+#[tokio::test]
+async fn an_account_form_without_the_sessions_token_changes_nothing() {
+    let mut p = Portal::start("").await;
+    let fields = [
+        ("email", "lou@example.test"),
+        ("password", PASSWORD),
+        ("name", "Lou"),
+    ];
+    p.submit("/_auth/register", "/_auth/register", &fields)
+        .await;
+    let stale = p
+        .send(
+            Method::POST,
+            "/_account/profile",
+            Some("csrf=not-the-token&name=Mallory"),
+        )
+        .await;
+    assert_eq!(stale.status, 403);
+    assert!(
+        stale.body.contains("The form had expired"),
+        "{}",
+        stale.body
+    );
+    assert!(
+        stale.body.contains("value=\"Lou\""),
+        "nothing changed: {}",
+        stale.body
+    );
+    // Signed out, the same form goes to sign-in.
+    p.jar.clear();
+    let out = p
+        .send(
+            Method::POST,
+            "/_account/profile",
+            Some("csrf=x&name=Mallory"),
+        )
+        .await;
+    assert_eq!(out.status, 303);
+    assert!(
+        out.location().starts_with("/_auth/login"),
+        "{}",
+        out.location()
+    );
+}

@@ -75,27 +75,6 @@ async fn link(State(p): State<Arc<Portal>>, Path(name): Path<String>, rq: Req) -
     .await
 }
 
-/// The signed-in customer and their submitted form with a valid CSRF
-/// token; else the answer (sign in, or the account page saying it expired).
-pub(super) async fn submitted(
-    p: &Portal,
-    rq: &Req,
-) -> Result<std::result::Result<(Arc<Browser>, Form), Response>> {
-    let me = match p.me(rq).await? {
-        Ok(me) => me,
-        Err(to_sign_in) => return Ok(Err(to_sign_in)),
-    };
-    let form = rq.form();
-    if !p.form_ok(rq, Some(&me), form.get("csrf")) {
-        let mut errors = Errors::new();
-        errors.insert("name", p.tr(rq, "field.form_expired"));
-        return Ok(Err(p
-            .account_page(rq, &rq.snap, &me, 403, None, &errors)
-            .await?));
-    }
-    Ok(Ok((me, form)))
-}
-
 /// A signed-in customer's account form with this session's CSRF token,
 /// read as `T`: what every `/_account` POST starts from. Rejected with the
 /// answer: sign in first, or the account page saying the form expired.
@@ -105,7 +84,7 @@ pub(super) struct Account<T> {
     pub form: T,
 }
 
-impl<T: serde::de::DeserializeOwned> axum::extract::FromRequest<Arc<Portal>> for Account<T> {
+impl<T: serde::de::DeserializeOwned + Send> axum::extract::FromRequest<Arc<Portal>> for Account<T> {
     type Rejection = Response;
 
     async fn from_request(
@@ -113,15 +92,18 @@ impl<T: serde::de::DeserializeOwned> axum::extract::FromRequest<Arc<Portal>> for
         p: &Arc<Portal>,
     ) -> std::result::Result<Self, Response> {
         use axum::response::IntoResponse;
-        let rq = Req::from_request(req, p)
-            .await
-            .map_err(IntoResponse::into_response)?;
-        let me = match submitted(p, &rq).await {
-            Ok(Ok((me, _))) => me,
-            Ok(Err(answer)) => return Err(answer),
-            Err(failure) => return Err(failure.into_response()),
-        };
-        let form = rq.form_as::<T>().map_err(IntoResponse::into_response)?;
+        let SignedIn {
+            rq,
+            me,
+            form,
+            fresh,
+        } = SignedIn::<T>::from_request(req, p).await?;
+        if !fresh {
+            let mut errors = Errors::new();
+            errors.insert("name", p.tr(&rq, "field.form_expired"));
+            let page = p.account_page(&rq, &rq.snap, &me, 403, None, &errors).await;
+            return Err(page.unwrap_or_else(IntoResponse::into_response));
+        }
         Ok(Account { rq, me, form })
     }
 }
