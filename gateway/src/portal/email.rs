@@ -196,18 +196,13 @@ impl Portal {
     /// Tells the old address where the account's mail goes now.
     fn mail_to_old(&self, rq: &Req, snap: &Snapshot, old: &str, name: Option<&str>, new: &str) {
         let reset = format!("{}/_auth/reset", snap.config.accounts.public_url);
-        let Some(mailer) = &self.app.mailer else {
-            return;
-        };
-        let lang = self.lang(rq);
         let content = crate::pages::MailContent {
             name,
             link: Some(&reset),
             ttl: "",
             address: Some(new),
         };
-        let m = self.app.pages.mail(&lang, Kind::EmailChanged, old, content);
-        mailer.send_later(m, self.app.metrics.mail_failures.clone());
+        self.send_mail(rq, Kind::EmailChanged, old, content);
     }
 
     async fn account_unavailable(

@@ -387,6 +387,25 @@ impl Portal {
             Kind::Reset => snap.config.accounts.reset_ttl,
             _ => snap.config.accounts.verification_ttl,
         };
+        let ttl = self.app.pages.duration(&self.lang(rq), ttl);
+        let content = crate::pages::MailContent {
+            name,
+            link,
+            ttl: &ttl,
+            address: None,
+        };
+        self.send_mail(rq, kind, to, content);
+    }
+
+    /// Renders `content` as a `kind` mail in the request's language and
+    /// sends it in the background (no channel: logged).
+    pub(super) fn send_mail(
+        &self,
+        rq: &Req,
+        kind: Kind,
+        to: &str,
+        content: crate::pages::MailContent<'_>,
+    ) {
         let Some(mailer) = &self.app.mailer else {
             tracing::warn!(
                 kind = kind.as_str(),
@@ -394,15 +413,7 @@ impl Portal {
             );
             return;
         };
-        let lang = self.lang(rq);
-        let ttl = self.app.pages.duration(&lang, ttl);
-        let content = crate::pages::MailContent {
-            name,
-            link,
-            ttl: &ttl,
-            address: None,
-        };
-        let m = self.app.pages.mail(&lang, kind, to, content);
+        let m = self.app.pages.mail(&self.lang(rq), kind, to, content);
         mailer.send_later(m, self.app.metrics.mail_failures.clone());
     }
 }

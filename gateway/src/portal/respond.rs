@@ -141,15 +141,16 @@ pub async fn render_failures(
     let retry = (req.method() == http::Method::GET)
         .then(|| req.uri().path_and_query().map(|q| q.as_str().to_string()))
         .flatten();
-    let lang = p.app.pages.language(
-        req.headers()
-            .get(http::header::ACCEPT_LANGUAGE)
-            .and_then(|v| v.to_str().ok()),
-    );
+    let accept_language = req
+        .headers()
+        .get(http::header::ACCEPT_LANGUAGE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let resp = next.run(req).await;
     let Some(Answer(problem)) = resp.extensions().get::<Answer>().cloned() else {
         return resp;
     };
+    let lang = p.app.pages.language(accept_language.as_deref());
     let mut rendered = crate::problem::render(&problem, kind, &request_id);
     if kind == crate::config::model::RouteKind::Web {
         let retry = retry.as_deref();
