@@ -548,21 +548,7 @@ routes:
     // A bearer caller (another customer, first seen now) without the purpose.
     let c = gw.dev_client();
     let token = idp.sign(idp.user_claims("kim", "", 300), "RS256").await;
-    let auth = format!("Bearer {token}");
-    let get = |path: &'static str| {
-        let (c, auth) = (&c, auth.clone());
-        async move {
-            c.send(request(
-                "GET",
-                "api.test",
-                path,
-                &[("authorization", &auth)],
-                Bytes::new(),
-            ))
-            .await
-            .unwrap()
-        }
-    };
+    let get = |path: &'static str| get_bearer(&c, "api.test", path, &token);
     let r = get("/api/partners").await;
     assert_eq!(r.status, 403, "{}", r.text());
     let kim = get("/api/me").await.json()["headers"]["x-customer-id"]

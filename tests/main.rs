@@ -18,6 +18,7 @@ mod keys;
 mod login;
 mod pages;
 mod portal;
+mod privacy;
 mod proxy;
 mod reload;
 mod tls;

@@ -787,20 +787,39 @@ pub fn login_config(idp: &Idp, listeners: &str, login: &str, rest: &str) -> Stri
     ))
 }
 
+/// `providers:` with `idp` accepting bearer tokens for the test audience.
+pub fn bearer_provider(idp: &Idp) -> String {
+    format!(
+        "providers:\n  - name: idp\n    issuer: {}\n    bearer: {{ audiences: [\"{IDP_AUDIENCE}\"] }}\n",
+        idp.issuer
+    )
+}
+
+/// `GET path` on `host` through `c` with `Authorization: Bearer token`.
+pub async fn get_bearer(c: &Client, host: &str, path: &str, token: &str) -> Resp {
+    let auth = format!("Bearer {token}");
+    c.send(request(
+        "GET",
+        host,
+        path,
+        &[("authorization", &auth)],
+        Bytes::new(),
+    ))
+    .await
+    .unwrap()
+}
+
 /// A config with the HTTP listener, `extra` top-level settings, the provider
 /// `idp` accepting bearer tokens, and `/api/me` (required) to `api`.
 pub fn bearer_me_config(idp: &Idp, api: &Upstream, extra: &str) -> String {
     config_with(&format!(
-        "{HTTP_LISTENER}{extra}providers:
-  - name: idp
-    issuer: {}
-    bearer: {{ audiences: [\"{IDP_AUDIENCE}\"] }}
-upstreams:
+        "{HTTP_LISTENER}{extra}{}upstreams:
   api: {{ addresses: [\"{}\"] }}
 routes:
   - {{ name: me, path_prefix: /api/me, upstream: api, kind: api, access: required }}
 ",
-        idp.issuer, api.addr
+        bearer_provider(idp),
+        api.addr
     ))
 }
 

@@ -20,6 +20,7 @@ pub mod login;
 pub mod metrics;
 pub mod pages;
 pub mod portal;
+pub mod privacy;
 pub mod problem;
 pub mod server;
 pub mod session;

@@ -41,6 +41,7 @@ pub struct Metrics {
     pub consent_decisions: IntCounterVec,
     pub connections_accepted: IntCounterVec,
     pub tls_handshake_failures: IntCounterVec,
+    pub privacy: PrivacyMetrics,
     /// Every series name this process can export (histograms with suffixes).
     names: Vec<String>,
 }
@@ -290,6 +291,7 @@ impl Metrics {
             }
             must(registry.register(c));
         }
+        let privacy = PrivacyMetrics::register(&registry, &mut names);
         // Both results are visible from the start, so rate() works on the first reload.
         for r in ["success", "failure"] {
             config_reloads.with_label_values(&[r]);
@@ -327,6 +329,7 @@ impl Metrics {
             consent_decisions,
             connections_accepted,
             tls_handshake_failures,
+            privacy,
             names,
         }
     }
@@ -357,6 +360,86 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// Privacy operations: jobs, holds, failing systems, the data map.
+pub struct PrivacyMetrics {
+    pub jobs: IntGaugeVec,
+    pub overdue: IntGauge,
+    pub holds: IntGauge,
+    pub failing: IntGaugeVec,
+    pub system_failures: IntCounterVec,
+    pub map_pairs: IntGauge,
+    pub map_bytes: IntGauge,
+    pub map_dropped: IntCounter,
+    pub map_flush_failures: IntCounter,
+}
+
+impl PrivacyMetrics {
+    fn register(registry: &Registry, names: &mut Vec<String>) -> PrivacyMetrics {
+        let gauge_vec = |name: &str, help: &str, labels: &[&str]| {
+            must(IntGaugeVec::new(Opts::new(name, help), labels))
+        };
+        let m = PrivacyMetrics {
+            jobs: gauge_vec(
+                "omnigate_privacy_jobs",
+                "Privacy requests by kind (erasure, export) and state, read every few seconds",
+                &["kind", "state"],
+            ),
+            overdue: must(IntGauge::new(
+                "omnigate_privacy_jobs_overdue",
+                "Privacy requests past their deadline and not completed",
+            )),
+            holds: must(IntGauge::new(
+                "omnigate_privacy_holds_active",
+                "Legal holds in force (system retentions and operator holds)",
+            )),
+            failing: gauge_vec(
+                "omnigate_privacy_tasks_failing",
+                "Tasks whose last attempt failed and wait for a retry, by system",
+                &["system"],
+            ),
+            system_failures: must(IntCounterVec::new(
+                Opts::new(
+                    "omnigate_privacy_system_failures_total",
+                    "Failed erasure or export attempts, by system",
+                ),
+                &["system"],
+            )),
+            map_pairs: must(IntGauge::new(
+                "omnigate_data_map_pending_pairs",
+                "Customer × upstream pairs aggregated in memory, not yet flushed",
+            )),
+            map_bytes: must(IntGauge::new(
+                "omnigate_data_map_pending_bytes",
+                "Estimated heap bytes of the in-memory data map aggregate",
+            )),
+            map_dropped: must(IntCounter::new(
+                "omnigate_data_map_dropped_total",
+                "Sightings of new pairs not kept because the aggregate was full",
+            )),
+            map_flush_failures: must(IntCounter::new(
+                "omnigate_data_map_flush_failures_total",
+                "Data map flushes that failed (the batch is kept and retried)",
+            )),
+        };
+        let all: [Box<dyn prometheus::core::Collector>; 9] = [
+            Box::new(m.jobs.clone()),
+            Box::new(m.overdue.clone()),
+            Box::new(m.holds.clone()),
+            Box::new(m.failing.clone()),
+            Box::new(m.system_failures.clone()),
+            Box::new(m.map_pairs.clone()),
+            Box::new(m.map_bytes.clone()),
+            Box::new(m.map_dropped.clone()),
+            Box::new(m.map_flush_failures.clone()),
+        ];
+        for c in all {
+            names.extend(c.desc().iter().map(|d| d.fq_name.clone()));
+            must(registry.register(c));
+        }
+        m
     }
 }
 

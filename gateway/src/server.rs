@@ -57,6 +57,7 @@ pub fn run(config_path: &Path) -> Result<(), StartError> {
         tokio::spawn(reload_on_sighup(app.clone()));
         app.spawn_health_probe();
         app.spawn_key_rotation();
+        app.spawn_privacy_worker();
         let settings = app.clone();
         tokio::spawn(crate::events::run(crate::events::Delivery {
             directory: app.auth.directory().clone(),
@@ -133,6 +134,16 @@ pub fn run(config_path: &Path) -> Result<(), StartError> {
     }
     server.add_service(background_service("lifecycle", Lifecycle(app.clone())));
     server.run(RunArgs::default());
+    // What upstreams received since the last flush is not lost at shutdown.
+    control.block_on(async {
+        let flushed = crate::privacy::worker::flush(&app, 0);
+        if tokio::time::timeout(std::time::Duration::from_secs(5), flushed)
+            .await
+            .is_err()
+        {
+            tracing::warn!("data map not flushed within 5 s at shutdown");
+        }
+    });
     tracing::info!("omnigate stopped");
     drop(control);
     Ok(())

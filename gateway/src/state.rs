@@ -100,6 +100,16 @@ pub struct App {
     pub health: Health,
     /// The rotating signing keys in the directory (none with a key file).
     pub keys: Option<Arc<crate::identity::keys::KeyStore>>,
+    /// Privacy jobs, holds, the data map (the directory's database).
+    pub privacy: Arc<dyn crate::privacy::PrivacyStore>,
+    /// What upstreams received, aggregated until the worker flushes it.
+    pub data_map: Arc<crate::privacy::datamap::Recorder>,
+    /// The key of erased customers' tombstones, shared by every node.
+    pub tombstone_key: Vec<u8>,
+    /// Wakes the privacy worker when there is work now.
+    pub privacy_wake: Arc<tokio::sync::Notify>,
+    /// Customers whose Global Privacy Control withdrawal is being recorded.
+    pub gpc_pending: moka::sync::Cache<String, ()>,
 }
 
 /// The assertion signer: the configured key file, or the directory's keys
@@ -165,6 +175,11 @@ impl App {
         });
     }
 
+    /// Starts the privacy worker (data map flushes, erasure and export jobs).
+    pub fn spawn_privacy_worker(self: &Arc<App>) {
+        tokio::spawn(crate::privacy::worker::run(Arc::downgrade(self)));
+    }
+
     /// Probes each store once a second (within its timeout), so readiness
     /// and the metric follow a store's loss and return without traffic.
     pub fn spawn_health_probe(self: &Arc<App>) {
@@ -205,9 +220,21 @@ impl App {
                 resolvers.insert(l.name.clone(), Arc::new(SniResolver::new(table)));
             }
         }
-        let directory = crate::customers::open(&config.customers)
+        let (directory, privacy) = crate::customers::open_with_privacy(&config.customers)
             .await
             .map_err(|e| format!("customers: {e}"))?;
+        let tombstone_key = directory
+            .shared_secret(
+                crate::customers::TOMBSTONE_KEY,
+                &crate::session::new_token(),
+                unix_now(),
+            )
+            .await
+            .map_err(|e| format!("customers: {e}"))?
+            .into_bytes();
+        let data_map = Arc::new(crate::privacy::datamap::Recorder::new(
+            config.privacy.data_map_max_pairs,
+        ));
         let (signer, keys) = signer(&config, &directory).await?;
         for w in crate::config::warnings(&config) {
             tracing::warn!("{w}");
@@ -303,6 +330,14 @@ impl App {
             health,
             keys,
             metrics,
+            privacy,
+            data_map,
+            tombstone_key,
+            privacy_wake: Arc::new(tokio::sync::Notify::new()),
+            gpc_pending: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(std::time::Duration::from_secs(30))
+                .build(),
         }))
     }
 
@@ -358,6 +393,48 @@ impl App {
         }
         self.consent_cache.invalidate(customer_id).await;
         Ok(granted)
+    }
+
+    /// Records the withdrawals Global Privacy Control asked for (once per
+    /// customer while one is being recorded), off the request path.
+    pub fn withdraw_by_gpc(
+        self: &Arc<App>,
+        customer_id: &str,
+        purposes: &[&crate::consent::Purpose],
+        route: &str,
+        user_agent: Option<&str>,
+    ) {
+        if self.gpc_pending.contains_key(customer_id) {
+            return;
+        }
+        self.gpc_pending.insert(customer_id.to_string(), ());
+        let at = unix_now();
+        let decisions: Vec<crate::consent::Decision> = purposes
+            .iter()
+            .map(|p| crate::consent::Decision {
+                purpose: p.id.clone(),
+                version: p.version,
+                text_hash: p.text_hash(),
+                action: crate::consent::Action::Withdraw,
+                at,
+                channel: format!("web:{route}"),
+                method: "gpc".into(),
+                user_agent: user_agent.map(|u| u.chars().take(256).collect()),
+            })
+            .collect();
+        let (app, id) = (self.clone(), customer_id.to_string());
+        tokio::spawn(async move {
+            match app.record_consents(&id, &decisions).await {
+                Ok(_) => {
+                    tracing::info!(customer = %id, withdrawn = decisions.len(), "Global Privacy Control honoured")
+                }
+                Err(e) => {
+                    // Withheld from every request meanwhile; recorded at the next one.
+                    tracing::warn!(customer = %id, error = %e, "Global Privacy Control not recorded yet");
+                    app.gpc_pending.invalidate(&id);
+                }
+            }
+        });
     }
 
     /// The snapshot new requests use.
@@ -448,6 +525,8 @@ impl App {
             upstreams: next.pools.len(),
             restart_required,
         };
+        self.data_map
+            .set_max_pairs(next.config.privacy.data_map_max_pairs);
         self.current.store(Arc::new(next));
         Ok(report)
     }

@@ -6,7 +6,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 /// Every event type the gateway emits.
-pub const KINDS: [&str; 9] = [
+pub const KINDS: [&str; 14] = [
     "identity.registered",
     "identity.verified",
     "identity.email_changed",
@@ -16,6 +16,11 @@ pub const KINDS: [&str; 9] = [
     "session.ended",
     "consent.granted",
     "consent.withdrawn",
+    "privacy.erasure_requested",
+    "privacy.erasure_completed",
+    "privacy.export_requested",
+    "privacy.export_ready",
+    "privacy.hold_placed",
 ];
 
 /// The `Omnigate-Signature` header value for `body` sent at `t`. Pure.

@@ -28,6 +28,8 @@ pub enum Kind {
     ChangeEmail,
     /// The address was changed: told to the old one.
     EmailChanged,
+    /// The account was erased at the customer's request (the last mail).
+    ErasureReceipt,
 }
 
 impl Kind {
@@ -40,6 +42,7 @@ impl Kind {
             Kind::PasswordChanged => "password_changed",
             Kind::ChangeEmail => "change_email",
             Kind::EmailChanged => "email_changed",
+            Kind::ErasureReceipt => "erasure_receipt",
         }
     }
 }

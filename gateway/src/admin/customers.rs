@@ -451,16 +451,7 @@ async fn record_consent(
     body: axum::body::Body,
 ) -> Result<Response, ApiError> {
     let id = checked(&id)?;
-    let body = axum::body::to_bytes(body, 16 * 1024).await.map_err(|_| {
-        ApiError::new(
-            413,
-            "too-large",
-            "Request too large",
-            "The body must be at most 16 KiB of JSON.",
-        )
-    })?;
-    let input: ConsentIn = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("The body is not the expected JSON: {e}.")))?;
+    let input: ConsentIn = super::problem::json_body(body).await?;
     let snap = app.snapshot();
     let decision = decision_of(&snap.config.purposes, id, &input)?;
     app.auth

@@ -20,6 +20,7 @@ use utoipa_axum::router::OpenApiRouter;
 mod auth;
 mod customers;
 mod ops;
+mod privacy;
 mod problem;
 
 pub use problem::{ApiError, Problem};
@@ -50,6 +51,7 @@ pub fn openapi() -> OpenApi {
     let (_, api) = OpenApiRouter::with_openapi(document())
         .merge(ops::open())
         .merge(customers::routes())
+        .merge(privacy::routes())
         .merge(ops::protected())
         .split_for_parts();
     with_common_responses(api)
@@ -66,6 +68,7 @@ pub fn openapi_json() -> String {
 pub fn router(app: Arc<App>) -> Router {
     let protected = OpenApiRouter::new()
         .merge(customers::routes())
+        .merge(privacy::routes())
         .merge(ops::protected())
         .route_layer(axum::middleware::from_fn_with_state(
             app.clone(),

@@ -143,3 +143,20 @@ impl<T: serde::de::DeserializeOwned + Send, S: Send + Sync> axum::extract::FromR
             .map_err(|_| ApiError::not_found("No admin endpoint at this path."))
     }
 }
+
+/// A JSON body of at most 16 KiB as `T`: 413 when longer, 400 saying what
+/// does not fit.
+pub async fn json_body<T: serde::de::DeserializeOwned>(
+    body: axum::body::Body,
+) -> Result<T, ApiError> {
+    let bytes = axum::body::to_bytes(body, 16 * 1024).await.map_err(|_| {
+        ApiError::new(
+            413,
+            "too-large",
+            "Request too large",
+            "The body must be at most 16 KiB of JSON.",
+        )
+    })?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::bad_request(format!("The body is not the expected JSON: {e}.")))
+}

@@ -102,6 +102,30 @@ impl HttpClient {
         }
     }
 
+    /// POSTs a JSON body with extra headers; the status and up to `limit`
+    /// bytes of the answer, whatever the status.
+    pub async fn post_for_answer(
+        &self,
+        url: &str,
+        body: &str,
+        headers: &[(&str, String)],
+        limit: usize,
+    ) -> Result<(u16, Bytes), String> {
+        let mut req = http::Request::builder()
+            .method("POST")
+            .uri(url)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .header(http::header::ACCEPT, "application/json");
+        for (k, v) in headers {
+            req = req.header(*k, v.as_str());
+        }
+        let req = req
+            .body(Full::new(Bytes::from(body.to_string())))
+            .map_err(|_| format!("bad URL {url}"))?;
+        let (status, body) = self.exchange(req, limit).await?;
+        Ok((status.as_u16(), body))
+    }
+
     /// GETs a text document (≤ 1 MiB); any 2xx is success.
     pub async fn get_text(&self, url: &str) -> Result<String, String> {
         let req = http::Request::builder()

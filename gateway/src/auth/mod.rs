@@ -139,6 +139,8 @@ pub struct Authenticator {
     directory: Arc<dyn Directory>,
     cache: moka::future::Cache<[u8; 32], Arc<Principal>>,
     metrics: Arc<crate::metrics::Metrics>,
+    /// Customers being erased: their cached tokens are refused at once.
+    refused: arc_swap::ArcSwap<HashSet<String>>,
 }
 
 impl Authenticator {
@@ -153,6 +155,7 @@ impl Authenticator {
                 .expire_after(UntilExpiry)
                 .build(),
             metrics,
+            refused: Default::default(),
         }
     }
 
@@ -165,6 +168,27 @@ impl Authenticator {
         self.cache.invalidate_all();
     }
 
+    /// Refuses a customer's tokens from now on (on this node; the privacy
+    /// worker brings every node's set up to date from the store).
+    pub fn refuse(&self, customer_id: &str) {
+        let mut next = (**self.refused.load()).clone();
+        next.insert(customer_id.to_string());
+        self.refused.store(Arc::new(next));
+    }
+
+    /// Replaces the refused set with the store's.
+    pub fn set_refused(&self, ids: Vec<String>) {
+        let next: HashSet<String> = ids.into_iter().collect();
+        if **self.refused.load() != next {
+            self.refused.store(Arc::new(next));
+        }
+    }
+
+    fn is_refused(&self, customer_id: &str) -> bool {
+        let r = self.refused.load();
+        !r.is_empty() && r.contains(customer_id)
+    }
+
     /// Verifies a bearer token against the provider that issued it.
     pub async fn bearer(
         &self,
@@ -175,6 +199,9 @@ impl Authenticator {
         if let Some(p) = self.cache.get(&key).await {
             if p.expires_at > now() {
                 self.metrics.token_cache.with_label_values(&["hit"]).inc();
+                if self.is_refused(&p.customer_id) {
+                    return Err(AuthError::Invalid(TokenError::Disabled));
+                }
                 return Ok(p);
             }
         }
@@ -209,7 +236,7 @@ impl Authenticator {
             )
             .await
             .map_err(|e| AuthError::Unavailable(e.to_string()))?;
-        if customer.status != crate::customers::ACTIVE {
+        if customer.status != crate::customers::ACTIVE || self.is_refused(&customer.id) {
             return Err(AuthError::Invalid(TokenError::Disabled));
         }
         let principal = Arc::new(Principal {

@@ -5,6 +5,7 @@
 //! panics and never returns a half-valid config.
 
 pub mod model;
+mod privacy;
 pub mod raw;
 pub mod source;
 mod validate;

@@ -29,6 +29,59 @@ pub struct Config {
     /// Purposes customers consent to, in declaration order.
     pub purposes: Vec<crate::consent::Purpose>,
     pub requests: Requests,
+    pub privacy: Privacy,
+}
+
+/// Privacy operations (`privacy:` and each upstream's `privacy:`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Privacy {
+    /// The default HMAC secret of outbound requests and callbacks.
+    pub secret: Option<String>,
+    /// Base URL of the callback systems answer later through.
+    pub callback_url: String,
+    pub deadline: Duration,
+    pub reauthenticate: Duration,
+    pub export_ttl: Duration,
+    pub tick: Duration,
+    pub lease: Duration,
+    pub retry_first: Duration,
+    pub retry_max: Duration,
+    /// The proxy records which upstream received whose identity.
+    pub data_map: bool,
+    pub data_map_flush: Duration,
+    pub data_map_max_pairs: usize,
+    /// Every declared system: upstreams' first (by name), then the others.
+    pub systems: Vec<System>,
+}
+
+impl Privacy {
+    pub fn system(&self, name: &str) -> Option<&System> {
+        self.systems.iter().find(|s| s.name == name)
+    }
+}
+
+/// A system holding customer data.
+#[derive(Debug, Clone, PartialEq)]
+pub struct System {
+    pub name: String,
+    /// Declared on an upstream of that name (the data map sees it).
+    pub upstream: bool,
+    pub owner: String,
+    pub categories: Vec<String>,
+    pub retention: String,
+    pub erasure: Option<Endpoint>,
+    pub export: Option<Endpoint>,
+    pub manual: bool,
+    pub contact: Option<String>,
+    pub all_customers: bool,
+}
+
+/// Where a system takes signed requests.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Endpoint {
+    pub url: String,
+    pub secret: String,
+    pub timeout: Duration,
 }
 
 /// What the gateway accepts from clients before routing.

@@ -35,6 +35,69 @@ pub struct RawConfig {
     pub accounts: Option<RawAccounts>,
     pub pages: Option<RawPages>,
     pub requests: Option<RawRequests>,
+    pub privacy: Option<RawPrivacy>,
+}
+
+/// Privacy operations: erasure and export across systems, the data map.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPrivacy {
+    /// Signs erasure and export requests and checks callbacks (HMAC), unless
+    /// a system has its own.
+    pub secret: Option<String>,
+    /// Base URL systems call back (`https://id.shop.example`); default
+    /// `accounts.public_url`.
+    pub callback_url: Option<String>,
+    /// How long a request may take (default `30d`, GDPR's one month).
+    pub deadline: Option<String>,
+    /// A customer must have signed in this recently to ask (default `10m`).
+    pub reauthenticate: Option<String>,
+    /// How long an export stays downloadable (default `24h`).
+    pub export_ttl: Option<String>,
+    /// How often the worker looks for due work (default `1s`).
+    pub tick: Option<String>,
+    /// How long a node holds a claimed step (default `2m`).
+    pub lease: Option<String>,
+    /// First retry of a failed system, doubling to `retry_max` (`30s`, `1h`).
+    pub retry_first: Option<String>,
+    pub retry_max: Option<String>,
+    /// The data map's in-memory aggregate: flushed this often (`5s`) and
+    /// bounded to this many customer × upstream pairs (`100000`).
+    /// Record the data map from traffic (default true).
+    pub data_map: Option<bool>,
+    pub data_map_flush: Option<String>,
+    pub data_map_max_pairs: Option<usize>,
+    /// Systems that are not upstreams (a warehouse fed nightly, accounting).
+    #[serde(default)]
+    pub systems: BTreeMap<String, RawSystem>,
+}
+
+/// A system that holds customer data: who owns it, what it keeps for how
+/// long, and how erasure and export reach it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSystem {
+    pub owner: Option<String>,
+    #[serde(default)]
+    pub categories: Vec<String>,
+    pub retention: Option<String>,
+    pub erasure: Option<RawSystemEndpoint>,
+    pub export: Option<RawSystemEndpoint>,
+    /// Erased by hand: an operator records each outcome.
+    #[serde(default)]
+    pub manual: bool,
+    pub contact: Option<String>,
+    /// Holds data of every customer, seen through the gateway or not.
+    #[serde(default)]
+    pub all_customers: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSystemEndpoint {
+    pub url: String,
+    pub secret: Option<String>,
+    pub timeout: Option<String>,
 }
 
 /// What the gateway accepts from clients before routing.
@@ -238,6 +301,9 @@ pub struct RawPurpose {
     pub legal_basis: Option<String>,
     #[serde(default)]
     pub required: bool,
+    /// A sale or sharing of personal data: `Sec-GPC: 1` withdraws it.
+    #[serde(default)]
+    pub sale: bool,
 }
 
 /// What a route needs consented, and what happens without it.
@@ -328,6 +394,7 @@ pub struct RawUpstream {
     pub tls: Option<RawUpstreamTls>,
     pub identity_headers: Option<RawIdentityHeaders>,
     pub consent_headers: Option<RawConsentHeaders>,
+    pub privacy: Option<RawSystem>,
 }
 
 /// Header names an upstream receives identity under.

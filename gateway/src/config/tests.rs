@@ -266,3 +266,90 @@ fn request_rules_and_prefixes_are_checked() {
         errs[0]
     );
 }
+
+#[test]
+fn privacy_systems_are_checked_field_by_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "listeners:\n  - name: http\n    address: 127.0.0.1:8080\naccounts:\n  public_url: https://shop.example\nupstreams:
+  store:
+    addresses: [127.0.0.1:9000]
+    privacy:
+      owner: Web team
+      categories: [contact, Orders]
+      retention: 2 years
+      erasure: { url: \"ftp://x\", timeout: 30s }
+      manual: true
+  crm:
+    addresses: [127.0.0.1:9001]
+    privacy: { categories: [] }
+privacy:
+  lease: 20s
+  systems:
+    store: { owner: x, categories: [a], retention: y, manual: true, contact: z }
+    accounting:
+      owner: Finance
+      categories: [invoices]
+      retention: 10 years (HGB 257)
+      erasure: { url: \"https://acc.example/erase\", secret: short }
+";
+    let p = write(dir.path(), "c.yaml", text);
+    let errs = load(&p).unwrap_err().0;
+    let text: Vec<String> = errs.iter().map(|d| d.to_string()).collect();
+    let has = |field: &str, words: &str| {
+        assert!(
+            errs.iter()
+                .any(|d| d.field == field && d.to_string().contains(words)),
+            "no `{words}` at {field}: {text:#?}"
+        )
+    };
+    has(
+        "upstreams.store.privacy.categories[1]",
+        "not a category name",
+    );
+    has("upstreams.store.privacy.erasure.url", "not an http(s) URL");
+    has(
+        "upstreams.store.privacy.erasure.secret",
+        "no signing secret",
+    );
+    has("upstreams.store.privacy.manual", "not both");
+    has("upstreams.store.privacy.contact", "needs a contact");
+    has("upstreams.crm.privacy.owner", "missing");
+    has("upstreams.crm.privacy.retention", "missing");
+    has("upstreams.crm.privacy.categories", "no data category");
+    has("upstreams.crm.privacy", "no way to erase");
+    has("privacy.systems.store", "is an upstream");
+    has("privacy.systems.accounting.erasure.secret", "at least 16");
+    assert!(errs.iter().all(|d| d.line > 0), "{text:#?}");
+}
+
+#[test]
+fn a_lease_shorter_than_a_timeout_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "{BASE}    privacy:
+      owner: Web team
+      categories: [contact]
+      retention: 2 years
+      erasure: {{ url: \"http://127.0.0.1:9000/erase\", timeout: 30s }}
+accounts:
+  public_url: https://shop.example
+privacy:
+  secret: 0123456789abcdef0123
+  lease: 20s
+"
+    );
+    let p = write(dir.path(), "c.yaml", &text);
+    let errs = load(&p).unwrap_err().0;
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert_eq!(errs[0].field, "privacy.lease");
+    let ok = text.replace("lease: 20s", "lease: 45s");
+    let p = write(dir.path(), "c.yaml", &ok);
+    let c = load(&p).unwrap();
+    let s = c.privacy.system("app").unwrap();
+    assert_eq!(s.erasure.as_ref().unwrap().secret, "0123456789abcdef0123");
+    assert_eq!(c.privacy.callback_url, "https://shop.example");
+    assert_eq!(
+        c.privacy.deadline,
+        std::time::Duration::from_secs(30 * 86400)
+    );
+}

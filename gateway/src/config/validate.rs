@@ -154,6 +154,12 @@ pub(super) fn validate(
     }
     let pages = pages(main.pages.as_ref(), base, &mut r);
     let requests = requests(main.requests.as_ref(), &mut r);
+    let privacy = super::privacy::privacy(
+        main.privacy.as_ref(),
+        &main.upstreams,
+        &accounts.public_url,
+        &mut r,
+    );
     let abuse = Abuse {
         free_failures: main
             .abuse
@@ -219,6 +225,7 @@ pub(super) fn validate(
         pages,
         purposes,
         requests,
+        privacy,
     })
 }
 
@@ -361,6 +368,7 @@ fn purposes(
                 version: p.version,
                 legal_basis: basis,
                 required: p.required,
+                sale: p.sale,
             });
         }
     }
@@ -1852,7 +1860,7 @@ fn upstream_address(s: &str, field: &str, r: &mut Report<'_>) -> Option<String> 
 }
 
 /// Parses `5s`, `250ms`, `1h 30m`. `min_ms` rejects values below it.
-fn duration(
+pub(super) fn duration(
     s: Option<&str>,
     default: &str,
     min_ms: u64,

@@ -21,6 +21,9 @@ pub struct Purpose {
     /// Needed to use the service at all (terms); asked separately from the
     /// optional ones and never bundled with them.
     pub required: bool,
+    /// A sale or sharing of personal data (CCPA/CPRA): a browser sending
+    /// Global Privacy Control (`Sec-GPC: 1`) withdraws it.
+    pub sale: bool,
 }
 
 impl Purpose {
@@ -188,6 +191,23 @@ pub fn effective<'a>(
     purposes
         .iter()
         .filter(move |p| granted.get(&p.id) == Some(&p.version))
+}
+
+/// Whether a request carries Global Privacy Control (`Sec-GPC: 1`). Pure.
+pub fn gpc(value: Option<&[u8]>) -> bool {
+    value.is_some_and(|v| v.trim_ascii() == b"1")
+}
+
+/// The granted purposes Global Privacy Control withdraws: those marked as
+/// sale or sharing. Pure.
+pub fn gpc_withdraws<'a>(
+    granted: &BTreeMap<String, u32>,
+    purposes: &'a [Purpose],
+) -> Vec<&'a Purpose> {
+    purposes
+        .iter()
+        .filter(|p| p.sale && granted.contains_key(&p.id))
+        .collect()
 }
 
 /// The `X-Customer-Consents` value: `id=version` pairs, comma-separated,

@@ -8,6 +8,7 @@ fn purpose(id: &str, version: u32) -> Purpose {
         version,
         legal_basis: "consent".into(),
         required: false,
+        sale: false,
     }
 }
 

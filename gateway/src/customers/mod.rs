@@ -5,6 +5,8 @@
 
 mod sql;
 
+pub(crate) use sql::{PgDirectory, SqliteDirectory, TOMBSTONE_KEY};
+
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -31,6 +33,8 @@ pub struct Profile {
 pub const ACTIVE: &str = "active";
 /// The status an operator sets to lock a customer out.
 pub const DISABLED: &str = "disabled";
+/// The status of a customer whose erasure is under way (refused everywhere).
+pub const ERASING: &str = "erasing";
 
 /// A customer as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -317,15 +321,32 @@ pub struct Queued {
 
 /// Opens (and migrates) the configured directory.
 pub async fn open(store: &CustomerStore) -> Result<Arc<dyn Directory>, DirectoryError> {
+    Ok(open_with_privacy(store).await?.0)
+}
+
+/// The directory and the privacy store in the same database.
+pub async fn open_with_privacy(
+    store: &CustomerStore,
+) -> Result<(Arc<dyn Directory>, Arc<dyn crate::privacy::PrivacyStore>), DirectoryError> {
     match store {
-        CustomerStore::Embedded { path } => Ok(Arc::new(sql::SqliteDirectory::open(path).await?)),
+        CustomerStore::Embedded { path } => {
+            let d = sql::SqliteDirectory::open(path).await?;
+            let p = crate::privacy::SqlitePrivacy {
+                pool: d.pool.clone(),
+            };
+            Ok((Arc::new(d), Arc::new(p)))
+        }
         CustomerStore::Postgres {
             url,
             schema,
             timeout,
-        } => Ok(Arc::new(
-            sql::PgDirectory::open(url, schema, *timeout).await?,
-        )),
+        } => {
+            let d = sql::PgDirectory::open(url, schema, *timeout).await?;
+            let p = crate::privacy::PgPrivacy {
+                pool: d.pool.clone(),
+            };
+            Ok((Arc::new(d), Arc::new(p)))
+        }
     }
 }
 

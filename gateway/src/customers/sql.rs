@@ -109,6 +109,8 @@ fn like_pattern(query: &str) -> String {
     p
 }
 
+/// The deployment secret that keys tombstones.
+pub(crate) const TOMBSTONE_KEY: &str = "privacy-tombstone";
 const PUT_SECRET: &str = "INSERT INTO deployment_secrets (name, value, created_at)
     VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING";
 const SECRET: &str = "SELECT value FROM deployment_secrets WHERE name = $1";
@@ -124,7 +126,9 @@ macro_rules! sql_directory {
     ($name:ident, $db:ty, $pool:ty, $claim:expr, $begin:expr, $lock:expr) => {
         /// The directory on this engine.
         pub struct $name {
-            pool: $pool,
+            pub(crate) pool: $pool,
+            /// Keys the tombstones of erased customers (deployment-wide).
+            tombstone_key: Vec<u8>,
         }
 
         impl $name {
@@ -138,7 +142,8 @@ macro_rules! sql_directory {
                 })
             }
 
-            async fn enqueue_in(
+            /// Puts an event in the outbox inside `tx` (the change it reports commits with it).
+            pub(crate) async fn enqueue_in(
                 tx: &mut sqlx::Transaction<'static, $db>,
                 event: &Event,
             ) -> Result<(), DirectoryError> {
@@ -201,6 +206,36 @@ macro_rules! sql_directory {
                 Ok(Link::Linked)
             }
 
+            /// The erasure that left a tombstone for one of these, if any.
+            async fn erased_before_in(
+                &self,
+                tx: &mut sqlx::Transaction<'static, $db>,
+                marks: &[String],
+            ) -> Result<Option<String>, DirectoryError> {
+                for m in marks {
+                    let job: Option<String> =
+                        sqlx::query_scalar("SELECT job_id FROM tombstones WHERE hash = $1")
+                            .bind(m)
+                            .fetch_optional(&mut **tx)
+                            .await
+                            .map_err(unavailable)?;
+                    if job.is_some() {
+                        return Ok(job);
+                    }
+                }
+                Ok(None)
+            }
+
+            /// Loads the tombstone key (created by the first node to ask).
+            async fn with_tombstone_key(mut self) -> Result<Self, DirectoryError> {
+                let fresh = crate::session::new_token();
+                self.tombstone_key = self
+                    .shared_secret(TOMBSTONE_KEY, &fresh, now())
+                    .await?
+                    .into_bytes();
+                Ok(self)
+            }
+
             async fn find(&self, id: &ExternalId) -> Result<Option<Customer>, DirectoryError> {
                 let row = sqlx::query(FIND)
                     .bind(&id.issuer)
@@ -245,6 +280,11 @@ macro_rules! sql_directory {
                     .map_err(unavailable)?
                     .rows_affected();
                 if linked == 1 {
+                    let mark = crate::privacy::identity_tombstone(&self.tombstone_key, id);
+                    let erased = self.erased_before_in(&mut tx, &[mark]).await?;
+                    if let Some(job) = &erased {
+                        tracing::info!(customer = %customer_id, erasure = %job, "an identity of an erased customer is back: a new customer, not the old one");
+                    }
                     // Reported in the same transaction: no customer without its event.
                     let event = Event::new(
                         "identity.registered",
@@ -255,6 +295,7 @@ macro_rules! sql_directory {
                             "email": profile.email,
                             "email_verified": profile.email_verified,
                             "name": profile.name,
+                            "previously_erased": erased,
                         }),
                     );
                     sqlx::query(ENQUEUE)
@@ -446,6 +487,11 @@ macro_rules! sql_directory {
                     .execute(&mut *tx)
                     .await
                     .map_err(unavailable)?;
+                let marks = [
+                    crate::privacy::identity_tombstone(&self.tombstone_key, &id),
+                    crate::privacy::tombstone(&self.tombstone_key, "email", email),
+                ];
+                let erased = self.erased_before_in(&mut tx, &marks).await?;
                 let event = Event::new(
                     "identity.registered",
                     serde_json::json!({
@@ -455,6 +501,7 @@ macro_rules! sql_directory {
                         "email": email,
                         "email_verified": false,
                         "name": name,
+                        "previously_erased": erased,
                     }),
                 );
                 Self::enqueue_in(&mut tx, &event).await?;
@@ -988,7 +1035,12 @@ impl SqliteDirectory {
             .run(&pool)
             .await
             .map_err(|e| DirectoryError::Migration(e.to_string()))?;
-        Ok(SqliteDirectory { pool })
+        SqliteDirectory {
+            pool,
+            tombstone_key: Vec::new(),
+        }
+        .with_tombstone_key()
+        .await
     }
 }
 
@@ -1027,6 +1079,11 @@ impl PgDirectory {
             .run(&admin)
             .await
             .map_err(|e| DirectoryError::Migration(e.to_string()))?;
-        Ok(PgDirectory { pool: admin })
+        PgDirectory {
+            pool: admin,
+            tombstone_key: Vec::new(),
+        }
+        .with_tombstone_key()
+        .await
     }
 }

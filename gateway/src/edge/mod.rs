@@ -295,6 +295,7 @@ impl Gateway {
                         }
                     }
                 }
+                self.honour_gpc(session, ctx, snap, &p);
                 self.enforce_consent(session, ctx, snap, i).await
             }
             Decision::Unauthenticated(None)
@@ -506,6 +507,42 @@ impl Gateway {
         }
     }
 
+    /// Global Privacy Control from a known customer withdraws the purposes
+    /// marked as sale or sharing: gone from this request at once, recorded
+    /// in the ledger (method `gpc`) off the request path.
+    fn honour_gpc(
+        &self,
+        session: &Session,
+        ctx: &mut Ctx,
+        snap: &Snapshot,
+        p: &crate::auth::Principal,
+    ) {
+        let headers = &session.req_header().headers;
+        if !crate::consent::gpc(headers.get("sec-gpc").map(|v| v.as_bytes())) {
+            return;
+        }
+        let Some(granted) = ctx.consents.clone() else {
+            return;
+        };
+        let gone = crate::consent::gpc_withdraws(&granted, &snap.config.purposes);
+        if gone.is_empty() {
+            return;
+        }
+        let mut kept = (*granted).clone();
+        for g in &gone {
+            kept.remove(&g.id);
+        }
+        ctx.consents = Some(Arc::new(kept));
+        let agent = headers
+            .get(http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok());
+        let route = ctx
+            .route
+            .map_or("", |i| snap.config.routes[i].name.as_str());
+        self.app
+            .withdraw_by_gpc(&p.customer_id, &gone, route, agent);
+    }
+
     /// The caller of a live browser session; activity recorded at most once a minute.
     fn session_principal(
         &self,
@@ -626,6 +663,17 @@ impl Gateway {
                 .and_then(|h| h.to_str().ok())
         })
     }
+}
+
+/// The identity fields a request to `pool` carries (the assertion always
+/// names the customer; email and name as their headers were set).
+fn identity_fields(upstream: &RequestHeader, pool: &Pool) -> u8 {
+    use crate::privacy::datamap::{FIELD_EMAIL, FIELD_ID, FIELD_NAME};
+    let names = &pool.config.identity_headers;
+    let has = |n: &str| upstream.headers.contains_key(n);
+    FIELD_ID
+        | if has(&names.email) { FIELD_EMAIL } else { 0 }
+        | if has(&names.name) { FIELD_NAME } else { 0 }
 }
 
 pub(super) fn client_ip(session: &Session) -> Option<std::net::IpAddr> {
@@ -930,7 +978,24 @@ impl ProxyHttp for Gateway {
                 .snapshot
                 .as_ref()
                 .map_or(&[][..], |s| s.config.purposes.as_slice());
+            let record = ctx
+                .snapshot
+                .as_ref()
+                .is_some_and(|s| s.config.privacy.data_map);
             self.inject_identity(upstream, p, pool, ctx.consents.as_deref(), purposes)?;
+            if record {
+                self.app.data_map.record(
+                    &p.customer_id,
+                    &pool.config.name,
+                    identity_fields(upstream, pool),
+                    upstream
+                        .headers
+                        .get("x-customer-consents")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or(""),
+                    crate::session::unix_now(),
+                );
+            }
         }
         if let Some((guest, _)) = &ctx.guest {
             upstream.insert_header("x-guest-id", guest.as_str())?;

@@ -159,6 +159,16 @@ impl Signer {
         jsonwebtoken::encode(&h, claims, &ring.active.key).ok()
     }
 
+    /// Signs any claims with the current key as a compact JWS of type `typ`
+    /// (the erasure report), verifiable with the published keys.
+    pub fn sign_document(&self, claims: &serde_json::Value, typ: &str) -> Option<String> {
+        let ring = self.ring.load();
+        let mut h = Header::new(Algorithm::ES256);
+        h.kid = Some(ring.active.kid.clone());
+        h.typ = Some(typ.into());
+        jsonwebtoken::encode(&h, claims, &ring.active.key).ok()
+    }
+
     /// `iat` and `exp` for an assertion issued now.
     pub fn window(&self) -> (u64, u64) {
         let now = SystemTime::now()

@@ -24,7 +24,7 @@ use crate::config::model::PagesLook;
 use i18n::Catalogues;
 
 /// The built-in templates, by name.
-const BUILT_IN: [(&str, &str); 31] = [
+const BUILT_IN: [(&str, &str); 33] = [
     ("base.html", include_str!("templates/base.html")),
     ("forms.html", include_str!("templates/forms.html")),
     ("chooser.html", include_str!("templates/chooser.html")),
@@ -100,6 +100,14 @@ const BUILT_IN: [(&str, &str); 31] = [
     (
         "mail_email_changed.html",
         include_str!("templates/mail_email_changed.html"),
+    ),
+    (
+        "mail_erasure_receipt.txt",
+        include_str!("templates/mail_erasure_receipt.txt"),
+    ),
+    (
+        "mail_erasure_receipt.html",
+        include_str!("templates/mail_erasure_receipt.html"),
     ),
 ];
 
@@ -288,7 +296,7 @@ impl Pages {
         );
         let ctx = minijinja::context! {
             name => content.name, link => content.link, ttl => content.ttl,
-            address => content.address, subject,
+            address => content.address, reference => content.reference, subject,
         };
         let text = self.render(lang, &format!("mail_{}.txt", kind.as_str()), &ctx);
         let html = self.render(lang, &format!("mail_{}.html", kind.as_str()), &ctx);
@@ -314,6 +322,8 @@ pub struct MailContent<'a> {
     pub ttl: &'a str,
     /// An address the mail names (the new one, when the address changed).
     pub address: Option<&'a str>,
+    /// A reference the customer can quote (the erasure request's id).
+    pub reference: Option<&'a str>,
 }
 
 /// `t("key", name=value)`: the text in the page's language, placeholders
@@ -468,6 +478,7 @@ mod tests {
             link: Some(link),
             ttl: "24 hours",
             address: None,
+            reference: None,
         };
         let m = p.mail("en", Kind::Verify, "a@example.com", content);
         assert_eq!(m.subject, "Confirm your email address for Shop & Co");

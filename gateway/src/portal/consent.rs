@@ -425,6 +425,7 @@ mod tests {
             version: 1,
             legal_basis: "consent".into(),
             required: false,
+            sale: false,
         }];
         let said = |n, p| saved_notice(n, p, &purposes);
         assert_eq!(

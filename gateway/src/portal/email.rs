@@ -201,6 +201,7 @@ impl Portal {
             link: Some(&reset),
             ttl: "",
             address: Some(new),
+            reference: None,
         };
         self.send_mail(rq, Kind::EmailChanged, old, content);
     }

@@ -13,6 +13,7 @@ mod consent;
 mod email;
 mod guard;
 mod hop;
+mod privacy;
 mod prove;
 mod register;
 mod request;
@@ -79,6 +80,7 @@ pub fn router(app: Arc<App>) -> Router {
         ));
     Router::new()
         .route(JWKS_PATH, get(jwks))
+        .merge(privacy::routes())
         .merge(pages)
         .layer(axum::middleware::from_fn_with_state(
             portal.clone(),

@@ -393,6 +393,7 @@ impl Portal {
             link,
             ttl: &ttl,
             address: None,
+            reference: None,
         };
         self.send_mail(rq, kind, to, content);
     }
