@@ -20,8 +20,8 @@ use crate::support::*;
 type Received = Arc<Mutex<Vec<serde_json::Value>>>;
 
 /// A real system behind the gateway: customer traffic is echoed, signed
-/// erasure requests on `POST /privacy/erase` answered by `answer(n, body)`
-/// (n counts from 1).
+/// erasure and export requests (`POST /privacy/erase`, `/privacy/export`)
+/// answered by `answer(n, body)` (n counts from 1; `body.type` says which).
 struct System {
     up: Upstream,
     received: Received,
@@ -38,7 +38,8 @@ impl System {
         let up = Upstream::start(move |req| {
             let (r, answer) = (r.clone(), answer.clone());
             async move {
-                if req.method() != "POST" || req.uri().path() != "/privacy/erase" {
+                let path = req.uri().path();
+                if req.method() != "POST" || !matches!(path, "/privacy/erase" | "/privacy/export") {
                     return echo_response(name, &req);
                 }
                 let sig = req
@@ -159,6 +160,27 @@ pub(crate) async fn admin(
         .send(request(method, "admin", path, &headers, body))
         .await
         .unwrap()
+}
+
+/// Waits until the customer's data map names `systems` systems (flushed).
+async fn wait_map(gw: &Gateway, customer: &str, systems: usize) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let r = admin(
+            gw,
+            "GET",
+            &format!("/admin/customers/{customer}/data-map"),
+            None,
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        let v = r.json();
+        if v.as_array().map(Vec::len) == Some(systems) {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "data map not flushed: {v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Polls the request until `done` holds of its detail.
@@ -337,23 +359,7 @@ async fn erasure_across_three_systems(postgres: bool) {
             .unwrap()
             .to_string();
     }
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let map = loop {
-        let r = admin(
-            &gw,
-            "GET",
-            &format!("/admin/customers/{ada}/data-map"),
-            None,
-        )
-        .await;
-        assert_eq!(r.status, 200, "{}", r.text());
-        let v = r.json();
-        if v.as_array().map(Vec::len) == Some(3) {
-            break v;
-        }
-        assert!(Instant::now() < deadline, "data map not flushed: {v}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let map = wait_map(&gw, &ada, 3).await;
     assert_eq!(map[0]["system"], "crm");
     assert!(
         map[0]["fields"].as_array().unwrap().contains(&"id".into()),
@@ -558,6 +564,37 @@ async fn erasure_across_three_systems(postgres: bool) {
     )
     .await;
 
+    // The operator's console lists it with its progress and the report.
+    let console = |auth: Option<String>| {
+        let headers: Vec<(&str, String)> = auth.into_iter().map(|a| ("authorization", a)).collect();
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let req = request(
+            "GET",
+            "admin",
+            "/admin/console/privacy",
+            &headers,
+            Bytes::new(),
+        );
+        let c = Client::plain(gw.addr("admin"));
+        async move { c.send(req).await.unwrap() }
+    };
+    let r = console(None).await;
+    assert_eq!(r.status, 401);
+    assert!(
+        r.header("www-authenticate").unwrap().starts_with("Basic"),
+        "a browser is asked"
+    );
+    let basic = format!("Basic {}", base64_encode(&format!("ops:{ADMIN_TOKEN}")));
+    let r = console(Some(basic)).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let page = r.text();
+    assert!(page.contains(&job) && page.contains("completed"), "{page}");
+    assert!(
+        page.contains(&format!("/admin/privacy/requests/{job}/report")),
+        "{page}"
+    );
+    assert!(page.contains("<progress max=\"4\" value=\"4\">"), "{page}");
+
     // Ada signs in again with the same identity: a new customer, not the old one.
     let token = idp.sign(idp.user_claims("ada", "", 600), "RS256").await;
     let r = call(&c, &token, "/store/orders").await;
@@ -608,22 +645,7 @@ async fn a_job_survives_kill_9_without_repeating_a_step() {
         .to_string();
     call(&c, &token, "/store/x").await;
     // The map reaches the store before the request is filed.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while admin(
-        &gw,
-        "GET",
-        &format!("/admin/customers/{kai}/data-map"),
-        None,
-    )
-    .await
-    .json()
-    .as_array()
-    .map(Vec::len)
-        != Some(2)
-    {
-        assert!(Instant::now() < deadline, "data map not flushed");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_map(&gw, &kai, 2).await;
     let job = file_erasure(&gw, &kai, "email", "replied from the address on file").await;
     wait_job(
         &gw,
@@ -853,4 +875,282 @@ routes:
         .filter(|r| r["action"] == "withdraw")
         .count();
     assert_eq!(n, 1, "nothing left to withdraw: not recorded again");
+}
+
+/// An export gathers what the gateway holds and every system's answer: the
+/// store's (large, streamed in chunks) at once, the CRM's through the
+/// callback, accounting's `not_found`; downloaded as one JSON document.
+#[tokio::test]
+async fn an_export_merges_every_system() {
+    let idp = Idp::start().await;
+    // About 3 MiB: kept and sent on in chunks, never as one piece.
+    let orders: Vec<serde_json::Value> = (0..20_000)
+        .map(|i| serde_json::json!({"order": i, "item": "Grüne Teekanne", "total": "19.90"}))
+        .collect();
+    let store_doc =
+        serde_json::json!({"status": "exported", "data": {"orders": orders}}).to_string();
+    let store = System::start("store", move |_, _| (200, store_doc.clone())).await;
+    let crm = System::start("crm", |_, _| (202, String::new())).await;
+    let accounting = System::start("accounting", |_, _| {
+        (200, r#"{"status":"not_found"}"#.into())
+    })
+    .await;
+    let legacy = Upstream::echo("legacy").await;
+    let export = |s: &System| {
+        format!(
+            "{{ url: \"http://{}/privacy/export\", timeout: 2s }}",
+            s.up.addr
+        )
+    };
+    let cfg = systems_config(&idp, &store, &crm, &legacy, &accounting, "")
+        .replace(
+            "retention: 2 years after the last order, erasure:",
+            &format!(
+                "retention: 2 years after the last order, export: {}, erasure:",
+                export(&store)
+            ),
+        )
+        .replace(
+            "retention: 1 year, erasure:",
+            &format!("retention: 1 year, export: {}, erasure:", export(&crm)),
+        )
+        .replace(
+            "      all_customers: true\n",
+            &format!(
+                "      all_customers: true\n      export: {}\n",
+                export(&accounting)
+            ),
+        );
+    let gw = Gateway::start(&cfg, &[]).await;
+    let c = Client::plain(gw.addr("http"));
+    let token = idp.sign(idp.user_claims("eve", "", 600), "RS256").await;
+    let eve = call(&c, &token, "/store/x").await.json()["headers"]["x-customer-id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    call(&c, &token, "/crm/x").await;
+    wait_map(&gw, &eve, 2).await;
+    let body = serde_json::json!({"customer_id": eve, "kind": "export", "channel": "email",
+        "verification": "replied from the address on file"});
+    let r = admin(&gw, "POST", "/admin/privacy/requests", Some(body)).await;
+    assert_eq!(r.status, 202, "{}", r.text());
+    let job = r.json()["id"].as_str().unwrap().to_string();
+    let r = admin(
+        &gw,
+        "GET",
+        &format!("/admin/privacy/requests/{job}/export"),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 404, "not ready yet: {}", r.text());
+    wait_job(
+        &gw,
+        &job,
+        Duration::from_secs(10),
+        "the crm accepted",
+        |d| state(d, "crm") == "waiting",
+    )
+    .await;
+    let url = crm.received.lock().unwrap()[0]["callback_url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(crm.received.lock().unwrap()[0]["type"], "privacy.export");
+    let answer = r#"{"status":"exported","data":{"tickets":[{"id":7,"subject":"Lid is loose"}]}}"#;
+    let r = callback(&gw, &url, SECRET, answer).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let done = wait_job(&gw, &job, Duration::from_secs(10), "ready", |d| {
+        d["state"] == "ready"
+    })
+    .await;
+    assert_eq!(state(&done, "store"), "exported");
+    assert_eq!(state(&done, "accounting"), "not_found");
+
+    let r = admin(
+        &gw,
+        "GET",
+        &format!("/admin/privacy/requests/{job}/export"),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.header("content-length").is_none(), "streamed");
+    let doc = r.json();
+    assert_eq!(doc["customer_id"], eve.as_str());
+    assert_eq!(doc["gateway"]["identities"][0]["subject"], "eve");
+    assert_eq!(doc["gateway"]["data_map"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        doc["systems"]["store"]["data"]["orders"]
+            .as_array()
+            .unwrap()
+            .len(),
+        20_000
+    );
+    assert_eq!(
+        doc["systems"]["store"]["data"]["orders"][19_999]["item"],
+        "Grüne Teekanne"
+    );
+    assert_eq!(doc["systems"]["crm"]["data"]["tickets"][0]["id"], 7);
+    assert_eq!(doc["systems_without_export"][0]["system"], "accounting");
+    // The customer is not affected by an export.
+    assert_eq!(call(&c, &token, "/store/x").await.status, 200);
+}
+
+/// In Chromium: a customer whose sign-in is not recent signs in again,
+/// downloads their data, asks for deletion and follows it on the status page.
+#[tokio::test]
+async fn a_customer_downloads_their_data_and_deletes_their_account_in_a_browser() {
+    let sink = MailSink::start().await;
+    let store = Upstream::echo("store").await;
+    let crm = Upstream::echo("crm").await;
+    let warehouse = System::start("warehouse", |_, body| match body["type"].as_str() {
+        Some("privacy.export") => (
+            200,
+            r#"{"status":"exported","data":{"orders":[{"id":41,"item":"Teapot"}]}}"#.into(),
+        ),
+        _ => (200, r#"{"status":"erased"}"#.into()),
+    })
+    .await;
+    let privacy = format!(
+        "privacy:
+  secret: {SECRET}
+  reauthenticate: 2s
+  tick: 100ms
+  lease: 4s
+  systems:
+    warehouse:
+      owner: Logistics
+      categories: [orders, contact]
+      retention: 6 years
+      all_customers: true
+      erasure: {{ url: \"http://{0}/privacy/erase\", timeout: 2s }}
+      export: {{ url: \"http://{0}/privacy/export\", timeout: 2s }}
+",
+        warehouse.up.addr
+    );
+    let ports = reserve_ports();
+    let https = ports["https"];
+    let cfg = crate::consent::consent_config(&sink, &store, &crm, &privacy);
+    let gw = Gateway::start_on(
+        ports,
+        &cfg,
+        &[("consent.yaml", &crate::consent::purposes(1))],
+    )
+    .await;
+    let base = format!("https://shop.test:{https}");
+    let email = "rosa@example.test";
+    const PASSWORD: &str = "violet kettle 42 morning";
+    let seen = browse(
+        "walk_privacy",
+        Some("MAP *.test 127.0.0.1"),
+        serde_json::json!([
+            {"goto": format!("{base}/_auth/register")},
+            {"fill": ["#register-email", email]},
+            {"fill": ["#register-password", PASSWORD]},
+            {"click": "#register-terms"},
+            {"click": "form[action='/_auth/register'] button[type=submit]", "waitText": "Your account is ready"},
+            {"sleep": 3500},
+            {"goto": format!("{base}/_account"), "waitText": "Your data: download it"},
+            {"click": "a[href='/_account/privacy']", "waitText": "Confirm it is you", "screenshot": "01-sign-in-again", "axe": true},
+            {"click": "form[action='/_account/privacy/reauth'] button", "waitText": "Sign in"},
+            {"fill": ["#login-email", email]},
+            {"fill": ["#login-password", PASSWORD]},
+            {"click": "form[action='/_auth/login/password'] button[type=submit]", "waitText": "Delete your account"},
+            {"click": "form[action='/_account/privacy/export'] button", "waitText": "Download your data"},
+            {"reloadUntil": "Download (JSON)", "screenshot": "02-export-ready", "axe": true},
+            {"download": "a[download]"},
+            {"click": "a[href^='/_account/privacy/export/']:not([download])", "waitText": "What warehouse holds", "screenshot": "03-summary", "axe": true},
+            {"goto": format!("{base}/_account/privacy")},
+            {"click": "#delete-confirm"},
+            {"click": "form[action='/_account/privacy/delete'] button", "waitText": "Your account is being deleted", "screenshot": "04-status", "axe": true},
+        ]),
+    )
+    .await;
+    let download = seen
+        .iter()
+        .find_map(|s| s.get("download").filter(|d| !d.is_null()))
+        .expect("a download");
+    assert!(
+        download["name"].as_str().unwrap().ends_with(".json"),
+        "{download}"
+    );
+    let doc: serde_json::Value = serde_json::from_str(download["text"].as_str().unwrap()).unwrap();
+    assert_eq!(doc["gateway"]["profile"]["email"], email);
+    assert_eq!(
+        doc["systems"]["warehouse"]["data"]["orders"][0]["item"],
+        "Teapot"
+    );
+    assert!(doc["gateway"]["consent_records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["purpose"] == "terms"));
+    for page in &seen {
+        if let Some(v) = page.get("axe").and_then(|a| a.as_array()) {
+            assert!(
+                v.is_empty(),
+                "accessibility problems on {}: {v:#?}",
+                page["url"]
+            );
+        }
+    }
+    // The status page is the customer's: it works without a session, the
+    // reference names the request, and it is completed now.
+    let status = seen
+        .iter()
+        .rev()
+        .find(|s| {
+            s["url"]
+                .as_str()
+                .is_some_and(|u| u.contains("/_auth/privacy/status"))
+        })
+        .unwrap();
+    let url = status["url"].as_str().unwrap();
+    let job = url.split("job=").nth(1).unwrap().split('&').next().unwrap();
+    // The store was never declared: our staff delete there by hand, and say so.
+    let r = admin(
+        &gw,
+        "POST",
+        &format!("/admin/privacy/requests/{job}/systems/store"),
+        Some(serde_json::json!({"status": "erased", "note": "deleted in the shop database by R. Ops"})),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let after = browse(
+        "walk_privacy_done",
+        Some("MAP *.test 127.0.0.1"),
+        serde_json::json!([
+            {"goto": url, "reloadUntil": "Your account and your data are deleted.", "screenshot": "05-done", "axe": true},
+            {"goto": format!("{base}/_account"), "waitText": "Sign in"},
+        ]),
+    )
+    .await;
+    assert!(
+        after[0]["axe"].as_array().is_some_and(|v| v.is_empty()),
+        "{:#}",
+        after[0]["axe"]
+    );
+    let detail = admin(&gw, "GET", &format!("/admin/privacy/requests/{job}"), None)
+        .await
+        .json();
+    assert_eq!(detail["state"], "completed");
+    assert_eq!(detail["requested_by"], "customer");
+    assert_eq!(detail["channel"], "account_page");
+    assert!(
+        detail["verification"]
+            .as_str()
+            .unwrap()
+            .starts_with("signed in"),
+        "{detail}"
+    );
+    // The receipt was mailed before the address was deleted.
+    let receipt = sink.wait_mail(email, 2, Duration::from_secs(10)).await;
+    assert!(unquote(&receipt).contains(job), "{receipt}");
+    // A wrong token shows nothing.
+    let wrong = url.replace("&t=", "&t=0");
+    let r = gw
+        .dev_client()
+        .get("shop.test", &wrong[wrong.find("/_auth").unwrap()..])
+        .await;
+    assert_eq!(r.status, 404);
 }

@@ -7,13 +7,22 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 
-pub type Resp = Response<Full<Bytes>>;
+/// A response whose body may be streamed (an export) or whole (a page).
+pub type Resp = Response<UnsyncBoxBody<Bytes, std::io::Error>>;
+
+/// A whole body as a [`Resp`] body.
+pub fn whole(b: impl Into<Bytes>) -> UnsyncBoxBody<Bytes, std::io::Error> {
+    Full::new(b.into())
+        .map_err(|never: Infallible| match never {})
+        .boxed_unsync()
+}
 
 /// Binds `addr` now (so callers learn about a taken port at start) and
 /// serves `handler` on the current runtime.
@@ -51,7 +60,7 @@ where
 
 /// A response with a body and content type.
 pub fn respond(status: u16, content_type: &str, body: impl Into<Bytes>) -> Resp {
-    let mut r = Response::new(Full::new(body.into()));
+    let mut r = Response::new(whole(body));
     *r.status_mut() =
         http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
     if let Ok(v) = http::HeaderValue::from_str(content_type) {

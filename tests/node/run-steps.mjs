@@ -35,6 +35,7 @@ const context = await chromium.launchPersistentContext(profile, {
   ignoreHTTPSErrors: true,
   // The gateway's pages forbid scripts (CSP); axe is injected by the test only.
   bypassCSP: true,
+  acceptDownloads: true,
   viewport: plan.viewport?.width
     ? { width: plan.viewport.width, height: plan.viewport.height }
     : { width: 1280, height: 800 },
@@ -96,6 +97,24 @@ try {
       await page.click(step.click, { timeout: 10000 });
       await page.waitForLoadState('load');
     }
+    if (step.sleep) await new Promise((r) => setTimeout(r, step.sleep));
+    if (step.reloadUntil) {
+      // A page that changes on the server's time (an export being gathered).
+      const deadline = Date.now() + 20000;
+      while (!(await page.getByText(step.reloadUntil).count())) {
+        if (Date.now() > deadline) throw new Error(`"${step.reloadUntil}" did not appear within 20 s`);
+        await new Promise((r) => setTimeout(r, 300));
+        await page.reload({ waitUntil: 'load' });
+      }
+    }
+    let download;
+    if (step.download) {
+      const [d] = await Promise.all([page.waitForEvent('download', { timeout: 15000 }), page.click(step.download)]);
+      const path = join(plan.artifacts, d.suggestedFilename());
+      await d.saveAs(path);
+      const text = readFileSync(path, 'utf8');
+      download = { name: d.suggestedFilename(), size: text.length, text: text.slice(0, 1 << 20) };
+    }
     if (step.waitText) await page.getByText(step.waitText).first().waitFor({ timeout: 15000 });
     let shot;
     if (step.screenshot) {
@@ -111,7 +130,7 @@ try {
         return r.violations.map((v) => ({ id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.map((n) => n.target.join(' ')) }));
       });
     }
-    results.push(await observe({ step, screenshot: shot, cookies, axe }));
+    results.push(await observe({ step, screenshot: shot, cookies, axe, download }));
   }
 } catch (e) {
   error = String(e && e.message || e);

@@ -1,6 +1,7 @@
 //! The admin token check in front of every write and customer endpoint:
-//! `Authorization: Bearer <admin.token>` compared in constant time; a client
-//! that keeps failing is slowed down (429 with `Retry-After`).
+//! `Authorization: Bearer <admin.token>` (or, for a browser on the console,
+//! HTTP Basic with the token as the password) compared in constant time; a
+//! client that keeps failing is slowed down (429 with `Retry-After`).
 
 use std::net::SocketAddr;
 
@@ -16,17 +17,43 @@ pub async fn require_token(State(app): State<Shared>, req: Request, next: Next) 
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
-    let given = req
-        .headers()
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("")
-        .to_string();
+    let given = given_token(
+        req.headers()
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok()),
+    );
+    let console = req.uri().path().starts_with("/admin/console/");
     match check(&app, peer, &given).await {
         Ok(()) => next.run(req).await,
+        Err(e) if console && e.problem.status == 401 => e
+            .with_header(
+                http::header::WWW_AUTHENTICATE,
+                "Basic realm=\"omnigate-admin\", charset=\"UTF-8\"",
+            )
+            .into_response(),
         Err(e) => e.into_response(),
     }
+}
+
+/// The token of `Bearer <token>`, or the password of `Basic` (a browser's
+/// prompt: any user name, the token as the password). Pure.
+pub fn given_token(authorization: Option<&str>) -> String {
+    use base64::Engine;
+    let Some(v) = authorization else {
+        return String::new();
+    };
+    if let Some(t) = v.strip_prefix("Bearer ") {
+        return t.to_string();
+    }
+    v.strip_prefix("Basic ")
+        .and_then(|b| {
+            base64::engine::general_purpose::STANDARD
+                .decode(b.trim())
+                .ok()
+        })
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|s| s.split_once(':').map(|(_, p)| p.to_string()))
+        .unwrap_or_default()
 }
 
 async fn check(app: &Shared, peer: Option<std::net::IpAddr>, given: &str) -> Result<(), ApiError> {
@@ -64,4 +91,19 @@ async fn check(app: &Shared, peer: Option<std::net::IpAddr>, given: &str) -> Res
         http::header::WWW_AUTHENTICATE,
         "Bearer realm=\"omnigate-admin\"",
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::given_token;
+
+    #[test]
+    fn bearer_or_the_password_of_basic() {
+        assert_eq!(given_token(Some("Bearer abc")), "abc");
+        // "ops:s3cret:x" — the password may hold a colon.
+        assert_eq!(given_token(Some("Basic b3BzOnMzY3JldDp4")), "s3cret:x");
+        assert_eq!(given_token(Some("Basic !!!")), "");
+        assert_eq!(given_token(Some("Digest x")), "");
+        assert_eq!(given_token(None), "");
+    }
 }

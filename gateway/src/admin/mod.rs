@@ -18,6 +18,7 @@ use utoipa::openapi::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
 mod auth;
+mod console;
 mod customers;
 mod ops;
 mod privacy;
@@ -69,6 +70,7 @@ pub fn router(app: Arc<App>) -> Router {
     let protected = OpenApiRouter::new()
         .merge(customers::routes())
         .merge(privacy::routes())
+        .merge(console::routes())
         .merge(ops::protected())
         .route_layer(axum::middleware::from_fn_with_state(
             app.clone(),
@@ -152,22 +154,8 @@ fn with_common_responses(mut api: OpenApi) -> OpenApi {
     api
 }
 
-/// The axum response as the shared hyper server writes it.
+/// The axum response as the shared hyper server writes it: streamed, so a
+/// large export never sits whole in memory.
 async fn to_resp(resp: Response) -> crate::httpd::Resp {
-    let (parts, body) = resp.into_parts();
-    match http_body_util::Limited::new(body, 64 * 1024 * 1024)
-        .collect()
-        .await
-    {
-        Ok(b) => http::Response::from_parts(parts, http_body_util::Full::new(b.to_bytes())),
-        Err(e) => {
-            tracing::error!(error = %e, "admin response could not be read");
-            crate::httpd::problem(
-                500,
-                "internal",
-                "Internal error",
-                "The answer could not be written.",
-            )
-        }
-    }
+    resp.map(|body| body.map_err(std::io::Error::other).boxed_unsync())
 }

@@ -24,6 +24,7 @@ pub fn routes() -> OpenApiRouter<Shared> {
         .routes(routes!(list, file))
         .routes(routes!(one))
         .routes(routes!(report))
+        .routes(routes!(export))
         .routes(routes!(record_outcome))
         .routes(routes!(place_hold))
         .routes(routes!(holds))
@@ -526,6 +527,36 @@ enum Status {
     NotFound,
     Retained,
     Error,
+}
+
+/// The export document (JSON, streamed): what the gateway holds of the
+/// customer and each system's answer, while the export is valid.
+#[utoipa::path(get, path = "/admin/privacy/requests/{id}/export", tag = "privacy",
+    params(("id" = String, Path, description = "The request id", pattern = "^prj_[0-9a-f]{32}$")),
+    security(("adminToken" = [])),
+    responses(
+        (status = 200, description = "The export", content_type = "application/json", body = Object),
+        (status = 404, description = "No such export request, or not ready, or expired", body = Problem, content_type = "application/problem+json")))]
+async fn export(State(app): State<Shared>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let id = job_id(&id)?;
+    let now = crate::session::unix_now();
+    let job = app.privacy.job(id).await.map_err(store_down)?.filter(|j| {
+        j.kind == Kind::Export && j.state == "ready" && j.export_expires_at.is_some_and(|t| t > now)
+    });
+    let Some(job) = job else {
+        return Err(ApiError::not_found(
+            "No export ready: no such privacy request, not ready yet, or expired.",
+        ));
+    };
+    let tasks = app.privacy.tasks(id).await.map_err(store_down)?;
+    let stream = crate::privacy::export::document(app.clone(), job, tasks)
+        .await
+        .map_err(store_down)?;
+    Ok((
+        [(http::header::CONTENT_TYPE, "application/json")],
+        axum::body::Body::from_stream(stream),
+    )
+        .into_response())
 }
 
 #[derive(Deserialize, ToSchema)]

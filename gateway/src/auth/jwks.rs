@@ -19,6 +19,24 @@ use crate::config::model::Provider;
 
 type Https = hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>;
 
+/// A POST of a JSON body that asks for JSON back, with extra headers.
+fn json_post(
+    url: &str,
+    body: &str,
+    headers: &[(&str, String)],
+) -> Result<http::Request<Full<Bytes>>, String> {
+    let mut req = http::Request::builder()
+        .method("POST")
+        .uri(url)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .header(http::header::ACCEPT, "application/json");
+    for (k, v) in headers {
+        req = req.header(*k, v.as_str());
+    }
+    req.body(Full::new(Bytes::from(body.to_string())))
+        .map_err(|_| format!("bad URL {url}"))
+}
+
 /// A shared HTTP(S) client for talking to identity providers.
 #[derive(Clone)]
 pub struct HttpClient {
@@ -111,19 +129,24 @@ impl HttpClient {
         headers: &[(&str, String)],
         limit: usize,
     ) -> Result<(u16, Bytes), String> {
-        let mut req = http::Request::builder()
-            .method("POST")
-            .uri(url)
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .header(http::header::ACCEPT, "application/json");
-        for (k, v) in headers {
-            req = req.header(*k, v.as_str());
-        }
-        let req = req
-            .body(Full::new(Bytes::from(body.to_string())))
-            .map_err(|_| format!("bad URL {url}"))?;
+        let req = json_post(url, body, headers)?;
         let (status, body) = self.exchange(req, limit).await?;
         Ok((status.as_u16(), body))
+    }
+
+    /// POSTs a JSON body and returns the response as it arrives, for a body
+    /// too large to hold (the caller bounds the time and the size).
+    pub async fn post_streaming(
+        &self,
+        url: &str,
+        body: &str,
+        headers: &[(&str, String)],
+    ) -> Result<http::Response<hyper::body::Incoming>, String> {
+        let req = json_post(url, body, headers)?;
+        self.inner
+            .request(req)
+            .await
+            .map_err(|e| format!("POST {url}: {e}"))
     }
 
     /// GETs a text document (≤ 1 MiB); any 2xx is success.

@@ -78,7 +78,7 @@ pub(super) fn privacy(
             0,
             "privacy.lease",
             format!(
-                "the lease ({}) is not longer than the slowest system's timeout ({}), so a slow answer could be sent twice at once",
+                "the lease ({}) is not at least a second longer than the slowest system's timeout ({}), so a slow answer could be sent twice at once",
                 humantime::format_duration(settings.lease),
                 humantime::format_duration(longest)
             ),

@@ -46,6 +46,10 @@ impl Gateway {
         let request = to_request(session, body, conn, snap)?;
         let Ok(response) = self.portal.clone().oneshot(request).await;
         let (parts, body) = response.into_parts();
+        if axum::body::HttpBody::size_hint(&body).exact().is_none() {
+            // A stream (an export): relayed as it comes, never held whole.
+            return self.stream_back(session, ctx, parts, body).await;
+        }
         let body = match http_body_util::Limited::new(body, RESPONSE_LIMIT)
             .collect()
             .await
@@ -90,6 +94,39 @@ impl Gateway {
         if !head_only {
             session.write_response_body(Some(body), true).await?;
         }
+        Ok(())
+    }
+}
+
+impl Gateway {
+    async fn stream_back(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        parts: http::response::Parts,
+        mut body: axum::body::Body,
+    ) -> Result<()> {
+        let status = parts.status.as_u16();
+        ctx.local_status = Some(status);
+        let mut resp = ResponseHeader::build(status, Some(parts.headers.len() + 3))?;
+        for (name, value) in &parts.headers {
+            resp.append_header(name.clone(), value.clone())?;
+        }
+        resp.insert_header("x-request-id", ctx.request_id.as_str())?;
+        self.add_hsts(&mut resp, ctx)?;
+        let head = session.req_header().method == http::Method::HEAD;
+        session.write_response_header(Box::new(resp), head).await?;
+        if head {
+            return Ok(());
+        }
+        while let Some(frame) = body.frame().await {
+            let frame =
+                frame.map_err(|e| Error::because(ErrorType::InternalError, "page stream", e))?;
+            if let Ok(data) = frame.into_data() {
+                session.write_response_body(Some(data), false).await?;
+            }
+        }
+        session.write_response_body(None, true).await?;
         Ok(())
     }
 }

@@ -24,7 +24,7 @@ use crate::config::model::PagesLook;
 use i18n::Catalogues;
 
 /// The built-in templates, by name.
-const BUILT_IN: [(&str, &str); 33] = [
+const BUILT_IN: [(&str, &str); 36] = [
     ("base.html", include_str!("templates/base.html")),
     ("forms.html", include_str!("templates/forms.html")),
     ("chooser.html", include_str!("templates/chooser.html")),
@@ -101,6 +101,12 @@ const BUILT_IN: [(&str, &str); 33] = [
         "mail_email_changed.html",
         include_str!("templates/mail_email_changed.html"),
     ),
+    ("privacy.html", include_str!("templates/privacy.html")),
+    (
+        "privacy_status.html",
+        include_str!("templates/privacy_status.html"),
+    ),
+    ("export.html", include_str!("templates/export.html")),
     (
         "mail_erasure_receipt.txt",
         include_str!("templates/mail_erasure_receipt.txt"),

@@ -10,6 +10,7 @@
 
 mod account;
 mod consent;
+mod data;
 mod email;
 mod guard;
 mod hop;
@@ -67,6 +68,7 @@ pub fn router(app: Arc<App>) -> Router {
         .merge(account::routes())
         .merge(email::routes())
         .merge(consent::routes())
+        .merge(data::routes())
         .fallback(respond::not_found)
         .method_not_allowed_fallback(respond::not_found)
         // Inner to outer: throttled guesses, then host, origin and HTTPS.

@@ -99,6 +99,16 @@ async fn recorded(p: &Portal, job_id: &str, system: &str, rq: &Req) -> Result<Re
         .into_iter()
         .find(|t| t.system == system)
         .ok_or_else(none)?;
+    if job.kind == Kind::Export && answer == Answer::Exported {
+        if let Err(e) = crate::privacy::export::keep_callback(&p.app, job_id, system, body).await {
+            tracing::warn!(error = %e, "privacy callback: export not kept");
+            return Err(json(
+                503,
+                "unavailable",
+                "The export could not be kept; retry.",
+            ));
+        }
+    }
     let via = Via {
         actor: "callback",
         attempted: false,

@@ -80,6 +80,8 @@ pub(super) fn when(t: i64) -> String {
 #[derive(Debug)]
 pub enum Failure {
     Unavailable(String),
+    /// Nothing here for this browser (an unknown or someone else's export).
+    NotFound,
     TooLarge,
     BadRequest(&'static str),
     Internal(&'static str),
@@ -100,6 +102,7 @@ impl Failure {
             },
             Failure::BadRequest(why) => Problem::BadRequest(why),
             Failure::Internal(_) => Problem::Internal,
+            Failure::NotFound => Problem::NotFound,
         }
     }
 }
@@ -113,7 +116,7 @@ impl IntoResponse for Failure {
         match &self {
             Failure::Unavailable(e) => tracing::error!(error = %e, "a page's store is unavailable"),
             Failure::Internal(e) => tracing::error!(error = %e, "a page failed"),
-            Failure::TooLarge | Failure::BadRequest(_) => {}
+            Failure::TooLarge | Failure::BadRequest(_) | Failure::NotFound => {}
         }
         let mut resp = Response::new(axum::body::Body::empty());
         resp.extensions_mut().insert(Answer(self.problem()));

@@ -8,6 +8,7 @@
 pub mod answer;
 pub mod apply;
 pub mod datamap;
+pub mod export;
 pub mod report;
 mod sql;
 pub mod store;

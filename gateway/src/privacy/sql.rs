@@ -97,6 +97,15 @@ const ERASE_EVENTS: [&str; 2] = [
     "DELETE FROM outbox WHERE done_at IS NOT NULL AND payload LIKE $1 ESCAPE '\\'",
 ];
 
+const PUT_PART: &str = "INSERT INTO privacy_export_parts (job_id, system, seq, chunk)
+    VALUES ($1, $2, $3, $4) ON CONFLICT (job_id, system, seq) DO UPDATE SET chunk = excluded.chunk";
+const PART: &str =
+    "SELECT chunk FROM privacy_export_parts WHERE job_id = $1 AND system = $2 AND seq = $3";
+const DROP_PARTS: &str =
+    "DELETE FROM privacy_export_parts WHERE job_id = $1 AND ($2 = '' OR system = $2)";
+const EXPIRED_EXPORTS: &str = "SELECT j.id FROM privacy_jobs j WHERE j.kind = 'export'
+    AND j.export_expires_at IS NOT NULL AND j.export_expires_at < $1
+    AND EXISTS (SELECT 1 FROM privacy_export_parts p WHERE p.job_id = j.id)";
 const CLAIM_JOB_SQLITE: &str = "UPDATE privacy_jobs SET lease_owner = $1, lease_until = $2
     WHERE id = (SELECT id FROM privacy_jobs WHERE step <> 'done' AND next_run_at <= $3
                 AND lease_until <= $3 ORDER BY next_run_at LIMIT 1)
@@ -748,6 +757,61 @@ macro_rules! sql_privacy {
                     active_holds,
                     failing,
                 })
+            }
+
+            async fn put_part(
+                &self,
+                job_id: &str,
+                system: &str,
+                seq: i64,
+                chunk: &str,
+            ) -> Result<(), DirectoryError> {
+                sqlx::query(PUT_PART)
+                    .bind(job_id)
+                    .bind(system)
+                    .bind(seq)
+                    .bind(chunk)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(unavailable)?;
+                Ok(())
+            }
+
+            async fn part(
+                &self,
+                job_id: &str,
+                system: &str,
+                seq: i64,
+            ) -> Result<Option<String>, DirectoryError> {
+                sqlx::query_scalar(PART)
+                    .bind(job_id)
+                    .bind(system)
+                    .bind(seq)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(unavailable)
+            }
+
+            async fn drop_parts(
+                &self,
+                job_id: &str,
+                system: Option<&str>,
+            ) -> Result<(), DirectoryError> {
+                sqlx::query(DROP_PARTS)
+                    .bind(job_id)
+                    .bind(system.unwrap_or(""))
+                    .execute(&self.pool)
+                    .await
+                    .map_err(unavailable)?;
+                Ok(())
+            }
+
+            async fn expired_exports(&self, now: i64) -> Result<Vec<String>, DirectoryError> {
+                sqlx::query_scalar(EXPIRED_EXPORTS)
+                    .bind(now)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(unavailable)
             }
         }
     };

@@ -286,4 +286,25 @@ pub trait PrivacyStore: Send + Sync {
     /// minutes (refused everywhere, even by a cached token).
     async fn erasing(&self, now: i64) -> Result<Vec<String>, DirectoryError>;
     async fn counts(&self, now: i64) -> Result<Counts, DirectoryError>;
+
+    /// Keeps chunk `seq` of what `system` exported for a job.
+    async fn put_part(
+        &self,
+        job_id: &str,
+        system: &str,
+        seq: i64,
+        chunk: &str,
+    ) -> Result<(), DirectoryError>;
+    /// Chunk `seq` of a system's export, if there is one.
+    async fn part(
+        &self,
+        job_id: &str,
+        system: &str,
+        seq: i64,
+    ) -> Result<Option<String>, DirectoryError>;
+    /// Forgets a system's export (before it is written again), or every
+    /// system's (`None`) when the export expires.
+    async fn drop_parts(&self, job_id: &str, system: Option<&str>) -> Result<(), DirectoryError>;
+    /// Exports past their expiry that still hold parts.
+    async fn expired_exports(&self, now: i64) -> Result<Vec<String>, DirectoryError>;
 }

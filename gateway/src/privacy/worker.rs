@@ -40,6 +40,7 @@ pub async fn run(app: Weak<App>) {
         tasks(&app, &owner, &p, &http).await;
         if last_counts.elapsed() >= Duration::from_secs(5) {
             counts(&app).await;
+            expire_exports(&app).await;
             last_counts = Instant::now();
         }
         let wake = app.privacy_wake.clone();
@@ -76,6 +77,35 @@ async fn refresh_refusals(app: &App) {
     match app.privacy.erasing(crate::session::unix_now()).await {
         Ok(ids) => app.auth.set_refused(ids),
         Err(e) => tracing::debug!(error = %e, "erasing customers not read"),
+    }
+}
+
+/// Exports past their time: the systems' parts are deleted.
+async fn expire_exports(app: &App) {
+    let now = crate::session::unix_now();
+    let Ok(ids) = app.privacy.expired_exports(now).await else {
+        return;
+    };
+    for id in ids {
+        if app.privacy.drop_parts(&id, None).await.is_ok() {
+            let change = JobChange {
+                step: "done".into(),
+                state: "expired".into(),
+                next_run_at: now,
+                ..Default::default()
+            };
+            let _ = app.privacy.set_job(&id, None, &change).await;
+            let _ = app
+                .privacy
+                .audit(
+                    &id,
+                    "gateway",
+                    "export expired",
+                    Some("the download was deleted"),
+                    now,
+                )
+                .await;
+        }
     }
 }
 
@@ -512,13 +542,22 @@ async fn attempt(
         ("omnigate-job-id", job.id.clone()),
         ("omnigate-request-type", job.kind.as_str().to_string()),
     ];
-    let sent = tokio::time::timeout(
-        endpoint.timeout,
-        http.post_for_answer(&endpoint.url, &body, &headers, 1 << 20),
-    )
-    .await;
-    match sent {
-        Ok(Ok((status, body))) => answer::parse(status, &body, crate::session::unix_now()),
+    let exchange = async {
+        match job.kind {
+            Kind::Erasure => {
+                let (status, body) = http
+                    .post_for_answer(&endpoint.url, &body, &headers, 1 << 20)
+                    .await?;
+                Ok(answer::parse(status, &body, crate::session::unix_now()))
+            }
+            Kind::Export => {
+                let resp = http.post_streaming(&endpoint.url, &body, &headers).await?;
+                Ok(super::export::receive(app, job, task, resp).await)
+            }
+        }
+    };
+    match tokio::time::timeout(endpoint.timeout, exchange).await {
+        Ok(Ok(a)) => a,
         Ok(Err(e)) => Answer::Error(e),
         Err(_) => Answer::Error(format!(
             "no answer within {}",
