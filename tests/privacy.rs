@@ -1014,7 +1014,7 @@ async fn a_customer_downloads_their_data_and_deletes_their_account_in_a_browser(
     let privacy = format!(
         "privacy:
   secret: {SECRET}
-  reauthenticate: 2s
+  reauthenticate: 10s
   tick: 100ms
   lease: 4s
   systems:
@@ -1049,7 +1049,7 @@ async fn a_customer_downloads_their_data_and_deletes_their_account_in_a_browser(
             {"fill": ["#register-password", PASSWORD]},
             {"click": "#register-terms"},
             {"click": "form[action='/_auth/register'] button[type=submit]", "waitText": "Your account is ready"},
-            {"sleep": 3500},
+            {"sleep": 11000},
             {"goto": format!("{base}/_account"), "waitText": "Your data: download it"},
             {"click": "a[href='/_account/privacy']", "waitText": "Confirm it is you", "screenshot": "01-sign-in-again", "axe": true},
             {"click": "form[action='/_account/privacy/reauth'] button", "waitText": "Sign in"},

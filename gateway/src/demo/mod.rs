@@ -5,7 +5,8 @@
 //! The store also plays the operator's mail sender for the default config:
 //! the gateway POSTs verification and reset mails to `/_demo/mail` (the
 //! webhook mail channel), and `GET /_demo/mail` lists the last ones, links
-//! included, so registration works on a machine without SMTP.
+//! included, so registration works on a machine without SMTP. Each demo
+//! upstream answers the gateway's privacy requests on `/_demo/privacy/*`.
 
 mod outbox;
 mod store;
@@ -47,6 +48,8 @@ struct Demos {
 
 /// Where the store keeps mails.
 const MAIL_PATH: &str = "/_demo/mail";
+/// Where the demo upstreams take the gateway's privacy requests.
+const PRIVACY_PATH: &str = "/_demo/privacy/";
 
 /// The largest request body a demo reads (a mail, a form).
 const BODY_LIMIT: usize = 64 * 1024;
@@ -132,6 +135,13 @@ async fn handle(app: App, state: &Demos, req: Request<Incoming>) -> Resp {
             outbox::keep(&state.outbox, seen.body.as_bytes())
         }
         App::Store if seen.path == MAIL_PATH => outbox::page(&state.outbox),
+        App::Store if seen.path.starts_with(PRIVACY_PATH) && seen.method == "POST" => {
+            store::privacy(&state.shop, &seen)
+        }
+        // The demo CRM and API keep nothing between requests.
+        App::Crm | App::Api if seen.path.starts_with(PRIVACY_PATH) && seen.method == "POST" => {
+            respond(200, "application/json", r#"{"status":"not_found"}"#)
+        }
         App::Store => store::handle(&state.shop, &seen),
         App::Crm => crm(&seen),
         App::Api => api(&seen),

@@ -67,6 +67,53 @@ impl Shop {
     }
 }
 
+/// The privacy requests the gateway sends the demo store
+/// (`/_demo/privacy/erase`, `/_demo/privacy/export`): what it holds of the
+/// customer, exported or forgotten. A demo: it does not check the signature
+/// a real system must check.
+pub(super) fn privacy(shop: &Mutex<Shop>, seen: &Seen) -> Resp {
+    let Ok(mut shop) = shop.lock() else {
+        return respond(
+            503,
+            "application/json",
+            r#"{"status":"error","reason":"store busy"}"#,
+        );
+    };
+    let body: serde_json::Value = serde_json::from_str(&seen.body).unwrap_or_default();
+    let Some(customer) = body["customer_id"].as_str() else {
+        return respond(
+            400,
+            "application/json",
+            r#"{"status":"error","reason":"no customer_id"}"#,
+        );
+    };
+    let holds = shop.carts.contains_key(customer) || shop.orders.contains_key(customer);
+    let answer = match (seen.path.ends_with("/export"), holds) {
+        (_, false) => serde_json::json!({"status": "not_found"}),
+        (true, true) => {
+            let names = |items: &[u32]| -> Vec<&str> {
+                items
+                    .iter()
+                    .filter_map(|i| product(*i).map(|p| p.1))
+                    .collect()
+            };
+            let cart = names(&shop.cart(Some(customer)));
+            let orders: Vec<Vec<&str>> = shop
+                .orders
+                .get(customer)
+                .map(|o| o.iter().map(|items| names(items)).collect())
+                .unwrap_or_default();
+            serde_json::json!({"status": "exported", "data": {"cart": cart, "orders": orders}})
+        }
+        (false, true) => {
+            shop.carts.remove(customer);
+            shop.orders.remove(customer);
+            serde_json::json!({"status": "erased"})
+        }
+    };
+    respond(200, "application/json", answer.to_string())
+}
+
 /// Answers one store request.
 pub(super) fn handle(shop: &Mutex<Shop>, seen: &Seen) -> Resp {
     let Ok(mut shop) = shop.lock() else {
@@ -244,6 +291,32 @@ mod tests {
                 .collect(),
             body: body.into(),
         }
+    }
+
+    async fn text(r: Resp) -> serde_json::Value {
+        use http_body_util::BodyExt;
+        let b = r.into_body().collect().await.unwrap().to_bytes();
+        serde_json::from_slice(&b).unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_store_exports_and_forgets_a_customer() {
+        let shop = Mutex::new(Shop::default());
+        let me = [("x-customer-id", "cus_7")];
+        handle(&shop, &seen("POST", "/cart/add", &me, "item=2"));
+        handle(&shop, &seen("POST", "/checkout/order", &me, ""));
+        handle(&shop, &seen("POST", "/cart/add", &me, "item=1"));
+        let ask = |path: &str| seen("POST", path, &[], r#"{"customer_id":"cus_7"}"#);
+        let export = text(privacy(&shop, &ask("/_demo/privacy/export"))).await;
+        assert_eq!(export["status"], "exported");
+        assert_eq!(export["data"]["orders"].as_array().unwrap().len(), 1);
+        assert_eq!(export["data"]["cart"].as_array().unwrap().len(), 1);
+        let erased = text(privacy(&shop, &ask("/_demo/privacy/erase"))).await;
+        assert_eq!(erased["status"], "erased");
+        let again = text(privacy(&shop, &ask("/_demo/privacy/erase"))).await;
+        assert_eq!(again["status"], "not_found");
+        let bad = privacy(&shop, &seen("POST", "/_demo/privacy/erase", &[], "{}"));
+        assert_eq!(bad.status(), 400);
     }
 
     #[test]

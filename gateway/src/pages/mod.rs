@@ -216,8 +216,11 @@ impl Pages {
         self.text(lang, &key, &[("n", &n.to_string())])
     }
 
-    /// `1 hour`, `2 hours 30 minutes`, `15 minutes`.
+    /// `1 hour`, `2 hours 30 minutes`, `15 minutes`, `10 seconds`.
     pub fn duration(&self, lang: &str, d: std::time::Duration) -> String {
+        if d.as_secs() < 60 {
+            return self.count(lang, "seconds", d.as_secs());
+        }
         let mins = d.as_secs() / 60;
         match (mins / 60, mins % 60) {
             (h, 0) => self.count(lang, "hours", h),

@@ -255,7 +255,7 @@ impl Portal {
                 "csrf": me.csrf, "fresh": self.fresh(snap, me), "notice": notice, "error": error,
                 "export": export, "systems": systems,
                 "days": snap.config.privacy.deadline.as_secs() / 86_400,
-                "minutes": snap.config.privacy.reauthenticate.as_secs() / 60,
+                "window": self.app.pages.duration(&self.lang(rq), snap.config.privacy.reauthenticate),
             }),
         );
         self.page(rq, status, html).await
