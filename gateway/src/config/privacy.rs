@@ -126,7 +126,7 @@ fn settings(raw: Option<&RawPrivacy>, r: &mut Report<'_>) -> Privacy {
             0,
             "privacy.data_map_max_pairs",
             format!("{max_pairs} is outside 1..=10000000"),
-            Some("each pair takes about 200 bytes; 100000 is the default".into()),
+            Some("each pair takes about 400 bytes (bench/datamap); 100000 is the default".into()),
         );
     }
     Privacy {
