@@ -62,11 +62,7 @@ pub fn routes() -> OpenApiRouter<Shared> {
         .route("/admin/console/privacy/{id}", axum::routing::get(one))
 }
 
-fn when(t: i64) -> String {
-    let st = std::time::UNIX_EPOCH + std::time::Duration::from_secs(t.max(0) as u64);
-    let s = humantime::format_rfc3339_seconds(st).to_string();
-    format!("{} UTC", s.get(..16).unwrap_or(&s).replacen('T', " ", 1))
-}
+use crate::pages::when;
 
 fn render(template: &str, ctx: minijinja::Value) -> Result<Response, ApiError> {
     let mut env = Environment::new();

@@ -320,6 +320,13 @@ impl Pages {
     }
 }
 
+/// A unix time as pages show it: `2026-12-01 20:04 UTC`. Pure.
+pub fn when(t: i64) -> String {
+    let st = std::time::UNIX_EPOCH + std::time::Duration::from_secs(t.max(0) as u64);
+    let s = humantime::format_rfc3339_seconds(st).to_string();
+    format!("{} UTC", s.get(..16).unwrap_or(&s).replacen('T', " ", 1))
+}
+
 /// What a mail says beyond its kind.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct MailContent<'a> {

@@ -180,7 +180,7 @@ pub(super) struct PasswordForm {
 
 /// A form with no fields of its own (the CSRF token only).
 #[derive(Deserialize, Default)]
-struct NoFields {}
+pub(super) struct NoFields {}
 
 /// After an account change: back to the account with its notice, or the
 /// 503 page when a store failed.

@@ -14,7 +14,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use serde_json::json;
 
-use super::account::Account;
+use super::account::{Account, NoFields};
 use super::request::Query;
 use super::respond::*;
 use super::*;
@@ -37,10 +37,6 @@ pub(super) fn routes() -> Router<Arc<Portal>> {
 struct NoticeQuery {
     notice: String,
 }
-
-#[derive(serde::Deserialize, Default)]
-#[serde(default)]
-struct NoFields {}
 
 #[derive(serde::Deserialize, Default)]
 #[serde(default)]

@@ -68,11 +68,7 @@ pub(super) fn summary(form: &str, errors: &Errors) -> Vec<Value> {
 }
 
 /// `2026-11-29 21:40 UTC` for a Unix time. Pure.
-pub(super) fn when(t: i64) -> String {
-    let st = std::time::UNIX_EPOCH + std::time::Duration::from_secs(t.max(0) as u64);
-    let s = humantime::format_rfc3339_seconds(st).to_string();
-    format!("{} UTC", s.get(..16).unwrap_or(&s).replacen('T', " ", 1))
-}
+pub(super) use crate::pages::when;
 
 /// A store or the directory could not answer, a body was too large, or the
 /// portal was handed a request it cannot serve. Rendered by

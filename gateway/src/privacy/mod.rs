@@ -42,7 +42,7 @@ pub fn tombstones(key: &[u8], subject: &Subject) -> Vec<String> {
     let mut out: Vec<String> = subject
         .identities
         .iter()
-        .map(|i| tombstone(key, "identity", &format!("{}\n{}", i.issuer, i.subject)))
+        .map(|i| identity_mark(key, &i.issuer, &i.subject))
         .collect();
     if let Some(e) = &subject.email {
         out.push(tombstone(key, "email", &e.to_lowercase()));
@@ -52,7 +52,11 @@ pub fn tombstones(key: &[u8], subject: &Subject) -> Vec<String> {
 
 /// The tombstone of one external identity.
 pub fn identity_tombstone(key: &[u8], id: &ExternalId) -> String {
-    tombstone(key, "identity", &format!("{}\n{}", id.issuer, id.subject))
+    identity_mark(key, &id.issuer, &id.subject)
+}
+
+fn identity_mark(key: &[u8], issuer: &str, subject: &str) -> String {
+    tombstone(key, "identity", &format!("{issuer}\n{subject}"))
 }
 
 /// A new job id: `prj_` and 128 random bits.
