@@ -12,7 +12,7 @@ use serde_json::json;
 
 use crate::support::*;
 
-const PASSWORD: &str = "violet kettle 42 morning";
+pub(crate) const PASSWORD: &str = "violet kettle 42 morning";
 const NEW_PASSWORD: &str = "orange harbour 7 lantern";
 
 /// A shop on `https://shop.test:{https}` with password accounts mailing

@@ -19,6 +19,7 @@ mod login;
 mod pages;
 mod portal;
 mod privacy;
+mod providers;
 mod proxy;
 mod reload;
 mod tls;

@@ -17,6 +17,9 @@ use tokio::sync::Mutex;
 
 use crate::config::model::Provider;
 
+/// How the gateway names itself to the servers it calls.
+const USER_AGENT: &str = concat!("Omnigate/", env!("CARGO_PKG_VERSION"));
+
 type Https = hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>;
 
 /// A POST of a JSON body that asks for JSON back, with extra headers.
@@ -63,25 +66,27 @@ impl HttpClient {
         self.send_json("GET", url, None, None).await
     }
 
-    /// POSTs a form with HTTP Basic client authentication; JSON answer.
+    /// POSTs a form (with this `Authorization`, if any); JSON answer.
     pub async fn post_form<T: serde::de::DeserializeOwned>(
         &self,
         url: &str,
-        basic: (&str, &str),
+        authorization: Option<String>,
         form: &[(&str, &str)],
     ) -> Result<T, FetchError> {
-        use base64::Engine;
-        let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-        // RFC 6749 2.3.1: id and secret are form-encoded before Basic encoding.
-        let cred = base64::engine::general_purpose::STANDARD.encode(format!(
-            "{}:{}",
-            enc(basic.0),
-            enc(basic.1)
-        ));
         let body = url::form_urlencoded::Serializer::new(String::new())
             .extend_pairs(form.iter())
             .finish();
-        self.fetch_json("POST", url, Some(format!("Basic {cred}")), Some(body))
+        self.fetch_json("POST", url, authorization, Some(body))
+            .await
+    }
+
+    /// GETs JSON with `Authorization: Bearer`, telling down from refused.
+    pub async fn fetch_json_bearer<T: serde::de::DeserializeOwned>(
+        &self,
+        url: &str,
+        token: &str,
+    ) -> Result<T, FetchError> {
+        self.fetch_json("GET", url, Some(format!("Bearer {token}")), None)
             .await
     }
 
@@ -171,6 +176,11 @@ impl HttpClient {
         limit: usize,
     ) -> Result<(http::StatusCode, Bytes), String> {
         let what = format!("{} {}", req.method(), req.uri());
+        let mut req = req;
+        // Some APIs (GitHub's) refuse requests that do not say who sends them.
+        req.headers_mut()
+            .entry(http::header::USER_AGENT)
+            .or_insert(http::HeaderValue::from_static(USER_AGENT));
         let fut = async {
             let resp = self
                 .inner
@@ -270,6 +280,9 @@ pub struct Discovery {
     pub userinfo_endpoint: Option<String>,
     #[serde(default)]
     pub end_session_endpoint: Option<String>,
+    /// RFC 8414: absent means `client_secret_basic` only.
+    #[serde(default)]
+    pub token_endpoint_auth_methods_supported: Option<Vec<String>>,
 }
 
 /// The live keys of one provider.
@@ -282,6 +295,8 @@ pub struct ProviderKeys {
     last_fetch: Mutex<Option<Instant>>,
     min_refresh: Duration,
     metrics: Arc<crate::metrics::Metrics>,
+    /// A client secret the gateway made (Sign in with Apple) and its expiry.
+    pub(crate) made_secret: std::sync::Mutex<Option<(String, u64)>>,
 }
 
 impl ProviderKeys {
@@ -300,6 +315,7 @@ impl ProviderKeys {
             discovery: ArcSwapOption::empty(),
             last_fetch: Mutex::new(None),
             min_refresh,
+            made_secret: std::sync::Mutex::new(None),
         }
     }
 
@@ -360,7 +376,10 @@ impl ProviderKeys {
         if let Some(d) = self.discovery.load_full() {
             return Ok(d);
         }
-        let url = format!("{}/.well-known/openid-configuration", self.config.issuer);
+        let url =
+            self.config.discovery_url.clone().unwrap_or_else(|| {
+                format!("{}/.well-known/openid-configuration", self.config.issuer)
+            });
         let d: Discovery = self.client.get_json(&url).await?;
         if d.issuer.trim_end_matches('/') != self.config.issuer {
             return Err(format!(

@@ -74,7 +74,8 @@ struct Claims {
     scp: Option<Vec<String>>,
     #[serde(default)]
     email: Option<String>,
-    #[serde(default)]
+    /// A boolean, or the string `"true"` Sign in with Apple sends.
+    #[serde(default, deserialize_with = "bool_or_text")]
     email_verified: Option<bool>,
     #[serde(default)]
     name: Option<String>,
@@ -87,6 +88,20 @@ struct Claims {
 }
 
 /// The `kid` of a token, to find (or fetch) the key before validating.
+fn bool_or_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Flag {
+        Bool(bool),
+        Text(String),
+    }
+    Ok(match Option::<Flag>::deserialize(d)? {
+        Some(Flag::Bool(b)) => Some(b),
+        Some(Flag::Text(t)) => Some(t == "true"),
+        None => None,
+    })
+}
+
 pub fn key_id(token: &str) -> Result<Option<String>, TokenError> {
     jsonwebtoken::decode_header(token)
         .map(|h| h.kid)

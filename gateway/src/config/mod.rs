@@ -6,6 +6,7 @@
 
 pub mod model;
 mod privacy;
+mod providers;
 pub mod raw;
 pub mod source;
 mod validate;

@@ -214,7 +214,11 @@ impl Webhook {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Provider {
     pub name: String,
+    /// The issuer (OpenID Connect), or the stable name an OAuth 2.0
+    /// provider's identities are keyed by; may hold `{tenantid}`.
     pub issuer: String,
+    /// Where discovery is, when not under the issuer.
+    pub discovery_url: Option<String>,
     /// Explicit JWKS URL; otherwise taken from OpenID discovery.
     pub jwks_uri: Option<String>,
     /// Least time between two key fetches triggered by unknown `kid`s.
@@ -223,10 +227,11 @@ pub struct Provider {
     pub login: Option<Login>,
 }
 
-/// OpenID Connect relying-party settings for one provider.
-#[derive(Debug, Clone, PartialEq)]
+/// Relying-party settings for one provider (authorization code flow).
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Login {
     pub client_id: String,
+    /// Empty when the gateway signs instead (`private_key_jwt`, Apple).
     pub client_secret: String,
     pub scopes: Vec<String>,
     pub display_name: String,
@@ -235,6 +240,37 @@ pub struct Login {
     /// The provider's `email_verified` is trusted enough to join an existing
     /// account with that email without asking the customer for proof.
     pub trusted_email: bool,
+    pub protocol: crate::login::preset::Protocol,
+    /// Endpoints set in the configuration (else from discovery).
+    pub endpoints: LoginEndpoints,
+    pub pkce: bool,
+    /// None: chosen from what discovery lists.
+    pub token_auth: Option<crate::login::client::TokenAuth>,
+    /// The key client assertions are signed with (`private_key_jwt`).
+    pub client_key: Option<crate::login::client::ClientKey>,
+    /// Sign in with Apple: the client secret is made from the team key.
+    pub apple: Option<crate::login::client::AppleSecret>,
+    /// The provider posts its answer to the callback (`response_mode=form_post`).
+    pub form_post: bool,
+    /// Google: only this Workspace domain.
+    pub hosted_domain: Option<String>,
+    /// Multi-tenant issuers: accepted tenant ids (empty: any).
+    pub tenants: Vec<String>,
+    /// Meta: `appsecret_proof` on Graph API calls.
+    pub appsecret_proof: bool,
+    /// A shipped logo's name (`none`: no logo).
+    pub logo: Option<String>,
+    /// Place on the sign-in page (lower first).
+    pub order: i64,
+}
+
+/// A provider's endpoints as configured (each may be left to discovery).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct LoginEndpoints {
+    pub authorization: Option<String>,
+    pub token: Option<String>,
+    pub userinfo: Option<String>,
+    pub emails: Option<String>,
 }
 
 /// Browser sessions: where they live and how long.
@@ -316,7 +352,14 @@ impl Config {
     /// The upstream pool called `name`.
     /// Providers customers can log in with in a browser.
     pub fn login_providers(&self) -> impl Iterator<Item = &Provider> {
-        self.providers.iter().filter(|p| p.login.is_some())
+        let mut list: Vec<&Provider> = self
+            .providers
+            .iter()
+            .filter(|p| p.login.is_some())
+            .collect();
+        // Stable: equal places keep the order they are listed in.
+        list.sort_by_key(|p| p.login.as_ref().map_or(0, |l| l.order));
+        list.into_iter()
     }
 
     /// Whether URLs the gateway builds may name `host` (lower-case, no

@@ -209,29 +209,111 @@ pub struct RawWebhook {
     pub events: Vec<String>,
 }
 
-/// An identity provider: its tokens are accepted as bearer credentials.
+/// An identity provider: its tokens are accepted as bearer credentials,
+/// and customers may sign in with it (`login`).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawProvider {
     pub name: String,
-    pub issuer: String,
+    /// `meta`, `google`, `apple`, `microsoft` or `github`: endpoints, scopes,
+    /// profile mapping and quirks filled in, each overridable.
+    pub preset: Option<String>,
+    /// `oidc` (default) or `oauth2` (no ID token: the profile is read from an API).
+    pub protocol: Option<String>,
+    /// Required unless a preset names it; for OAuth 2.0 providers the stable
+    /// name identities are keyed by. May hold `{tenantid}` (multi-tenant).
+    pub issuer: Option<String>,
+    /// Where the discovery document is, when not under the issuer.
+    pub discovery_url: Option<String>,
     pub jwks_uri: Option<String>,
     pub jwks_min_refresh: Option<String>,
     pub bearer: Option<RawBearer>,
     pub login: Option<RawLogin>,
 }
 
-/// Browser login with this provider (OpenID Connect, authorization code + PKCE).
+/// Browser login with this provider (authorization code flow).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawLogin {
     pub client_id: String,
-    pub client_secret: String,
+    pub client_secret: Option<String>,
     #[serde(default)]
     pub scopes: Vec<String>,
     pub display_name: Option<String>,
     pub logout_at_provider: Option<bool>,
     pub trusted_email: Option<bool>,
+    pub authorization_endpoint: Option<String>,
+    pub token_endpoint: Option<String>,
+    pub userinfo_endpoint: Option<String>,
+    /// GitHub-style list of addresses with `primary` and `verified`.
+    pub emails_endpoint: Option<String>,
+    pub pkce: Option<bool>,
+    /// `client_secret_basic`, `client_secret_post` or `private_key_jwt`.
+    pub token_auth: Option<String>,
+    /// The key `private_key_jwt` signs client assertions with.
+    pub private_key: Option<RawClientKey>,
+    /// Sign in with Apple: the client secret is a JWT signed with the team key.
+    pub apple: Option<RawApple>,
+    /// `query` (default) or `form_post`.
+    pub response_mode: Option<String>,
+    /// Google: only accounts of this Workspace domain (`hd`).
+    pub hosted_domain: Option<String>,
+    /// Multi-tenant issuers: the tenant ids (`tid`) accepted (empty: any).
+    #[serde(default)]
+    pub tenants: Vec<String>,
+    /// How the profile API's answer maps to the customer (OAuth 2.0).
+    pub profile: Option<RawProfile>,
+    /// Meta: sign Graph API calls with `appsecret_proof`.
+    pub appsecret_proof: Option<bool>,
+    /// A shipped logo: `meta`, `google`, `apple`, `microsoft`, `github`, `none`.
+    pub logo: Option<String>,
+    /// Place on the sign-in page (lower first; equal: as listed).
+    pub order: Option<i64>,
+}
+
+/// A private key file and the key id the provider knows it by.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClientKey {
+    pub file: String,
+    pub key_id: Option<String>,
+}
+
+/// Sign in with Apple's client secret: signed by the gateway, renewed by it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApple {
+    pub team_id: String,
+    pub key_id: String,
+    pub private_key_file: String,
+    /// How long each made secret is valid (default 1h, at most 180 days).
+    pub secret_ttl: Option<String>,
+}
+
+/// Fields of the profile answer (dotted paths into the JSON).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProfile {
+    pub id: Option<String>,
+    pub email: Option<String>,
+    /// One field, or several tried in order.
+    pub name: Option<OneOrMany>,
+    /// `true`, `false`, or the field that says it.
+    pub email_verified: Option<BoolOrField>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum BoolOrField {
+    Bool(bool),
+    Field(String),
 }
 
 /// Browser sessions.

@@ -109,7 +109,7 @@ pub(super) fn validate(
         })
         .collect();
     let log = log(main.log.as_ref(), &mut r);
-    let providers = providers(&main.providers, &mut r);
+    let providers = super::providers::providers(&main.providers, base, &mut r);
     let identity = identity(main.identity.as_ref(), base, &mut r);
     let customers = customers(main.customers.as_ref(), &server, &mut r);
     let sessions = sessions(main.sessions.as_ref(), &mut r);
@@ -897,142 +897,7 @@ fn sessions(raw: Option<&RawSessions>, r: &mut Report<'_>) -> Sessions {
     }
 }
 
-fn providers(raw: &[RawProvider], r: &mut Report<'_>) -> Vec<Provider> {
-    let mut out: Vec<Provider> = Vec::new();
-    for (i, p) in raw.iter().enumerate() {
-        let at = index("providers", i);
-        if out.iter().any(|o| o.name == p.name) {
-            r.error(
-                0,
-                &join(&at, "name"),
-                format!("provider name `{}` is used twice", p.name),
-                None,
-            );
-        }
-        let issuer = p.issuer.trim_end_matches('/').to_string();
-        if !url_ok(&issuer) {
-            r.error(
-                0,
-                &join(&at, "issuer"),
-                format!("`{}` is not an http(s) URL", p.issuer),
-                Some(
-                    "write the issuer exactly as the provider's discovery document states it"
-                        .into(),
-                ),
-            );
-        }
-        if let Some(j) = &p.jwks_uri {
-            if !url_ok(j) {
-                r.error(
-                    0,
-                    &join(&at, "jwks_uri"),
-                    format!("`{j}` is not an http(s) URL"),
-                    None,
-                );
-            }
-        }
-        let bearer = p.bearer.as_ref().map(|b| {
-            let bp = join(&at, "bearer");
-            if b.audiences.is_empty() || b.audiences.iter().any(|a| a.is_empty()) {
-                r.error(
-                    0,
-                    &join(&bp, "audiences"),
-                    "bearer tokens need at least one expected audience".into(),
-                    Some("list the `aud` values your API tokens carry; accepting any audience would accept tokens minted for other services".into()),
-                );
-            }
-            let names: Vec<String> = if b.algorithms.is_empty() {
-                vec!["RS256".into(), "ES256".into()]
-            } else {
-                b.algorithms.clone()
-            };
-            let mut algorithms = Vec::new();
-            for (j, a) in names.iter().enumerate() {
-                match crate::auth::token::parse_algorithm(a) {
-                    Some(alg) => algorithms.push(alg),
-                    None => r.error(
-                        0,
-                        &index(&join(&bp, "algorithms"), j),
-                        format!("`{a}` is not an accepted signature algorithm"),
-                        Some("use asymmetric ones: RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA".into()),
-                    ),
-                }
-            }
-            crate::auth::token::BearerPolicy {
-                issuer: issuer.clone(),
-                audiences: b.audiences.clone(),
-                algorithms,
-                leeway: 30,
-            }
-        });
-        let login = p.login.as_ref().map(|l| {
-            let lp = join(&at, "login");
-            if l.client_id.is_empty() {
-                r.error(
-                    0,
-                    &join(&lp, "client_id"),
-                    "client_id is empty".into(),
-                    None,
-                );
-            }
-            if l.client_secret.len() < 8 {
-                r.error(
-                    0,
-                    &join(&lp, "client_secret"),
-                    "client_secret is missing or too short".into(),
-                    Some("take it from the provider's client registration, via ${ENV}".into()),
-                );
-            }
-            let mut scopes = if l.scopes.is_empty() {
-                vec!["openid".to_string(), "email".into(), "profile".into()]
-            } else {
-                l.scopes.clone()
-            };
-            if !scopes.iter().any(|s| s == "openid") {
-                scopes.insert(0, "openid".into());
-            }
-            Login {
-                client_id: l.client_id.clone(),
-                client_secret: l.client_secret.clone(),
-                scopes,
-                display_name: l.display_name.clone().unwrap_or_else(|| p.name.clone()),
-                logout_at_provider: l.logout_at_provider.unwrap_or(false),
-                trusted_email: l.trusted_email.unwrap_or(false),
-            }
-        });
-        if !p
-            .name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-            || p.name.is_empty()
-        {
-            r.error(
-                0,
-                &join(&at, "name"),
-                format!("`{}` cannot appear in a URL path", p.name),
-                Some("use letters, digits, `-` and `_` (it becomes /_auth/login/<name>)".into()),
-            );
-        }
-        let jwks_min_refresh = duration(
-            p.jwks_min_refresh.as_deref(),
-            "10s",
-            100,
-            &join(&at, "jwks_min_refresh"),
-            r,
-        );
-        out.push(Provider {
-            name: p.name.clone(),
-            issuer,
-            jwks_min_refresh,
-            jwks_uri: p.jwks_uri.clone(),
-            bearer,
-            login,
-        });
-    }
-    out
-}
-
-fn url_ok(s: &str) -> bool {
+pub(super) fn url_ok(s: &str) -> bool {
     s.parse::<http::Uri>()
         .is_ok_and(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some())
 }
@@ -1911,7 +1776,7 @@ pub(crate) fn parse_size(s: &str) -> Option<u64> {
 }
 
 /// A lower-cased host name, `*.` wildcard allowed, or None if malformed.
-fn host_name(s: &str) -> Option<String> {
+pub(super) fn host_name(s: &str) -> Option<String> {
     let h = s.trim().to_ascii_lowercase();
     let body = h.strip_prefix("*.").unwrap_or(&h);
     let ok = !body.is_empty()

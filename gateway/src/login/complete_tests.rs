@@ -11,6 +11,8 @@ use base64::Engine;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 
 use super::*;
+use crate::auth::jwks::ProviderKeys;
+use crate::auth::token::Verified;
 use crate::config::model::{Login, Provider};
 use crate::httpd::respond;
 
@@ -61,6 +63,7 @@ async fn fake_provider() -> Fake {
     let config = Provider {
         name: "fake".into(),
         issuer: issuer.clone(),
+        discovery_url: None,
         jwks_uri: None,
         jwks_min_refresh: Duration::from_secs(10),
         bearer: None,
@@ -88,8 +91,8 @@ fn login() -> Login {
         client_secret: "secret".into(),
         scopes: vec!["openid".into()],
         display_name: "Fake".into(),
-        logout_at_provider: false,
-        trusted_email: false,
+        pkce: true,
+        ..Login::default()
     }
 }
 
@@ -131,7 +134,10 @@ impl Fake {
         complete(
             &self.keys,
             &login(),
-            "code",
+            &Callback {
+                code: "code".into(),
+                user: None,
+            },
             "https://shop.test/_auth/callback/fake",
             &pending(),
         )

@@ -5,17 +5,22 @@
 //! Never puts a token or session id in a URL; every redirect is checked on
 //! the URL the browser lands on (`destination`).
 
+pub mod client;
 pub mod destination;
+mod exchange;
 pub mod origin;
+pub mod preset;
+pub mod profile;
+pub mod quirks;
 
-use std::sync::Arc;
+pub use exchange::{complete, endpoints, Callback, Endpoints};
+use preset::Protocol;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine;
 use sha2::{Digest, Sha256};
 
-use crate::auth::jwks::ProviderKeys;
-use crate::auth::token::{self, BearerPolicy, Verified};
+use crate::auth::token::{self, BearerPolicy};
 use crate::config::model::Login;
 
 /// A login started in this browser, waiting for the provider's callback.
@@ -81,127 +86,50 @@ pub fn pkce_challenge(verifier: &str) -> String {
     B64.encode(Sha256::digest(verifier.as_bytes()))
 }
 
-/// The provider's authorization URL for a new login.
-pub fn authorize_url(
-    endpoint: &str,
-    login: &Login,
-    redirect_uri: &str,
-    state: &str,
-    nonce: &str,
-    challenge: &str,
-) -> String {
-    let query = url::form_urlencoded::Serializer::new(String::new())
-        .append_pair("response_type", "code")
+/// What an authorization request carries for one login.
+pub struct Authorize<'a> {
+    pub endpoint: &'a str,
+    pub redirect_uri: &'a str,
+    pub state: &'a str,
+    pub nonce: &'a str,
+    pub verifier: &'a str,
+}
+
+/// The provider's authorization URL for a new login: `state` always, the
+/// `nonce` for OpenID Connect, PKCE where the provider supports it, and the
+/// provider's own parameters (form_post, Google's hosted domain).
+pub fn authorize_url(a: &Authorize<'_>, login: &Login) -> String {
+    let mut q = url::form_urlencoded::Serializer::new(String::new());
+    q.append_pair("response_type", "code")
         .append_pair("client_id", &login.client_id)
-        .append_pair("redirect_uri", redirect_uri)
+        .append_pair("redirect_uri", a.redirect_uri)
         .append_pair("scope", &login.scopes.join(" "))
-        .append_pair("state", state)
-        .append_pair("nonce", nonce)
-        .append_pair("code_challenge", challenge)
-        .append_pair("code_challenge_method", "S256")
-        .finish();
-    let sep = if endpoint.contains('?') { '&' } else { '?' };
-    format!("{endpoint}{sep}{query}")
+        .append_pair("state", a.state);
+    if login.protocol == Protocol::Oidc {
+        q.append_pair("nonce", a.nonce);
+    }
+    if login.pkce {
+        q.append_pair("code_challenge", &pkce_challenge(a.verifier))
+            .append_pair("code_challenge_method", "S256");
+    }
+    if login.form_post {
+        q.append_pair("response_mode", "form_post");
+    }
+    if let Some(hd) = &login.hosted_domain {
+        q.append_pair("hd", hd);
+    }
+    let query = q.finish();
+    let sep = if a.endpoint.contains('?') { '&' } else { '?' };
+    format!("{}{sep}{query}", a.endpoint)
 }
 
 /// Algorithms accepted for ID tokens and logout tokens (asymmetric only).
-const ID_TOKEN_ALGORITHMS: [jsonwebtoken::Algorithm; 4] = [
+pub(crate) const ID_TOKEN_ALGORITHMS: [jsonwebtoken::Algorithm; 4] = [
     jsonwebtoken::Algorithm::RS256,
     jsonwebtoken::Algorithm::ES256,
     jsonwebtoken::Algorithm::PS256,
     jsonwebtoken::Algorithm::EdDSA,
 ];
-
-#[derive(serde::Deserialize)]
-struct TokenResponse {
-    id_token: Option<String>,
-    access_token: Option<String>,
-}
-
-#[derive(serde::Deserialize, Default)]
-struct UserInfo {
-    sub: Option<String>,
-    email: Option<String>,
-    email_verified: Option<bool>,
-    name: Option<String>,
-}
-
-/// Exchanges the code and verifies the ID token; fills profile gaps from userinfo.
-pub async fn complete(
-    provider: &Arc<ProviderKeys>,
-    login: &Login,
-    code: &str,
-    redirect_uri: &str,
-    pending: &Pending,
-) -> Result<Verified, LoginError> {
-    let d = provider
-        .discovery()
-        .await
-        .map_err(LoginError::ProviderDown)?;
-    let token_endpoint = d
-        .token_endpoint
-        .clone()
-        .ok_or_else(|| LoginError::ProviderDown("no token_endpoint in discovery".into()))?;
-    let tokens: TokenResponse = provider
-        .http()
-        .post_form(
-            &token_endpoint,
-            (&login.client_id, &login.client_secret),
-            &[
-                ("grant_type", "authorization_code"),
-                ("code", code),
-                ("redirect_uri", redirect_uri),
-                ("code_verifier", &pending.verifier),
-            ],
-        )
-        .await
-        .map_err(|e| match e {
-            // Unreachable or failing: not the customer's doing, never counted against them.
-            crate::auth::jwks::FetchError::Unreachable(d) => LoginError::ProviderDown(d),
-            other => LoginError::Refused(other.to_string()),
-        })?;
-    let id_token = tokens
-        .id_token
-        .ok_or_else(|| LoginError::Invalid("token response without id_token".into()))?;
-    let policy = BearerPolicy {
-        issuer: provider.config.issuer.clone(),
-        audiences: vec![login.client_id.clone()],
-        algorithms: ID_TOKEN_ALGORITHMS.to_vec(),
-        leeway: 30,
-    };
-    let kid = token::key_id(&id_token).map_err(|e| LoginError::Invalid(e.to_string()))?;
-    let keys = provider
-        .keys_for(kid.as_deref())
-        .await
-        .map_err(LoginError::ProviderDown)?;
-    let mut verified = token::validate(&id_token, &keys, &policy)
-        .map_err(|e| LoginError::Invalid(e.to_string()))?;
-    let nonce_ok = verified
-        .nonce
-        .as_deref()
-        .is_some_and(|n| crate::session::same_token(n, &pending.nonce));
-    if !nonce_ok {
-        return Err(LoginError::Invalid("nonce mismatch".into()));
-    }
-    if verified.issued_at.is_none() {
-        return Err(LoginError::Invalid("ID token without iat".into()));
-    }
-    if verified.email.is_none() || verified.name.is_none() {
-        if let (Some(url), Some(at)) = (&d.userinfo_endpoint, &tokens.access_token) {
-            if let Ok(info) = provider.http().get_json_bearer::<UserInfo>(url, at).await {
-                // Userinfo must describe the same subject (OIDC Core 5.3.2).
-                if info.sub.as_deref() == Some(verified.subject.as_str()) {
-                    if verified.email.is_none() {
-                        verified.email = info.email;
-                        verified.email_verified = info.email_verified.unwrap_or(false);
-                    }
-                    verified.name = verified.name.or(info.name);
-                }
-            }
-        }
-    }
-    Ok(verified)
-}
 
 #[cfg(test)]
 mod complete_tests;
@@ -218,34 +146,73 @@ mod tests {
         );
     }
 
+    fn url_for(login: &Login) -> String {
+        authorize_url(
+            &Authorize {
+                endpoint: "https://idp.test/auth",
+                redirect_uri: "https://shop.test/_auth/callback/idp",
+                state: "st",
+                nonce: "no",
+                verifier: "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk",
+            },
+            login,
+        )
+    }
+
     #[test]
     fn authorize_url_carries_pkce_state_and_nonce() {
         let login = Login {
             client_id: "web".into(),
             client_secret: "s".into(),
             scopes: vec!["openid".into(), "email".into()],
-            display_name: "IdP".into(),
-            logout_at_provider: false,
-            trusted_email: false,
+            pkce: true,
+            ..Login::default()
         };
-        let u = authorize_url(
-            "https://idp.test/auth",
-            &login,
-            "https://shop.test/_auth/callback/idp",
-            "st",
-            "no",
-            "ch",
-        );
+        let u = url_for(&login);
         assert!(u.starts_with("https://idp.test/auth?response_type=code&client_id=web"));
         for part in [
             "scope=openid+email",
             "state=st",
             "nonce=no",
-            "code_challenge=ch",
+            "code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
             "code_challenge_method=S256",
         ] {
             assert!(u.contains(part), "{u}");
         }
+        assert!(!u.contains("response_mode") && !u.contains("hd="), "{u}");
+    }
+
+    #[test]
+    fn authorize_url_follows_the_providers_quirks() {
+        let apple = Login {
+            client_id: "com.shop".into(),
+            scopes: vec!["openid".into(), "name".into(), "email".into()],
+            form_post: true,
+            pkce: false,
+            ..Login::default()
+        };
+        let u = url_for(&apple);
+        assert!(
+            u.contains("response_mode=form_post") && u.contains("state=st"),
+            "{u}"
+        );
+        assert!(!u.contains("code_challenge"), "{u}");
+        let meta = Login {
+            client_id: "app".into(),
+            protocol: Protocol::OAuth2(profile::ProfileMap::default()),
+            pkce: true,
+            ..Login::default()
+        };
+        let u = url_for(&meta);
+        assert!(
+            !u.contains("nonce=") && u.contains("code_challenge="),
+            "{u}"
+        );
+        let google = Login {
+            hosted_domain: Some("shop.test".into()),
+            ..Login::default()
+        };
+        assert!(url_for(&google).contains("hd=shop.test"));
     }
 }
 

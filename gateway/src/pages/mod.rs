@@ -24,7 +24,7 @@ use crate::config::model::PagesLook;
 use i18n::Catalogues;
 
 /// The built-in templates, by name.
-const BUILT_IN: [(&str, &str); 36] = [
+const BUILT_IN: [(&str, &str); 42] = [
     ("base.html", include_str!("templates/base.html")),
     ("forms.html", include_str!("templates/forms.html")),
     ("chooser.html", include_str!("templates/chooser.html")),
@@ -42,6 +42,24 @@ const BUILT_IN: [(&str, &str); 36] = [
     ("consent.html", include_str!("templates/consent.html")),
     ("receipt.html", include_str!("templates/receipt.html")),
     ("problem.html", include_str!("templates/problem.html")),
+    (
+        "logos/google.svg",
+        include_str!("templates/logos/google.svg"),
+    ),
+    ("logos/meta.svg", include_str!("templates/logos/meta.svg")),
+    ("logos/apple.svg", include_str!("templates/logos/apple.svg")),
+    (
+        "logos/microsoft.svg",
+        include_str!("templates/logos/microsoft.svg"),
+    ),
+    (
+        "logos/github.svg",
+        include_str!("templates/logos/github.svg"),
+    ),
+    (
+        "provider_button.html",
+        include_str!("templates/provider_button.html"),
+    ),
     ("mail_base.txt", include_str!("templates/mail_base.txt")),
     ("mail_base.html", include_str!("templates/mail_base.html")),
     (

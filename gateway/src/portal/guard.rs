@@ -2,7 +2,8 @@
 //! once as a layer: the pages answer only on hosts the configuration names
 //! (URLs built from any other would reach third parties), and a state change
 //! only from this origin (login CSRF, forced sign-out). The back-channel
-//! logout, a provider's signed server-to-server POST, is exempt.
+//! logout, a provider's signed server-to-server POST, is exempt, and so is
+//! the callback of a provider that posts its answer (`form_post`).
 
 use axum::extract::Request;
 use axum::middleware::Next;
@@ -132,7 +133,7 @@ fn refusal(req: &Request) -> Option<Problem> {
     if !snap.config.known_host(&conn.host) {
         return Some(Problem::UnknownHost);
     }
-    if !origin::changes_state(req.method()) {
+    if !origin::changes_state(req.method()) || provider_post(snap, req) {
         return None;
     }
     let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
@@ -141,6 +142,18 @@ fn refusal(req: &Request) -> Option<Problem> {
         .as_ref()
         .is_some_and(|here| origin::same_origin(header("origin"), header("sec-fetch-site"), here));
     (!ok).then_some(Problem::CrossSiteForm)
+}
+
+/// A provider that answers with `form_post` posts the callback from its own
+/// site: exempt from the Origin check for exactly that path and method (its
+/// `state`, bound to this browser's login cookie, is the check instead).
+fn provider_post(snap: &Snapshot, req: &Request) -> bool {
+    req.method() == http::Method::POST
+        && req
+            .uri()
+            .path()
+            .strip_prefix("/_auth/callback/")
+            .is_some_and(|name| super::signin::posts_answers(snap, name))
 }
 
 /// The throttle scope of a request to an endpoint that takes guesses

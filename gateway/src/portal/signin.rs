@@ -30,7 +30,7 @@ pub(super) fn routes() -> Router<Arc<Portal>> {
         .route("/_auth/login", get(entry))
         .route("/_auth/login/password", post(password))
         .route("/_auth/login/{name}", get(provider))
-        .route("/_auth/callback/{name}", get(callback))
+        .route("/_auth/callback/{name}", get(callback).post(callback_post))
 }
 
 #[derive(Deserialize)]
@@ -86,9 +86,69 @@ async fn callback(
     Path(name): Path<String>,
     rq: Req,
 ) -> Result<Response> {
+    let q = rq.head.uri.query();
+    let sent = Answered {
+        state: query(q, "state").unwrap_or_default(),
+        code: query(q, "code").unwrap_or_default(),
+        error: query(q, "error"),
+        user: None,
+    };
     let (snap, host, raw_host) = (&rq.snap, &rq.conn.host, rq.raw_host());
-    p.finish_login(&rq, snap, &name, host, &raw_host, rq.head.uri.query())
+    p.finish_login(&rq, snap, &name, host, &raw_host, sent)
         .await
+}
+
+/// `POST /_auth/callback/{name}`: a provider that answers with
+/// `response_mode=form_post` (Sign in with Apple) posts here from its own
+/// site. Only such a provider's callback takes a POST; `state` and the
+/// browser's login cookie bind it to the sign-in this browser started.
+async fn callback_post(
+    State(p): State<Arc<Portal>>,
+    Path(name): Path<String>,
+    rq: Req,
+) -> Result<Response> {
+    if !posts_answers(&rq.snap, &name) {
+        return Err(Failure::NotFound);
+    }
+    let f = rq.form();
+    let field = |k: &str| f.get(k).to_string();
+    let sent = Answered {
+        state: field("state"),
+        code: field("code"),
+        error: Some(field("error")).filter(|e| !e.is_empty()),
+        user: Some(field("user")).filter(|u| !u.is_empty()),
+    };
+    let (snap, host, raw_host) = (&rq.snap, &rq.conn.host, rq.raw_host());
+    p.finish_login(&rq, snap, &name, host, &raw_host, sent)
+        .await
+}
+
+/// Whether the provider `name` posts its answers to the callback.
+pub(super) fn posts_answers(snap: &Snapshot, name: &str) -> bool {
+    snap.config
+        .providers
+        .iter()
+        .any(|p| p.name == name && p.login.as_ref().is_some_and(|l| l.form_post))
+}
+
+/// What a provider sent back to the callback.
+pub(super) struct Answered {
+    state: String,
+    code: String,
+    error: Option<String>,
+    user: Option<String>,
+}
+
+/// The cookie that binds a started sign-in to this browser. A provider that
+/// posts its answer from its own site needs it sent on that cross-site POST
+/// (`SameSite=None`; `state` and this cookie together stop login CSRF).
+fn login_cookie(login: &crate::config::model::Login, value: &str, max_age: i64) -> String {
+    let cookie = sess::set_cookie(LOGIN_COOKIE, value, max_age);
+    if login.form_post {
+        cookie.replace("SameSite=Lax", "SameSite=None")
+    } else {
+        cookie
+    }
 }
 
 /// The `:port` part of a Host header value (empty without one).
@@ -103,6 +163,16 @@ pub(super) fn port_part(raw_host: &str) -> &str {
         Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => rest,
         _ => "",
     }
+}
+
+/// A provider's button on the sign-in page: its name, and its shipped logo.
+fn button(p: &Provider) -> Value {
+    let login = p.login.as_ref();
+    json!({
+        "name": p.name,
+        "display_name": login.map(|l| l.display_name.clone()),
+        "logo": login.and_then(|l| l.logo.clone()),
+    })
 }
 
 /// How long a started sign-in waits for the provider's callback.
@@ -202,12 +272,7 @@ impl Portal {
                 self.redirect(rq, &to, &[]).await
             }
             many => {
-                let list: Vec<_> = many
-                    .iter()
-                    .map(|p| {
-                        minijinja::context! { name => p.name, display_name => p.login.as_ref().map(|l| l.display_name.clone()) }
-                    })
-                    .collect();
+                let list: Vec<Value> = many.iter().map(|p| button(p)).collect();
                 let html = self.render(
                     rq,
                     "chooser.html",
@@ -241,8 +306,8 @@ impl Portal {
             );
             return self.page(rq, 404, html).await;
         };
-        let endpoint = match provider.discovery().await {
-            Ok(d) => d.authorization_endpoint.clone(),
+        let endpoint = match login::endpoints(provider, login).await {
+            Ok(e) => Some(e.authorization),
             Err(e) => {
                 tracing::warn!(provider = name, error = %e, "provider discovery failed");
                 None
@@ -269,13 +334,16 @@ impl Portal {
             return_to,
             intent,
         };
+        let redirect_uri = self.callback_uri(rq, raw_host, name);
         let url = login::authorize_url(
-            &endpoint,
+            &login::Authorize {
+                endpoint: &endpoint,
+                redirect_uri: &redirect_uri,
+                state: &state,
+                nonce: &pending.nonce,
+                verifier: &pending.verifier,
+            },
             login,
-            &self.callback_uri(rq, raw_host, name),
-            &state,
-            &pending.nonce,
-            &login::pkce_challenge(&pending.verifier),
         );
         // Kept in the session store, so the callback may reach any node.
         let stored = self
@@ -292,12 +360,8 @@ impl Portal {
                 )
                 .await;
         }
-        self.redirect_external(
-            rq,
-            &url,
-            &[sess::set_cookie(LOGIN_COOKIE, &state, LOGIN_TTL)],
-        )
-        .await
+        let cookie = login_cookie(login, &state, LOGIN_TTL);
+        self.redirect_external(rq, &url, &[cookie]).await
     }
 
     pub(super) fn callback_uri(&self, rq: &Req, raw_host: &str, provider: &str) -> String {
@@ -312,10 +376,10 @@ impl Portal {
         name: &str,
         host: &str,
         raw_host: &str,
-        q: Option<&str>,
+        sent: Answered,
     ) -> Result<Response> {
         let clear_login = sess::set_cookie(LOGIN_COOKIE, "", 0);
-        let state = query(q, "state").unwrap_or_default();
+        let state = sent.state.clone();
         let bound = rq
             .cookies()
             .as_deref()
@@ -347,15 +411,18 @@ impl Portal {
             .cloned();
         let outcome = match (pending, &provider) {
             (Some(p), Some(prov)) if p.provider == name => {
-                if let Some(err) = query(q, "error") {
+                if let Some(err) = sent.error {
                     Err((LoginError::Refused(err), Some(p)))
                 } else {
-                    let code = query(q, "code").unwrap_or_default();
+                    let answer = login::Callback {
+                        code: sent.code,
+                        user: sent.user,
+                    };
                     match &prov.config.login {
                         Some(l) => login::complete(
                             prov,
                             l,
-                            &code,
+                            &answer,
                             &self.callback_uri(rq, raw_host, name),
                             &p,
                         )
@@ -629,16 +696,7 @@ impl Portal {
         state: &SigninState,
     ) -> Result<Response> {
         let (csrf, cookie) = self.form_token(rq, snap, host).await?;
-        let providers: Vec<Value> = snap
-            .config
-            .login_providers()
-            .map(|p| {
-                json!({
-                    "name": p.name,
-                    "display_name": p.login.as_ref().map(|l| l.display_name.clone()),
-                })
-            })
-            .collect();
+        let providers: Vec<Value> = snap.config.login_providers().map(button).collect();
         let mut errors = summary("login", &state.login_errors);
         errors.extend(summary("register", &state.register_errors));
         if let Some(e) = &state.form_error {
