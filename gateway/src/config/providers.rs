@@ -686,6 +686,7 @@ mod tests {
   - { name: f, issuer: https://f.test, login: { client_id: x, private_key: { file: bad.pem }, profile: { id: uid } } }
   - { name: g, preset: apple, login: { client_id: x, client_secret: s3cret-s3cret, apple: { team_id: T1, key_id: K1, private_key_file: missing.p8 } } }
   - { name: h, login: { client_id: x, client_secret: s3cret-s3cret, response_mode: fragment, logo: myspace } }
+  - { name: i, issuer: https://i.test, login: { client_id: x } }
 ",
             &files,
         )
@@ -722,7 +723,14 @@ mod tests {
         );
         has("providers[5].login.private_key.file", "not a PEM");
         has("providers[5].login.profile", "OAuth 2.0 providers only");
-        has("providers[5].login.client_secret", "missing or too short");
+        has("providers[8].login.client_secret", "missing or too short");
+        // A key without a configured method needs no secret (private_key_jwt).
+        assert!(
+            !errs
+                .iter()
+                .any(|e| e.contains("providers[5].login.client_secret")),
+            "{errs:#?}"
+        );
         has("providers[6].login.client_secret", "made by the gateway");
         has("providers[6].login.apple.private_key_file", "cannot read");
         has("providers[7].issuer", "needs an issuer");
