@@ -445,3 +445,47 @@ async fn an_account_form_without_the_sessions_token_changes_nothing() {
         out.location()
     );
 }
+
+#[tokio::test]
+async fn only_a_form_post_providers_callback_takes_a_cross_site_post() {
+    let p = Portal::start(
+        "providers:
+  - { name: idp, issuer: \"http://127.0.0.1:9\", login: { client_id: web, client_secret: web-secret-0123 } }
+  - { name: apple, preset: apple, issuer: \"http://127.0.0.1:9\", login: { client_id: com.shop, client_secret: apple-secret-0123 } }
+",
+    )
+    .await;
+    let post = |path: &str, origin: &str| {
+        let mut req = http::Request::post(path)
+            .header("host", "shop.test")
+            .header("origin", origin)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(axum::body::Body::from("state=forged&code=c"))
+            .unwrap();
+        let here = url::Url::parse(&format!("https://shop.test{path}")).unwrap();
+        p.connect(&mut req, "shop.test");
+        req.extensions_mut().get_mut::<Conn>().unwrap().here = Some(here);
+        p.router.clone().oneshot(req)
+    };
+    let status =
+        |r: Result<axum::response::Response, std::convert::Infallible>| r.unwrap().status();
+    let apple = "https://appleid.apple.com";
+    // The posting provider's callback: past the Origin check, then refused
+    // because this browser started no such sign-in.
+    assert_eq!(status(post("/_auth/callback/apple", apple).await), 400);
+    // Any other provider's callback, a look-alike name, or another form: 403.
+    for path in [
+        "/_auth/callback/idp",
+        "/_auth/callback/appl",
+        "/_auth/callback/apple2",
+        "/_auth/login/password",
+        "/_auth/logout",
+    ] {
+        assert_eq!(status(post(path, apple).await), 403, "{path}");
+    }
+    // Same origin, a provider that answers by redirect: no POST callback.
+    assert_eq!(
+        status(post("/_auth/callback/idp", "https://shop.test").await),
+        404
+    );
+}
