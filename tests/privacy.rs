@@ -942,7 +942,16 @@ async fn an_export_merges_every_system() {
         None,
     )
     .await;
-    assert_eq!(r.status, 404, "not ready yet: {}", r.text());
+    assert_eq!(r.status, 409, "not ready yet: {}", r.text());
+    assert_eq!(r.header("retry-after"), Some("5"));
+    let r = admin(
+        &gw,
+        "GET",
+        "/admin/privacy/requests/prj_00000000000000000000000000000000/export",
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 404, "no such request: {}", r.text());
     wait_job(
         &gw,
         &job,

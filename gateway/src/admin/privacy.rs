@@ -498,14 +498,15 @@ async fn detail(app: &Shared, id: &str) -> Result<Detail, ApiError> {
     security(("adminToken" = [])),
     responses(
         (status = 200, description = "The report as a JWS", content_type = "application/jose", body = String),
-        (status = 404, description = "No such request, or not completed yet", body = Problem, content_type = "application/problem+json")))]
+        (status = 404, description = "No such request", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The request has not completed yet (see Retry-After)", body = Problem, content_type = "application/problem+json")))]
 async fn report(State(app): State<Shared>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let id = job_id(&id)?;
-    let job = app.privacy.job(id).await.map_err(store_down)?;
-    let Some(jws) = job.and_then(|j| j.report) else {
-        return Err(ApiError::not_found(
-            "No report: no such request, or it has not completed yet.",
-        ));
+    let Some(job) = app.privacy.job(id).await.map_err(store_down)? else {
+        return Err(ApiError::not_found("No such privacy request."));
+    };
+    let Some(jws) = job.report else {
+        return Err(not_ready("The request has not completed yet: no report."));
     };
     let name = format!("attachment; filename=\"erasure-report-{id}.jws\"");
     Ok((
@@ -516,6 +517,12 @@ async fn report(State(app): State<Shared>, Path(id): Path<String>) -> Result<Res
         jws,
     )
         .into_response())
+}
+
+/// A request that exists but has not got that far: ask again shortly.
+fn not_ready(detail: &str) -> ApiError {
+    ApiError::new(409, "not-ready", "Not ready yet", detail)
+        .with_header(http::header::RETRY_AFTER, "5")
 }
 
 /// What a system (or an operator for it) says of its part.
@@ -536,18 +543,31 @@ enum Status {
     security(("adminToken" = [])),
     responses(
         (status = 200, description = "The export", content_type = "application/json", body = Object),
-        (status = 404, description = "No such export request, or not ready, or expired", body = Problem, content_type = "application/problem+json")))]
+        (status = 404, description = "No such export request", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The export is not ready yet (see Retry-After)", body = Problem, content_type = "application/problem+json"),
+        (status = 410, description = "The export has expired", body = Problem, content_type = "application/problem+json")))]
 async fn export(State(app): State<Shared>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let id = job_id(&id)?;
     let now = crate::session::unix_now();
-    let job = app.privacy.job(id).await.map_err(store_down)?.filter(|j| {
-        j.kind == Kind::Export && j.state == "ready" && j.export_expires_at.is_some_and(|t| t > now)
-    });
-    let Some(job) = job else {
-        return Err(ApiError::not_found(
-            "No export ready: no such privacy request, not ready yet, or expired.",
-        ));
+    let job = app.privacy.job(id).await.map_err(store_down)?;
+    let Some(job) = job.filter(|j| j.kind == Kind::Export) else {
+        return Err(ApiError::not_found("No such export request."));
     };
+    match job.export_expires_at {
+        Some(t) if t <= now => {
+            return Err(ApiError::new(
+                410,
+                "gone",
+                "Gone",
+                "The export has expired: request a new one.",
+            ))
+        }
+        _ if job.state != "ready" => {
+            return Err(not_ready("The export is being prepared."));
+        }
+        None => return Err(not_ready("The export is being prepared.")),
+        Some(_) => {}
+    }
     let tasks = app.privacy.tasks(id).await.map_err(store_down)?;
     let stream = crate::privacy::export::document(app.clone(), job, tasks)
         .await
