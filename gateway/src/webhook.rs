@@ -25,15 +25,27 @@ pub const KINDS: [&str; 14] = [
 
 /// The `Omnigate-Signature` header value for `body` sent at `t`. Pure.
 pub fn signature(secret: &str, t: i64, body: &str) -> String {
-    let mut mac = match Hmac::<Sha256>::new_from_slice(secret.as_bytes()) {
+    let t_text = t.to_string();
+    let mac = hmac_hex(
+        secret.as_bytes(),
+        &[t_text.as_bytes(), b".", body.as_bytes()],
+    );
+    format!("t={t},v1={mac}")
+}
+
+/// HMAC-SHA256 of `parts` in order under `key`, in lower-case hex: the one
+/// keyed hash behind webhook signatures, tombstones and Meta's
+/// `appsecret_proof`. Pure.
+pub fn hmac_hex(key: &[u8], parts: &[&[u8]]) -> String {
+    let mut mac = match Hmac::<Sha256>::new_from_slice(key) {
         Ok(m) => m,
         // HMAC takes keys of any length; this arm cannot be reached.
         Err(_) => return String::new(),
     };
-    mac.update(t.to_string().as_bytes());
-    mac.update(b".");
-    mac.update(body.as_bytes());
-    format!("t={t},v1={}", hex::encode(mac.finalize().into_bytes()))
+    for p in parts {
+        mac.update(p);
+    }
+    hex::encode(mac.finalize().into_bytes())
 }
 
 #[cfg(test)]

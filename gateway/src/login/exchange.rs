@@ -5,9 +5,6 @@
 
 use std::sync::Arc;
 
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
-
 use super::client::{self, TokenAuth};
 use super::preset::Protocol;
 use super::profile::{self, ProfileMap};
@@ -330,13 +327,7 @@ async fn from_profile(
 /// Meta's Graph API proof that the call comes from the app's server:
 /// HMAC-SHA256 of the access token under the app secret, in hex.
 pub(crate) fn with_appsecret_proof(url: &str, secret: &str, access_token: &str) -> String {
-    let proof = match Hmac::<Sha256>::new_from_slice(secret.as_bytes()) {
-        Ok(mut mac) => {
-            mac.update(access_token.as_bytes());
-            hex::encode(mac.finalize().into_bytes())
-        }
-        Err(_) => return url.to_string(),
-    };
+    let proof = crate::webhook::hmac_hex(secret.as_bytes(), &[access_token.as_bytes()]);
     let sep = if url.contains('?') { '&' } else { '?' };
     format!("{url}{sep}appsecret_proof={proof}")
 }

@@ -14,9 +14,6 @@ mod sql;
 pub mod store;
 pub mod worker;
 
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
-
 pub use sql::{PgPrivacy, SqlitePrivacy};
 pub use store::PrivacyStore;
 
@@ -27,14 +24,7 @@ use store::{Identity, Job, Kind, NewJob, Subject};
 /// A keyed hash of one identity of an erased customer: recognisable when it
 /// comes back, useless to anyone without the deployment's key. Pure.
 pub fn tombstone(key: &[u8], kind: &str, value: &str) -> String {
-    let mut mac = match Hmac::<Sha256>::new_from_slice(key) {
-        Ok(m) => m,
-        Err(_) => return String::new(),
-    };
-    mac.update(kind.as_bytes());
-    mac.update(b"\n");
-    mac.update(value.as_bytes());
-    hex::encode(mac.finalize().into_bytes())
+    crate::webhook::hmac_hex(key, &[kind.as_bytes(), b"\n", value.as_bytes()])
 }
 
 /// The tombstones of a subject: each identity, and the email address.
