@@ -13,6 +13,7 @@ mod domains;
 mod errors;
 mod events;
 mod faults;
+mod forward_auth;
 mod health;
 mod keys;
 mod login;

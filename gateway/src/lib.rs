@@ -13,6 +13,7 @@ pub mod customers;
 pub mod demo;
 pub mod edge;
 pub mod events;
+pub mod gate;
 pub mod health;
 pub mod httpd;
 pub mod identity;

@@ -37,6 +37,8 @@ pub enum Problem {
     UnknownHost,
     /// A state-changing request to the gateway's pages sent by another site.
     CrossSiteForm,
+    /// A forward-auth call from an address outside `trusted_proxies`.
+    UntrustedCaller,
 }
 
 impl Problem {
@@ -57,6 +59,7 @@ impl Problem {
             Problem::IdentityUnavailable => 503,
             Problem::UnknownHost => 421,
             Problem::CrossSiteForm => 403,
+            Problem::UntrustedCaller => 403,
         }
     }
 
@@ -80,6 +83,7 @@ impl Problem {
             Problem::IdentityUnavailable => "identity-unavailable",
             Problem::UnknownHost => "unknown-host",
             Problem::CrossSiteForm => "cross-site-request",
+            Problem::UntrustedCaller => "untrusted-caller",
         }
     }
 
@@ -134,6 +138,7 @@ impl Problem {
             Problem::IdentityUnavailable => "Sign-in temporarily unavailable",
             Problem::UnknownHost => "Unknown address",
             Problem::CrossSiteForm => "Form from another site",
+            Problem::UntrustedCaller => "Not a trusted proxy",
         }
     }
 
@@ -167,6 +172,7 @@ impl Problem {
             }
             Problem::UnknownHost => "Sign-in is not offered at this address. Please use the address of the site you came from.".into(),
             Problem::CrossSiteForm => "This form was not sent from this site, so nothing was changed. Please use the form on this site.".into(),
+            Problem::UntrustedCaller => "Forward-auth is answered only to the proxies listed in trusted_proxies.".into(),
         }
     }
 }

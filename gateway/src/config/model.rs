@@ -456,6 +456,9 @@ pub struct Upstream {
     pub identity_headers: crate::identity::headers::IdentityHeaders,
     /// The purpose each identity field needs before this upstream sees it.
     pub consent_headers: ConsentHeaders,
+    /// Behind the operator's own proxy: Omnigate never connects to it and
+    /// answers its routes only through forward-auth.
+    pub forward_auth: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]

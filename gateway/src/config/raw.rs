@@ -466,7 +466,11 @@ pub struct RawAdmin {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawUpstream {
+    #[serde(default)]
     pub addresses: Vec<String>,
+    /// Reached by the operator's proxy, which asks forward-auth first.
+    #[serde(default)]
+    pub forward_auth: bool,
     pub balance: Option<String>,
     pub health_check: Option<RawHealthCheck>,
     pub connect_timeout: Option<String>,

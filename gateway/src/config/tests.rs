@@ -353,3 +353,33 @@ privacy:
         std::time::Duration::from_secs(30 * 86400)
     );
 }
+
+#[test]
+fn a_forward_auth_upstream_names_nothing_to_connect_to() {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = "listeners:\n  - name: http\n    address: 127.0.0.1:8080\n";
+    let ok = format!("{listener}upstreams:\n  shop: {{ forward_auth: true }}\nroutes:\n  - {{ name: a, upstream: shop }}\n");
+    let config = load(&write(dir.path(), "ok.yaml", &ok)).unwrap();
+    assert!(config.upstreams[0].forward_auth && config.upstreams[0].addresses.is_empty());
+    let text = format!(
+        "{listener}upstreams:\n  shop:\n    forward_auth: true\n    addresses: [127.0.0.1:9000]\n    health_check: {{ path: /healthz }}\n  app: {{ balance: round_robin }}\n"
+    );
+    let errs = load(&write(dir.path(), "bad.yaml", &text)).unwrap_err().0;
+    let fields: Vec<&str> = errs.iter().map(|d| d.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        [
+            "upstreams.app.addresses",
+            "upstreams.shop.addresses",
+            "upstreams.shop.health_check"
+        ],
+        "{errs:?}"
+    );
+    assert_eq!(errs[1].line, 7, "{}", errs[1]);
+    assert!(errs[0]
+        .hint
+        .as_deref()
+        .unwrap()
+        .contains("forward_auth: true"));
+    assert!(errs[1].message.contains("never connects"), "{}", errs[1]);
+}

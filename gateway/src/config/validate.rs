@@ -1216,16 +1216,42 @@ fn admin(a: &RawAdmin, listeners: &[Listener], r: &mut Report<'_>) -> Option<Adm
     })
 }
 
+/// An upstream Omnigate connects to names its addresses; one behind the
+/// operator's proxy (`forward_auth: true`) names none, and nothing about
+/// connecting to it.
+fn reached(name: &str, u: &RawUpstream, p: &str, r: &mut Report<'_>) {
+    if !u.forward_auth {
+        if u.addresses.is_empty() {
+            r.error(
+                0,
+                &join(p, "addresses"),
+                "an upstream needs at least one address".into(),
+                Some("add e.g. `addresses: [\"127.0.0.1:9000\"]`, or `forward_auth: true` for a backend your own proxy reaches".into()),
+            );
+        }
+        return;
+    }
+    let connecting = [
+        ("addresses", !u.addresses.is_empty()),
+        ("health_check", u.health_check.is_some()),
+        ("tls", u.tls.is_some()),
+        ("balance", u.balance.is_some()),
+    ];
+    for (field, set) in connecting {
+        if set {
+            r.error(
+                0,
+                &join(p, field),
+                format!("upstream `{name}` is reached by your own proxy (forward_auth: true); Omnigate never connects to it"),
+                Some(format!("remove `{field}`, or `forward_auth` to have Omnigate proxy it")),
+            );
+        }
+    }
+}
+
 fn upstream(name: &str, u: &RawUpstream, base: &Path, r: &mut Report<'_>) -> Option<Upstream> {
     let p = join("upstreams", name);
-    if u.addresses.is_empty() {
-        r.error(
-            0,
-            &join(&p, "addresses"),
-            "an upstream needs at least one address".into(),
-            Some("add e.g. `addresses: [\"127.0.0.1:9000\"]`".into()),
-        );
-    }
+    reached(name, u, &p, r);
     let mut addresses = Vec::new();
     for (i, a) in u.addresses.iter().enumerate() {
         let f = index(&join(&p, "addresses"), i);
@@ -1320,6 +1346,7 @@ fn upstream(name: &str, u: &RawUpstream, base: &Path, r: &mut Report<'_>) -> Opt
         name: name.to_string(),
         identity_headers,
         consent_headers,
+        forward_auth: u.forward_auth,
         addresses,
         balance,
         health_check,

@@ -38,7 +38,7 @@ impl Gateway {
         let conn = Conn {
             peer: super::client_ip(session),
             client: self.client(session, &snap),
-            tls: self.listener.tls.is_some(),
+            tls: self.browser_tls(session, ctx.trusted_client),
             request_id: ctx.request_id.clone(),
             host: host.to_string(),
             here: ctx.here.clone(),

@@ -117,6 +117,14 @@ pub fn apply(req: &mut RequestHeader, hop: &Hop, request_id: &str) -> Result<()>
     Ok(())
 }
 
+/// Whether a trusted proxy's `X-Forwarded-Proto` says its client used HTTPS
+/// (the first, client-facing hop of a list).
+pub fn says_https(value: Option<&str>) -> bool {
+    value
+        .and_then(|v| v.split(',').next())
+        .is_some_and(|p| p.trim().eq_ignore_ascii_case("https"))
+}
+
 fn proto(tls: bool) -> &'static str {
     if tls {
         "https"
@@ -158,6 +166,15 @@ mod tests {
 
     fn get<'a>(r: &'a RequestHeader, k: &str) -> &'a str {
         r.headers.get(k).unwrap().to_str().unwrap()
+    }
+
+    #[test]
+    fn the_first_hop_says_the_scheme() {
+        assert!(says_https(Some("https")));
+        assert!(says_https(Some("HTTPS, http")));
+        assert!(!says_https(Some("http, https")));
+        assert!(!says_https(Some("httpsx")));
+        assert!(!says_https(None));
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod route;
 pub mod tls;
 
 mod bridge;
+mod forward_auth;
 mod forwarded;
 pub mod header_policy;
 pub mod path;
@@ -26,7 +27,8 @@ use pingora_core::{Error, ErrorSource, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 
-use crate::config::model::{Access, Listener, RouteKind};
+use crate::config::model::{Listener, RouteKind};
+use crate::gate::Verdict;
 
 use crate::problem::{self as errors, Problem};
 use crate::state::{App, Snapshot};
@@ -79,6 +81,8 @@ pub struct Ctx {
     consents: Option<Arc<std::collections::BTreeMap<String, u32>>>,
     /// The URL the browser is on, for pages and redirects the gateway writes.
     here: Option<url::Url>,
+    /// On a forward-auth call: the request it asks about.
+    original: Option<crate::gate::original::Original>,
     _in_flight: Option<InFlightGuard>,
 }
 
@@ -105,12 +109,26 @@ impl Gateway {
         )
     }
 
+    /// Whether the browser is on HTTPS: this listener's TLS, or the one a
+    /// trusted proxy in front terminated (`X-Forwarded-Proto: https`).
+    fn browser_tls(&self, session: &Session, trusted: bool) -> bool {
+        self.listener.tls.is_some()
+            || (trusted
+                && forwarded::says_https(
+                    session
+                        .req_header()
+                        .headers
+                        .get("x-forwarded-proto")
+                        .and_then(|v| v.to_str().ok()),
+                ))
+    }
+
     /// The URL this request's browser is on (scheme, Host, path and query).
-    fn current_url(&self, session: &Session) -> Option<url::Url> {
+    fn current_url(&self, session: &Session, trusted: bool) -> Option<url::Url> {
         let req = session.req_header();
         let host = Self::raw_host(req)?;
         let pq = req.uri.path_and_query().map_or("/", |p| p.as_str());
-        let scheme = if self.listener.tls.is_some() {
+        let scheme = if self.browser_tls(session, trusted) {
             "https"
         } else {
             "http"
@@ -138,8 +156,11 @@ impl Gateway {
         if ctx.kind == RouteKind::Web {
             // A branded page with what to do next, as the portal's pages.
             let req = session.req_header();
-            let retry = (req.method == http::Method::GET)
-                .then(|| req.uri.path_and_query().map_or("/", |p| p.as_str()));
+            let retry = match &ctx.original {
+                Some(o) => (o.method == http::Method::GET).then_some(o.path_and_query.as_str()),
+                None => (req.method == http::Method::GET)
+                    .then(|| req.uri.path_and_query().map_or("/", |p| p.as_str())),
+            };
             let accept = req
                 .headers
                 .get("accept-language")
@@ -188,7 +209,8 @@ impl Gateway {
         Ok(())
     }
 
-    /// Applies the route's access mode. Returns true if a response was written.
+    /// Applies the route's access policy (`crate::gate`). Returns true if
+    /// a response was written.
     async fn authorize(
         &self,
         session: &mut Session,
@@ -197,179 +219,27 @@ impl Gateway {
         i: usize,
         host: &str,
     ) -> Result<bool> {
-        use crate::auth::{self, Decision};
-        let r = &snap.config.routes[i];
-        if r.access == Access::Public {
-            return Ok(false);
-        }
-        let token = auth::bearer_token(
-            session
-                .req_header()
-                .headers
-                .get(http::header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok()),
-        )
-        .map(str::to_string);
-        let found = match token {
-            Some(t) => Some(self.app.auth.bearer(&t, &snap.providers).await),
-            // A store that cannot answer is "unavailable" (503), never "signed out".
-            None => match crate::session::current(
-                &*self.app.sessions,
-                &session.req_header().headers,
-                host,
-                &snap.config.sessions,
-            )
-            .await
-            {
-                Err(e) => Some(Err(auth::AuthError::Unavailable(e.to_string()))),
-                Ok(s) => s.map(|s| {
-                    ctx.consents = Some(Arc::new(s.consents.clone()));
-                    // Handed over once, to the first page the browser
-                    // navigates to (not a favicon or image fetched meanwhile).
-                    let navigation = session
-                        .req_header()
-                        .headers
-                        .get("sec-fetch-dest")
-                        .is_none_or(|d| d.as_bytes() == b"document");
-                    if let Some(g) = s.converted_guest.as_ref().filter(|_| navigation) {
-                        ctx.previous_guest = Some(g.clone());
-                        let (store, id) = (self.app.sessions.clone(), s.id_hash.clone());
-                        tokio::spawn(async move {
-                            let _ = store.clear_converted_guest(&id).await;
-                        });
-                    }
-                    Ok(self.session_principal(&s, snap))
-                }),
-            },
+        let req = session.req_header();
+        let ask = crate::gate::Ask {
+            method: &req.method,
+            host,
+            path_and_query: req.uri.path_and_query().map_or("/", |p| p.as_str()),
+            headers: &req.headers,
         };
-        let decision = auth::decide(r.access, &r.scopes, r.verified_email, found.as_ref());
-        let result = match &decision {
-            Decision::Anonymous => "anonymous",
-            Decision::Allow => "allowed",
-            Decision::Unauthenticated(None) => "unauthenticated",
-            Decision::Unauthenticated(Some(_)) => "invalid_credentials",
-            Decision::InsufficientScope(_) => "insufficient_scope",
-            Decision::EmailUnverified => "email_unverified",
-            Decision::Unavailable => "unavailable",
-        };
-        self.app
-            .metrics
-            .auth_decisions
-            .with_label_values(&[r.name.as_str(), result])
-            .inc();
-        match decision {
-            Decision::Anonymous if r.access == Access::Guest => {
-                let key = &self.app.guest_key;
-                let cookies = crate::session::cookie_header(&session.req_header().headers);
-                // Only an id this deployment issued (its MAC checks out) is kept.
-                let known =
-                    crate::session::cookie(cookies.as_deref(), crate::session::GUEST_COOKIE)
-                        .and_then(|v| crate::session::guest_from_cookie(v, key))
-                        .map(str::to_string);
-                ctx.guest = match known {
-                    Some(id) => Some((id, None)),
-                    None => crate::session::new_guest_id(key).map(|(id, c)| (id, Some(c))),
-                };
+        match crate::gate::check(&self.app, snap, i, &ask).await {
+            Verdict::Pass(pass) => {
+                ctx.principal = pass.principal;
+                ctx.consents = pass.consents;
+                ctx.guest = pass.guest;
+                ctx.previous_guest = pass.previous_guest;
                 Ok(false)
             }
-            Decision::Anonymous => Ok(false),
-            Decision::Allow => {
-                ctx.principal = found.and_then(|f| f.ok());
-                let Some(p) = ctx.principal.clone() else {
-                    return Ok(false);
-                };
-                if ctx.consents.is_none() {
-                    // A bearer caller: the ledger's state, cached for a second.
-                    match self.app.consents_of(&p.customer_id).await {
-                        Ok(c) => ctx.consents = Some(c),
-                        Err(e) => {
-                            tracing::error!(error = %e, "consents unavailable");
-                            self.respond(
-                                session,
-                                ctx,
-                                Problem::IdentityUnavailable,
-                                &[("retry-after", "5".into())],
-                            )
-                            .await?;
-                            return Ok(true);
-                        }
-                    }
-                }
-                self.honour_gpc(session, ctx, snap, &p);
-                self.enforce_consent(session, ctx, snap, i).await
-            }
-            Decision::Unauthenticated(None)
-                if r.kind == RouteKind::Web
-                    && (snap.config.accounts.passwords
-                        || snap.config.login_providers().next().is_some()) =>
-            {
-                // A browser: sign in, then come back to exactly this URL. A
-                // form's POST is not replayed: back to the page that held it.
-                let req = session.req_header();
-                let here = req
-                    .uri
-                    .path_and_query()
-                    .map(|p| p.as_str().to_string())
-                    .unwrap_or_else(|| "/".into());
-                let back = if req.method == http::Method::GET || req.method == http::Method::HEAD {
-                    here
-                } else {
-                    req.headers
-                        .get(http::header::REFERER)
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|r| url::Url::parse(r).ok())
-                        .filter(|u| u.host_str().is_some_and(|h| h.eq_ignore_ascii_case(host)))
-                        .map(|u| match u.query() {
-                            Some(q) => format!("{}?{q}", u.path()),
-                            None => u.path().to_string(),
-                        })
-                        .unwrap_or_else(|| "/".into())
-                };
-                let to = format!(
-                    "/_auth/login?return_to={}{}",
-                    url::form_urlencoded::byte_serialize(back.as_bytes()).collect::<String>(),
-                    if r.register_first { "&register=1" } else { "" }
-                );
-                self.bare_redirect(session, ctx, 302, &to).await?;
+            Verdict::Redirect { status, location } => {
+                self.bare_redirect(session, ctx, status, &location).await?;
                 Ok(true)
             }
-            Decision::Unauthenticated(err) => {
-                let challenge = match &err {
-                    None => "Bearer realm=\"omnigate\"".to_string(),
-                    Some(e) => format!("Bearer realm=\"omnigate\", error=\"invalid_token\", error_description=\"{e}\""),
-                };
-                let problem = Problem::Unauthenticated(err.map(|e| e.to_string()));
-                self.respond(session, ctx, problem, &[("www-authenticate", challenge)])
-                    .await?;
-                Ok(true)
-            }
-            Decision::InsufficientScope(missing) => {
-                let challenge = format!(
-                    "Bearer realm=\"omnigate\", error=\"insufficient_scope\", scope=\"{}\"",
-                    missing.join(" ")
-                );
-                self.respond(
-                    session,
-                    ctx,
-                    Problem::InsufficientScope(missing),
-                    &[("www-authenticate", challenge)],
-                )
-                .await?;
-                Ok(true)
-            }
-            Decision::EmailUnverified => {
-                self.respond(session, ctx, Problem::EmailUnverified, &[])
-                    .await?;
-                Ok(true)
-            }
-            Decision::Unavailable => {
-                self.respond(
-                    session,
-                    ctx,
-                    Problem::IdentityUnavailable,
-                    &[("retry-after", "5".into())],
-                )
-                .await?;
+            Verdict::Refuse { problem, headers } => {
+                self.respond(session, ctx, problem, &headers).await?;
                 Ok(true)
             }
         }
@@ -383,13 +253,27 @@ impl Gateway {
         status: u16,
         location: &str,
     ) -> Result<()> {
-        let here = ctx.here.clone().or_else(|| self.current_url(session));
+        let here = ctx
+            .here
+            .clone()
+            .or_else(|| self.current_url(session, ctx.trusted_client));
         let snap = ctx.snapshot.clone().unwrap_or_else(|| self.app.snapshot());
         let checked = crate::login::destination::checked(&snap.config, here.as_ref(), location);
         let location = checked.unwrap_or_else(|| {
             tracing::warn!(request_id = %ctx.request_id, "redirect target outside the configured hosts refused");
             "/".to_string()
         });
+        self.write_redirect(session, ctx, status, &location).await
+    }
+
+    /// Writes a redirect to an already checked `location`.
+    async fn write_redirect(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        status: u16,
+        location: &str,
+    ) -> Result<()> {
         ctx.local_status = Some(status);
         let mut resp = ResponseHeader::build(status, Some(4))?;
         resp.insert_header("location", location)?;
@@ -397,262 +281,6 @@ impl Gateway {
         resp.insert_header("cache-control", "no-store")?;
         resp.insert_header("x-request-id", ctx.request_id.as_str())?;
         session.write_response_header(Box::new(resp), true).await
-    }
-
-    /// Applies the route's consent rule to the identified caller: on with
-    /// everything granted; else deny (403), ask (web: the consent prompt for
-    /// just what is missing, then back) or forward without identity.
-    async fn enforce_consent(
-        &self,
-        session: &mut Session,
-        ctx: &mut Ctx,
-        snap: &Snapshot,
-        i: usize,
-    ) -> Result<bool> {
-        let r = &snap.config.routes[i];
-        let empty = std::collections::BTreeMap::new();
-        let granted = ctx.consents.as_deref().unwrap_or(&empty);
-        // A purpose whose text changed since the customer agreed: asked again,
-        // for that purpose only, at the next page they open.
-        let is_page = r.kind == RouteKind::Web && session.req_header().method == http::Method::GET;
-        let by_cookie = ctx.principal.as_ref().is_some_and(|p| p.method == "cookie");
-        if is_page && by_cookie {
-            let old = crate::consent::outdated(granted, &snap.config.purposes);
-            if !old.is_empty() {
-                let ids: Vec<&str> = old.iter().map(|p| p.id.as_str()).collect();
-                let here = session
-                    .req_header()
-                    .uri
-                    .path_and_query()
-                    .map(|p| p.as_str().to_string())
-                    .unwrap_or_else(|| "/".into());
-                let to = format!(
-                    "/_account/consent?ask={}&return_to={}",
-                    url::form_urlencoded::byte_serialize(ids.join(",").as_bytes())
-                        .collect::<String>(),
-                    url::form_urlencoded::byte_serialize(here.as_bytes()).collect::<String>()
-                );
-                self.app
-                    .metrics
-                    .consent_enforcement
-                    .with_label_values(&[r.name.as_str(), "reasked"])
-                    .inc();
-                self.bare_redirect(session, ctx, 303, &to).await?;
-                return Ok(true);
-            }
-        }
-        let Some(rule) = &r.consent else {
-            return Ok(false);
-        };
-        let outcome = crate::consent::decide(rule, granted, &snap.config.purposes);
-        use crate::consent::{OnMissing, Outcome};
-        let label = match &outcome {
-            Outcome::Allowed => "allowed",
-            Outcome::Missing(_, OnMissing::Deny) => "denied",
-            Outcome::Missing(_, OnMissing::Ask) if r.kind == RouteKind::Web => "asked",
-            Outcome::Missing(_, OnMissing::Ask) => "denied",
-            Outcome::Missing(_, OnMissing::ForwardAnonymous) => "anonymous",
-        };
-        self.app
-            .metrics
-            .consent_enforcement
-            .with_label_values(&[r.name.as_str(), label])
-            .inc();
-        match outcome {
-            Outcome::Allowed => Ok(false),
-            Outcome::Missing(_, OnMissing::ForwardAnonymous) => {
-                ctx.principal = None;
-                ctx.consents = None;
-                ctx.previous_guest = None;
-                Ok(false)
-            }
-            Outcome::Missing(missing, OnMissing::Ask) if r.kind == RouteKind::Web => {
-                let here = session
-                    .req_header()
-                    .uri
-                    .path_and_query()
-                    .map(|p| p.as_str().to_string())
-                    .unwrap_or_else(|| "/".into());
-                let back = if session.req_header().method == http::Method::GET {
-                    here
-                } else {
-                    "/".to_string()
-                };
-                let enc = |s: &str| {
-                    url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>()
-                };
-                let to = format!(
-                    "/_account/consent?ask={}&return_to={}",
-                    enc(&missing.join(",")),
-                    enc(&back)
-                );
-                self.bare_redirect(session, ctx, 303, &to).await?;
-                Ok(true)
-            }
-            Outcome::Missing(missing, _) => {
-                let titles: Vec<String> = missing
-                    .iter()
-                    .map(|id| {
-                        snap.config
-                            .purposes
-                            .iter()
-                            .find(|p| &p.id == id)
-                            .map_or_else(|| id.clone(), |p| format!("{} ({id})", p.title))
-                    })
-                    .collect();
-                self.respond(session, ctx, Problem::ConsentRequired(titles), &[])
-                    .await?;
-                Ok(true)
-            }
-        }
-    }
-
-    /// Global Privacy Control from a known customer withdraws the purposes
-    /// marked as sale or sharing: gone from this request at once, recorded
-    /// in the ledger (method `gpc`) off the request path.
-    fn honour_gpc(
-        &self,
-        session: &Session,
-        ctx: &mut Ctx,
-        snap: &Snapshot,
-        p: &crate::auth::Principal,
-    ) {
-        let headers = &session.req_header().headers;
-        if !crate::consent::gpc(headers.get("sec-gpc").map(|v| v.as_bytes())) {
-            return;
-        }
-        let Some(granted) = ctx.consents.clone() else {
-            return;
-        };
-        let gone = crate::consent::gpc_withdraws(&granted, &snap.config.purposes);
-        if gone.is_empty() {
-            return;
-        }
-        let mut kept = (*granted).clone();
-        for g in &gone {
-            kept.remove(&g.id);
-        }
-        ctx.consents = Some(Arc::new(kept));
-        let agent = headers
-            .get(http::header::USER_AGENT)
-            .and_then(|v| v.to_str().ok());
-        let route = ctx
-            .route
-            .map_or("", |i| snap.config.routes[i].name.as_str());
-        self.app
-            .withdraw_by_gpc(&p.customer_id, &gone, route, agent);
-    }
-
-    /// The caller of a live browser session; activity recorded at most once a minute.
-    fn session_principal(
-        &self,
-        s: &crate::session::Session,
-        snap: &Snapshot,
-    ) -> Arc<crate::auth::Principal> {
-        let now = crate::session::unix_now();
-        if now - s.last_seen >= 60 {
-            let (store, id) = (self.app.sessions.clone(), s.id_hash.clone());
-            tokio::spawn(async move {
-                let _ = store.touch(&id, now).await;
-            });
-        }
-        let idle_end = now + snap.config.sessions.idle_timeout.as_secs() as i64;
-        // The id hash is 64 hex digits by construction; should one not be,
-        // it still gets a key of its own (the assertion cache is keyed by it).
-        let mut credential = [0u8; 32];
-        if hex::decode_to_slice(&s.id_hash, &mut credential).is_err() {
-            use sha2::Digest;
-            credential = sha2::Sha256::digest(s.id_hash.as_bytes()).into();
-        }
-        Arc::new(crate::auth::Principal {
-            customer_id: s.customer_id.clone(),
-            email: s.email.clone(),
-            email_verified: s.email_verified,
-            name: s.name.clone(),
-            scopes: Default::default(),
-            expires_at: s.expires_at.min(idle_end).max(0) as u64,
-            method: "cookie",
-            credential,
-        })
-    }
-
-    /// Sets the identity headers and the signed assertion for the upstream.
-    fn inject_identity(
-        &self,
-        upstream: &mut RequestHeader,
-        principal: &crate::auth::Principal,
-        pool: &Pool,
-        consents: Option<&std::collections::BTreeMap<String, u32>>,
-        purposes: &[crate::consent::Purpose],
-    ) -> Result<()> {
-        let names = &pool.config.identity_headers;
-        let empty = std::collections::BTreeMap::new();
-        let granted = consents.unwrap_or(&empty);
-        // A field bound to a purpose reaches this upstream only while it is granted.
-        let allowed = |bound: &Option<String>| {
-            bound.as_ref().is_none_or(|id| {
-                purposes
-                    .iter()
-                    .any(|p| &p.id == id && granted.get(id) == Some(&p.version))
-            })
-        };
-        let bound = &pool.config.consent_headers;
-        let consented = crate::consent::header_value(crate::consent::effective(granted, purposes));
-        let email = principal.email.as_deref().filter(|_| allowed(&bound.email));
-        let name = principal.name.as_deref().filter(|_| allowed(&bound.name));
-        if allowed(&bound.customer_id) {
-            upstream.insert_header(names.customer_id.clone(), principal.customer_id.as_str())?;
-        }
-        upstream.insert_header("x-customer-consents", consented.as_str())?;
-        for (name, value) in [(&names.email, email), (&names.name, name)] {
-            // Values that cannot be a header (control characters) are left out, never mangled.
-            if let Some(v) = value.and_then(|v| http::HeaderValue::from_bytes(v.as_bytes()).ok()) {
-                upstream.insert_header(name.clone(), v)?;
-            }
-        }
-        if principal.email.is_some() {
-            let verified = if principal.email_verified {
-                "true"
-            } else {
-                "false"
-            };
-            upstream.insert_header("x-customer-email-verified", verified)?;
-        }
-        upstream.insert_header("x-auth-method", principal.method)?;
-        // What the assertion says depends on the consents: they are part of the key.
-        let key = (
-            principal.credential,
-            format!("{}|{consented}", pool.config.name),
-        );
-        let assertion = match self.app.assertions.get(&key) {
-            Some(a) => a,
-            None => {
-                let (iat, exp) = self.app.signer.window();
-                let claims = crate::identity::assertion::AssertionClaims {
-                    iss: &self.app.signer.issuer,
-                    sub: &principal.customer_id,
-                    aud: &pool.config.name,
-                    iat,
-                    exp: exp.min(principal.expires_at),
-                    auth_method: principal.method,
-                    email,
-                    name,
-                    consents: &consented,
-                };
-                let signed: Arc<str> = self
-                    .app
-                    .signer
-                    .sign(&claims)
-                    .ok_or_else(|| {
-                        Error::explain(ErrorType::InternalError, "cannot sign assertion")
-                    })?
-                    .into();
-                self.app.assertions.insert(key, signed.clone());
-                signed
-            }
-        };
-        upstream.insert_header("x-omnigate-assertion", assertion.as_ref())?;
-        Ok(())
     }
 
     /// Host of the request: `:authority` (HTTP/2) or `Host`.
@@ -663,17 +291,6 @@ impl Gateway {
                 .and_then(|h| h.to_str().ok())
         })
     }
-}
-
-/// The identity fields a request to `pool` carries (the assertion always
-/// names the customer; email and name as their headers were set).
-fn identity_fields(upstream: &RequestHeader, pool: &Pool) -> u8 {
-    use crate::privacy::datamap::{FIELD_EMAIL, FIELD_ID, FIELD_NAME};
-    let names = &pool.config.identity_headers;
-    let has = |n: &str| upstream.headers.contains_key(n);
-    FIELD_ID
-        | if has(&names.email) { FIELD_EMAIL } else { 0 }
-        | if has(&names.name) { FIELD_NAME } else { 0 }
 }
 
 pub(super) fn client_ip(session: &Session) -> Option<std::net::IpAddr> {
@@ -758,6 +375,7 @@ impl ProxyHttp for Gateway {
             previous_guest: None,
             consents: None,
             here: None,
+            original: None,
             _in_flight: None,
         }
     }
@@ -796,6 +414,10 @@ impl ProxyHttp for Gateway {
                 &[],
             )
             .await?;
+            return Ok(true);
+        }
+        if crate::gate::original::is_endpoint(session.req_header().uri.path()) {
+            self.forward_auth(session, ctx, &snap).await?;
             return Ok(true);
         }
         let req = session.req_header();
@@ -844,7 +466,7 @@ impl ProxyHttp for Gateway {
         let req = session.req_header();
         let path = req.uri.path();
         if crate::portal::owns(path) {
-            ctx.here = self.current_url(session);
+            ctx.here = self.current_url(session, ctx.trusted_client);
             self.portal(session, ctx, &host).await?;
             return Ok(true);
         }
@@ -867,6 +489,13 @@ impl ProxyHttp for Gateway {
                 self.respond(session, ctx, Problem::NotFound, &[]).await?;
                 return Ok(true);
             }
+        }
+        if ctx.pool.as_ref().is_some_and(|p| p.config.forward_auth) {
+            // Its backend sits behind the operator's proxy, which asks
+            // forward-auth; Omnigate itself serves nothing there.
+            tracing::debug!(request_id = %ctx.request_id, "a forward-auth route was asked of the proxy itself");
+            self.respond(session, ctx, Problem::NotFound, &[]).await?;
+            return Ok(true);
         }
         if let Some(i) = ctx.route {
             if self.authorize(session, ctx, &snap, i, &host).await? {
@@ -973,28 +602,15 @@ impl ProxyHttp for Gateway {
             trusted: ctx.trusted_client,
         };
         forwarded::apply(upstream, &hop, &ctx.request_id)?;
-        if let (Some(p), Some(pool)) = (&ctx.principal, &ctx.pool) {
-            let purposes = ctx
-                .snapshot
-                .as_ref()
-                .map_or(&[][..], |s| s.config.purposes.as_slice());
-            let record = ctx
-                .snapshot
-                .as_ref()
-                .is_some_and(|s| s.config.privacy.data_map);
-            self.inject_identity(upstream, p, pool, ctx.consents.as_deref(), purposes)?;
-            if record {
-                self.app.data_map.record(
-                    &p.customer_id,
-                    &pool.config.name,
-                    identity_fields(upstream, pool),
-                    upstream
-                        .headers
-                        .get("x-customer-consents")
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or(""),
-                    crate::session::unix_now(),
-                );
+        if let (Some(p), Some(pool), Some(snap)) = (&ctx.principal, &ctx.pool, &ctx.snapshot) {
+            let granted = ctx.consents.as_deref();
+            let told =
+                crate::gate::identity::tell(&self.app, &snap.config, p, &pool.config, granted)
+                    .ok_or_else(|| {
+                        Error::explain(ErrorType::InternalError, "cannot sign assertion")
+                    })?;
+            for (name, value) in told.headers {
+                upstream.insert_header(name, value)?;
             }
         }
         if let Some((guest, _)) = &ctx.guest {
