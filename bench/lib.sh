@@ -79,3 +79,17 @@ measure() {
   P50[$name]=$(echo "$out" | awk '$1=="50%" {print $2}' | to_ms)
   P99[$name]=$(echo "$out" | awk '$1=="99%" {print $2}' | to_ms)
 }
+
+# Stops the given processes and waits until they are gone: TERM (Omnigate
+# finishes in-flight requests within its shutdown_grace), KILL after 15 s.
+bench_stop() {
+  local p alive
+  for p in "$@"; do kill "$p" 2>/dev/null || true; done
+  for _ in $(seq 1 150); do
+    alive=0
+    for p in "$@"; do kill -0 "$p" 2>/dev/null && alive=1; done
+    [ "$alive" = 0 ] && return 0
+    sleep 0.1
+  done
+  for p in "$@"; do { kill -9 "$p" && wait "$p"; } 2>/dev/null || true; done
+}

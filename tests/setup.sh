@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs, idempotently, what the end-to-end tests need beyond the build:
-# Node.js + npm, Debian's Chromium (never a browser download), and the npm
+# Node.js + npm, Debian's Chromium (never a browser download), nginx, and the npm
 # packages in tests/node (playwright-core). Quiet when all is present.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,6 +11,8 @@ need=()
 command -v node >/dev/null 2>&1 || need+=(nodejs)
 command -v npm >/dev/null 2>&1 || need+=(npm)
 [ -x /usr/bin/chromium ] || need+=(chromium)
+# Forward-auth tests run behind a real nginx (auth_request is in Debian's build).
+[ -x /usr/sbin/nginx ] || need+=(nginx)
 if [ "${#need[@]}" -gt 0 ]; then
   echo "installing: ${need[*]}"
   $sudo_cmd apt-get update -qq
