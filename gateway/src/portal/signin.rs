@@ -143,12 +143,12 @@ pub(super) struct Answered {
 /// posts its answer from its own site needs it sent on that cross-site POST
 /// (`SameSite=None`; `state` and this cookie together stop login CSRF).
 fn login_cookie(login: &crate::config::model::Login, value: &str, max_age: i64) -> String {
-    let cookie = sess::set_cookie(LOGIN_COOKIE, value, max_age);
-    if login.form_post {
-        cookie.replace("SameSite=Lax", "SameSite=None")
+    let same_site = if login.form_post {
+        sess::SameSite::None
     } else {
-        cookie
-    }
+        sess::SameSite::Lax
+    };
+    sess::set_cookie_for(LOGIN_COOKIE, value, max_age, same_site)
 }
 
 /// The `:port` part of a Host header value (empty without one).

@@ -442,7 +442,26 @@ pub fn without_own_cookies(header: &str) -> Option<String> {
 
 /// `Set-Cookie` for a session (or login) cookie; `max_age` 0 clears it.
 pub fn set_cookie(name: &str, value: &str, max_age: i64) -> String {
-    format!("{name}={value}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age={max_age}")
+    set_cookie_for(name, value, max_age, SameSite::Lax)
+}
+
+/// Which cross-site requests carry a cookie.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SameSite {
+    /// Top-level navigations only: every cookie but one.
+    Lax,
+    /// Every request, also a cross-site POST: only the login cookie of a
+    /// provider that posts its answer (`form_post`), bound by `state`.
+    None,
+}
+
+/// Like [`set_cookie`] with a chosen `SameSite`.
+pub fn set_cookie_for(name: &str, value: &str, max_age: i64, same_site: SameSite) -> String {
+    let same_site = match same_site {
+        SameSite::Lax => "Lax",
+        SameSite::None => "None",
+    };
+    format!("{name}={value}; Path=/; Secure; HttpOnly; SameSite={same_site}; Max-Age={max_age}")
 }
 
 /// Constant-time comparison for tokens.
@@ -499,6 +518,10 @@ mod unit {
             "__Secure-omnigate=v; Domain=shop.test; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=60"
         );
         assert!(set_session_cookie(None, "v", 60).starts_with("__Host-omnigate=v; Path=/; Secure"));
+        assert_eq!(
+            set_cookie_for("__Host-x", "v", 5, SameSite::None),
+            "__Host-x=v; Path=/; Secure; HttpOnly; SameSite=None; Max-Age=5"
+        );
     }
 
     #[test]
