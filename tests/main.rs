@@ -23,6 +23,7 @@ mod privacy;
 mod providers;
 mod proxy;
 mod reload;
+mod spikes;
 mod tls;
 mod trust;
 mod walk;

@@ -35,6 +35,8 @@ pub struct Metrics {
     pub registrations: IntCounterVec,
     pub verifications: IntCounterVec,
     pub password_failures: IntCounter,
+    /// The password-hashing pool (`accounts::hashing`).
+    pub hashing: crate::accounts::hashing::Gauges,
     pub mail_failures: IntCounterVec,
     pub password_resets: IntCounterVec,
     pub consent_enforcement: IntCounterVec,
@@ -201,6 +203,35 @@ impl Metrics {
             "omnigate_password_failures_total",
             "Password sign-ins refused (wrong password or unknown email)",
         ));
+        let hashing = crate::accounts::hashing::Gauges {
+            queued: must(IntGauge::new(
+                "omnigate_password_hash_queue",
+                "Password hashes waiting for a hashing worker",
+            )),
+            running: must(IntGauge::new(
+                "omnigate_password_hash_running",
+                "Password hashes being computed",
+            )),
+            wait: must(Histogram::with_opts(
+                HistogramOpts::new(
+                    "omnigate_password_hash_wait_seconds",
+                    "Time a password hash waited for a worker",
+                )
+                .buckets(vec![
+                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0,
+                ]),
+            )),
+            refused: must(IntCounterVec::new(
+                Opts::new(
+                    "omnigate_password_hash_refused_total",
+                    "Password hashes refused (the sign-in answered 503), by reason",
+                ),
+                &["reason"],
+            )),
+        };
+        for reason in ["queue_full", "deadline", "failed"] {
+            hashing.refused.with_label_values(&[reason]);
+        }
         let mail_failures = must(IntCounterVec::new(
             Opts::new(
                 "omnigate_mail_failures_total",
@@ -259,6 +290,10 @@ impl Metrics {
             Box::new(config_last_success.clone()),
             Box::new(auth_decisions.clone()),
             Box::new(token_cache.clone()),
+            Box::new(hashing.queued.clone()),
+            Box::new(hashing.running.clone()),
+            Box::new(hashing.wait.clone()),
+            Box::new(hashing.refused.clone()),
             Box::new(jwks_fetches.clone()),
             Box::new(logins.clone()),
             Box::new(sessions_active.clone()),
@@ -310,6 +345,7 @@ impl Metrics {
             config_last_success,
             auth_decisions,
             token_cache,
+            hashing,
             jwks_fetches,
             logins,
             sessions_active,

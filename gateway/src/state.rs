@@ -86,6 +86,8 @@ pub struct App {
     pub mailer: Option<Arc<crate::accounts::mail::Mailer>>,
     /// Argon2id cost of new password hashes (bound at start).
     pub argon2: crate::config::model::Argon2Cost,
+    /// Where every password hash is computed, bounded.
+    pub hashing: Arc<crate::accounts::hashing::Pool>,
     /// A hash of a random password at that cost: unknown emails are checked
     /// against it, so they take as long as known ones.
     pub dummy_hash: String,
@@ -295,6 +297,10 @@ impl App {
         let snapshot = build(1, config.clone(), &Previous::default(), &metrics, &http).await?;
         metrics.config_last_success.set(unix_now());
         let ttl = config.identity.assertion_ttl;
+        let hashing = Arc::new(crate::accounts::hashing::Pool::new(
+            &config.accounts.hashing,
+            metrics.hashing.clone(),
+        ));
         Ok(Arc::new(App {
             config_path: config_path.to_path_buf(),
             current: ArcSwap::from_pointee(snapshot),
@@ -317,6 +323,7 @@ impl App {
             pages,
             mailer,
             argon2,
+            hashing,
             dummy_hash,
             consent_cache: moka::future::Cache::builder()
                 .max_capacity(100_000)
@@ -656,6 +663,9 @@ fn restart_only_changes(running: &Config, next: &Config) -> Vec<String> {
     }
     if running.accounts.mail != next.accounts.mail {
         out.push("accounts.mail".to_string());
+    }
+    if running.accounts.hashing != next.accounts.hashing {
+        out.push("accounts.hashing".to_string());
     }
     if running.accounts.argon2 != next.accounts.argon2 {
         out.push("accounts.argon2".to_string());

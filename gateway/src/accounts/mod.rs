@@ -6,6 +6,7 @@
 //! [`PASSWORD_ISSUER`], subject the lower-case email. So it links to and
 //! unlinks from a customer id like any other way in.
 
+pub mod hashing;
 pub mod mail;
 pub mod password;
 

@@ -100,11 +100,23 @@ pub struct Accounts {
     pub public_url: String,
     pub password_min_length: usize,
     pub argon2: Argon2Cost,
+    pub hashing: Hashing,
     /// k-anonymity range API (`…/range/{first five hex of SHA-1}`), if any.
     pub breached_password_api: Option<String>,
     pub verification_ttl: Duration,
     pub reset_ttl: Duration,
     pub mail: Option<Mail>,
+}
+
+/// The password-hashing pool (`crate::accounts::hashing`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hashing {
+    /// Hashes computed at once (default: half the cores, at least one).
+    pub workers: usize,
+    /// Hashes waiting for a worker; one more is refused at once.
+    pub queue: usize,
+    /// The longest a hash waits for a worker before it is refused.
+    pub deadline: Duration,
 }
 
 /// Argon2id cost; the default is OWASP's recommendation (19 MiB, 2 passes, 1 lane).

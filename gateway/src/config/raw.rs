@@ -130,6 +130,7 @@ pub struct RawAccounts {
     pub public_url: Option<String>,
     pub password_min_length: Option<usize>,
     pub argon2: Option<RawArgon2>,
+    pub hashing: Option<RawHashing>,
     pub breached_password_api: Option<String>,
     pub verification_ttl: Option<String>,
     pub reset_ttl: Option<String>,
@@ -142,6 +143,15 @@ pub struct RawArgon2 {
     pub memory_kib: Option<u32>,
     pub iterations: Option<u32>,
     pub parallelism: Option<u32>,
+}
+
+/// The password-hashing pool: workers, queue and how long a hash may wait.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHashing {
+    pub workers: Option<usize>,
+    pub queue: Option<usize>,
+    pub deadline: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

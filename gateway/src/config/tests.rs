@@ -383,3 +383,26 @@ fn a_forward_auth_upstream_names_nothing_to_connect_to() {
         .contains("forward_auth: true"));
     assert!(errs[1].message.contains("never connects"), "{}", errs[1]);
 }
+
+#[test]
+fn the_hashing_pool_is_checked_and_defaults_to_half_the_cores() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = load(&write(dir.path(), "ok.yaml", BASE)).unwrap();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let h = config.accounts.hashing;
+    assert_eq!((h.workers, h.queue), ((cores / 2).max(1), 64));
+    assert_eq!(h.deadline, std::time::Duration::from_secs(2));
+    let text =
+        format!("{BASE}accounts:\n  hashing: {{ workers: 0, queue: 1000000, deadline: \"2\" }}\n");
+    let errs = load(&write(dir.path(), "bad.yaml", &text)).unwrap_err().0;
+    let fields: Vec<&str> = errs.iter().map(|d| d.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        [
+            "accounts.hashing.workers",
+            "accounts.hashing.queue",
+            "accounts.hashing.deadline"
+        ],
+        "{errs:?}"
+    );
+}

@@ -375,6 +375,47 @@ fn purposes(
     out
 }
 
+/// The hashing pool: by default half the cores (at least one) hash at once,
+/// so proxying always keeps the rest; 64 wait at most, none over 2 s.
+fn hashing(raw: Option<&RawHashing>, r: &mut Report<'_>) -> Hashing {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let workers = raw.and_then(|h| h.workers).unwrap_or((cores / 2).max(1));
+    if !(1..=1024).contains(&workers) {
+        r.error(
+            0,
+            "accounts.hashing.workers",
+            format!("{workers} is outside 1..=1024"),
+            Some(format!(
+                "this machine has {cores} cores; the default is half of them"
+            )),
+        );
+    }
+    let queue = raw.and_then(|h| h.queue).unwrap_or(64);
+    if queue > 100_000 {
+        r.error(
+            0,
+            "accounts.hashing.queue",
+            format!("{queue} is over 100000"),
+            Some(
+                "a queue longer than the deadline can drain only adds memory; 64 is the default"
+                    .into(),
+            ),
+        );
+    }
+    let deadline = duration(
+        raw.and_then(|h| h.deadline.as_deref()),
+        "2s",
+        10,
+        "accounts.hashing.deadline",
+        r,
+    );
+    Hashing {
+        workers,
+        queue,
+        deadline,
+    }
+}
+
 fn accounts(raw: Option<&RawAccounts>, r: &mut Report<'_>) -> Accounts {
     let passwords = raw.is_some_and(|a| a.passwords);
     let public_url = raw
@@ -423,6 +464,7 @@ fn accounts(raw: Option<&RawAccounts>, r: &mut Report<'_>) -> Accounts {
             Some("OWASP's recommendation, the default: memory_kib 19456, iterations 2, parallelism 1".into()),
         );
     }
+    let hashing = hashing(raw.and_then(|a| a.hashing.as_ref()), r);
     let breached_password_api = raw.and_then(|a| a.breached_password_api.clone());
     if let Some(u) = &breached_password_api {
         if !url_ok(u) {
@@ -462,6 +504,7 @@ fn accounts(raw: Option<&RawAccounts>, r: &mut Report<'_>) -> Accounts {
         public_url,
         password_min_length: min,
         argon2,
+        hashing,
         breached_password_api,
         verification_ttl,
         reset_ttl,

@@ -16,7 +16,7 @@ use super::request::Query;
 use super::respond::*;
 use super::*;
 use crate::accounts::mail::Kind;
-use crate::accounts::{self, password, PASSWORD_ISSUER};
+use crate::accounts::{self, PASSWORD_ISSUER};
 use crate::customers::{ExternalId, SetPassword, Unlink};
 use crate::login::Intent;
 use crate::session::Session as Browser;
@@ -340,7 +340,8 @@ pub(super) enum Current {
     Right,
     /// Not right: why, in the customer's language.
     Wrong(String),
-    /// Too many wrong tries for this account: the 429 answer.
+    /// Not checked: the 429 answer (too many wrong tries for this account)
+    /// or the 503 (the hashing pool is full; nothing counted).
     Throttled(Response),
 }
 
@@ -364,10 +365,13 @@ impl Portal {
         }
         let right = match self.app.auth.directory().password(email).await {
             Ok(Some((c, hash))) if c.id == me.customer_id => {
-                let given = given.to_string();
-                tokio::task::spawn_blocking(move || password::verify(&hash, &given))
-                    .await
-                    .unwrap_or(false)
+                match self.verify_password(hash, given.to_string()).await {
+                    Ok(right) => right,
+                    Err(busy) => {
+                        let back = ("/_account", "common.try_again");
+                        return Ok(Current::Throttled(self.hashing_busy(rq, busy, back).await?));
+                    }
+                }
             }
             _ => false,
         };
@@ -444,7 +448,15 @@ impl Portal {
         if !errors.is_empty() {
             return self.account_page(rq, snap, me, 422, None, &errors).await;
         }
-        let result = match self.hash_password(&form.password).await {
+        let hashed = match self.hash_password(&form.password).await {
+            Err(super::register::Hashed::Busy(busy)) => {
+                return self
+                    .hashing_busy(rq, busy, ("/_account", "common.try_again"))
+                    .await;
+            }
+            other => other.map_err(|e| e.to_string()),
+        };
+        let result = match hashed {
             Ok(h) => dir
                 .set_password(&me.customer_id, &email, &h)
                 .await

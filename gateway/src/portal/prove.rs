@@ -194,11 +194,15 @@ impl Portal {
         let hash = found
             .as_ref()
             .map_or_else(|| self.app.dummy_hash.clone(), |(_, h)| h.clone());
-        let matched = !refused
-            && given.chars().count() <= password::MAX_LENGTH
-            && tokio::task::spawn_blocking(move || password::verify(&hash, &given))
-                .await
-                .unwrap_or(false);
+        let checked = !refused && given.chars().count() <= password::MAX_LENGTH;
+        let matched = checked
+            && match self.verify_password(hash, given).await {
+                Ok(m) => m,
+                Err(busy) => {
+                    let back = ("/_auth/login", "common.try_again");
+                    return self.hashing_busy(rq, busy, back).await;
+                }
+            };
         match found.filter(|(c, _)| matched && c.id == proof.customer_id) {
             Some((c, _)) => self.complete_proof(rq, snap, host, c, &proof).await,
             None => {

@@ -131,6 +131,11 @@ impl Portal {
         };
         let hash = match self.hash_password(given).await {
             Ok(h) => h,
+            Err(Hashed::Busy(busy)) => {
+                return self
+                    .hashing_busy(rq, busy, ("/_auth/register", "common.try_again"))
+                    .await;
+            }
             Err(e) => {
                 return self
                     .dependency_down(
@@ -311,12 +316,31 @@ impl Portal {
         }
     }
 
-    /// Hashes on the blocking pool.
-    pub(super) async fn hash_password(&self, given: &str) -> std::result::Result<String, String> {
+    /// Hashes on the bounded hashing pool.
+    pub(super) async fn hash_password(&self, given: &str) -> std::result::Result<String, Hashed> {
         let (cost, given) = (self.app.argon2, given.to_string());
-        tokio::task::spawn_blocking(move || password::hash(&cost, &given))
+        match self
+            .app
+            .hashing
+            .run(move || password::hash(&cost, &given))
             .await
-            .map_err(|e| e.to_string())?
+        {
+            Ok(Ok(h)) => Ok(h),
+            Ok(Err(e)) => Err(Hashed::Failed(e)),
+            Err(busy) => Err(Hashed::Busy(busy)),
+        }
+    }
+
+    /// Whether `given` is the password `hash` holds, on the bounded pool.
+    pub(super) async fn verify_password(
+        &self,
+        hash: String,
+        given: String,
+    ) -> std::result::Result<bool, crate::accounts::hashing::Busy> {
+        self.app
+            .hashing
+            .run(move || password::verify(&hash, &given))
+            .await
     }
 
     /// Mails a verification link for `email` (failures are logged).
@@ -416,5 +440,22 @@ impl Portal {
         };
         let m = self.app.pages.mail(&self.lang(rq), kind, to, content);
         mailer.send_later(m, self.app.metrics.mail_failures.clone());
+    }
+}
+
+/// Why a password could not be hashed.
+#[derive(Debug)]
+pub(super) enum Hashed {
+    /// The pool is full: answered 503 at once.
+    Busy(crate::accounts::hashing::Busy),
+    Failed(String),
+}
+
+impl std::fmt::Display for Hashed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Hashed::Busy(b) => write!(f, "{b}"),
+            Hashed::Failed(e) => write!(f, "password hashing failed: {e}"),
+        }
     }
 }

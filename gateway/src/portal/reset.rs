@@ -368,7 +368,7 @@ impl Portal {
             let hash = self
                 .hash_password(&given)
                 .await
-                .map_err(crate::customers::DirectoryError::Unavailable)?;
+                .map_err(|e| crate::customers::DirectoryError::Unavailable(e.to_string()))?;
             dir.set_password(&customer_id, &email, &hash).await?;
             // Following the link proved the mailbox.
             dir.mark_verified(&customer_id, &email).await?;

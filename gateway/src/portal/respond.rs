@@ -328,7 +328,26 @@ impl Portal {
     ) -> Result<Response> {
         self.count_login(provider, result);
         let html = self.msg_with(rq, "message.unavailable", message, Some(retry));
-        self.page(rq, 503, html).await
+        let retry_after = [("retry-after", "5".to_string())];
+        self.write(rq, 503, "text/html; charset=utf-8", html, &retry_after)
+            .await
+    }
+
+    /// 503 at once when the hashing pool is full: the customer tries again
+    /// in a few seconds; nothing is counted as a failed attempt.
+    pub(super) async fn hashing_busy(
+        &self,
+        rq: &Req,
+        busy: crate::accounts::hashing::Busy,
+        retry: (&str, &str),
+    ) -> Result<Response> {
+        tracing::warn!(
+            reason = busy.reason(),
+            "password hashing busy; sign-in answered 503"
+        );
+        let body = self.tr(rq, "message.unavailable.busy");
+        self.sign_in_unavailable(rq, "password", "busy", &body, retry)
+            .await
     }
 
     /// Answers 429 (a page, or JSON for machine callers) when `who` (an

@@ -784,12 +784,13 @@ impl Portal {
         let given = form.password.clone();
         let long = given.chars().count() > password::MAX_LENGTH;
         let matched = !long
-            && tokio::task::spawn_blocking({
-                let (hash, given) = (hash.clone(), given.clone());
-                move || password::verify(&hash, &given)
-            })
-            .await
-            .unwrap_or(false);
+            && match self.verify_password(hash.clone(), given.clone()).await {
+                Ok(m) => m,
+                Err(busy) => {
+                    let back = ("/_auth/login", "common.try_again");
+                    return self.hashing_busy(rq, busy, back).await;
+                }
+            };
         let Some(customer) = customer.filter(|_| matched) else {
             self.app.metrics.password_failures.inc();
             self.count_login(PASSWORD_METHOD, "refused");
@@ -817,15 +818,16 @@ impl Portal {
         };
         if password::needs_rehash(&hash, &self.app.argon2) {
             // A hash made at an older cost is replaced now that we know the password.
+            // On the bounded pool: when it is full, the next sign-in does it.
             let (dir, cost, id, email) = (
                 self.app.auth.directory().clone(),
                 self.app.argon2,
                 customer.id.clone(),
                 email.clone(),
             );
+            let pool = self.app.hashing.clone();
             tokio::spawn(async move {
-                let hashed =
-                    tokio::task::spawn_blocking(move || password::hash(&cost, &given)).await;
+                let hashed = pool.run(move || password::hash(&cost, &given)).await;
                 if let Ok(Ok(h)) = hashed {
                     let _ = dir.set_password(&id, &email, &h).await;
                 }
