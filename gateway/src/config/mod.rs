@@ -198,13 +198,14 @@ fn read_file<T: DeserializeOwned>(
                     column: l.column(),
                 })
                 .unwrap_or(Pos { line: 1, column: 1 });
+            let hint = yaml_hint(&file.text, pos.line);
             let mut r = Report::new(files);
             r.push_at(
                 path.to_path_buf(),
                 pos,
                 "",
                 format!("not valid YAML: {}", strip_location(&e.to_string())),
-                Some("check indentation and quoting around this line".into()),
+                Some(hint),
             );
             return Err(r.diags);
         }
@@ -223,22 +224,58 @@ fn read_file<T: DeserializeOwned>(
             let mut field = path_string(e.path());
             let inner = e.into_inner().to_string();
             let mut inner = strip_location(&inner);
-            let mut hint = None;
-            if let Some((unknown, expected)) = parse_unknown_field(&inner) {
+            let hint = if let Some((unknown, expected)) = parse_unknown_field(&inner) {
                 inner = format!("unknown field `{unknown}`");
                 if !field.ends_with(unknown.as_str()) {
                     field = source::join(&field, &unknown);
                 }
-                hint = closest(&unknown, &expected)
+                closest(&unknown, &expected)
                     .map(|c| format!("did you mean `{c}`?"))
-                    .or_else(|| Some(format!("allowed fields: {}", expected.join(", "))));
+                    .or_else(|| Some(format!("allowed fields: {}", expected.join(", "))))
             } else if inner.starts_with("missing field") {
-                hint = Some("add the field; see README.md for the reference".into());
-            }
+                Some("add the field; see README.md for the reference".into())
+            } else {
+                number_hint(&field, &inner)
+            };
             r.error(file_idx, &field, inner, hint);
             Err(r.diags)
         }
     }
+}
+
+/// What to look for around a YAML syntax error on `line`: a tab there (YAML
+/// indents with spaces only), else indentation and quoting.
+fn yaml_hint(text: &str, line: usize) -> String {
+    let around = text.lines().skip(line.saturating_sub(2)).take(2);
+    if around.clone().any(|l| l.contains('\t')) {
+        let at = text
+            .lines()
+            .position(|l| l.contains('\t'))
+            .map_or(line, |i| i + 1);
+        return format!("line {at} holds a tab character: YAML indents with spaces only");
+    }
+    "check indentation and quoting around this line".into()
+}
+
+/// A number where text is expected: for a duration, the unit it lacks.
+fn number_hint(field: &str, message: &str) -> Option<String> {
+    let rest = message
+        .strip_prefix("invalid type: integer `")
+        .or_else(|| message.strip_prefix("invalid type: floating point `"))?;
+    let number = rest.split('`').next()?;
+    if !message.ends_with("expected a string") {
+        return None;
+    }
+    let last = field.rsplit('.').next().unwrap_or(field);
+    const DURATIONS: [&str; 15] = [
+        "timeout", "ttl", "interval", "deadline", "grace", "rotation", "flush", "window",
+        "backoff", "tick", "lease", "retry", "age", "duration", "refresh",
+    ];
+    Some(if DURATIONS.iter().any(|d| last.contains(d)) {
+        format!("a duration needs a unit: write `{number}s` (or `{number}ms`, `{number}m`)")
+    } else {
+        format!("write it as text, quoted: `\"{number}\"`")
+    })
 }
 
 fn path_string(path: &serde_path_to_error::Path) -> String {

@@ -406,3 +406,17 @@ fn the_hashing_pool_is_checked_and_defaults_to_half_the_cores() {
         "{errs:?}"
     );
 }
+
+#[test]
+fn a_tab_and_a_duration_without_unit_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let tab = "listeners:\n  - name: http\n\taddress: 127.0.0.1:8080\n";
+    let errs = load(&write(dir.path(), "tab.yaml", tab)).unwrap_err().0;
+    let hint = errs[0].hint.clone().unwrap_or_default();
+    assert!(hint.contains("line 3 holds a tab character"), "{errs:?}");
+    let bare = format!("{BASE}sessions: {{ idle_timeout: 30 }}\n");
+    let errs = load(&write(dir.path(), "bare.yaml", &bare)).unwrap_err().0;
+    assert_eq!(errs[0].field, "sessions.idle_timeout", "{errs:?}");
+    let hint = errs[0].hint.clone().unwrap_or_default();
+    assert!(hint.contains("`30s`"), "{errs:?}");
+}
