@@ -189,3 +189,73 @@ fn alerts_and_dashboards_use_exported_metrics() {
         );
     }
 }
+
+/// The `ENV` settings of the container image, from its Dockerfile.
+fn image_env() -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(repo().join("deploy/container/Dockerfile")).unwrap();
+    let joined = text.replace("\\\n", " ");
+    joined
+        .lines()
+        .filter_map(|l| l.strip_prefix("ENV "))
+        .flat_map(|l| l.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+        .filter_map(|kv| {
+            kv.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        })
+        .collect()
+}
+
+#[test]
+fn the_image_listens_beyond_the_container_and_builds_from_sources_only() {
+    let env = image_env();
+    let get = |k: &str| {
+        env.iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or_else(|| panic!("the Dockerfile sets no {k}: {env:?}"))
+    };
+    for k in [
+        "OMNIGATE_HTTP_ADDRESS",
+        "OMNIGATE_HTTPS_ADDRESS",
+        "OMNIGATE_ADMIN_ADDRESS",
+    ] {
+        assert!(get(k).starts_with("0.0.0.0:"), "{k}={}", get(k));
+    }
+    // The shipped config takes them: with the image's values it passes,
+    // with a broken one it names the listener.
+    let check = |extra: &[(&str, &str)]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_omnigate"));
+        cmd.args(["check", "--config"])
+            .arg(repo().join("config.yaml"))
+            .env(
+                "OMNIGATE_ADMIN_TOKEN",
+                "a-long-enough-admin-token-for-checks",
+            );
+        for (k, v) in &env {
+            cmd.env(k, v);
+        }
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
+    };
+    let ok = check(&[]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let broken = check(&[("OMNIGATE_HTTP_ADDRESS", "nowhere")]);
+    assert!(!broken.status.success());
+    let said = String::from_utf8_lossy(&broken.stderr).to_string()
+        + &String::from_utf8_lossy(&broken.stdout);
+    assert!(said.contains("listeners[0].address"), "{said}");
+    // Build output and local state (dev keys, the customer database) stay out.
+    let ignore = std::fs::read_to_string(repo().join(".dockerignore")).unwrap();
+    for p in ["target/", ".omnigate/", ".git/", "tests/node/node_modules/"] {
+        assert!(
+            ignore.lines().any(|l| l.trim() == p),
+            "{p} is not in .dockerignore"
+        );
+    }
+}
