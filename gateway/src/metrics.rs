@@ -316,7 +316,11 @@ impl Metrics {
             Box::new(build),
         ] {
             for d in c.desc() {
-                let histogram = d.fq_name == "omnigate_request_duration_seconds";
+                let histogram = [
+                    "omnigate_request_duration_seconds",
+                    "omnigate_password_hash_wait_seconds",
+                ]
+                .contains(&d.fq_name.as_str());
                 names.push(d.fq_name.clone());
                 if histogram {
                     for suffix in ["_bucket", "_sum", "_count"] {
