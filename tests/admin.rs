@@ -203,7 +203,10 @@ async fn schemathesis(gw: &Gateway, extra: &[&str]) {
         tokio::process::Command::new(bin)
             .current_dir(scratch.path())
             .args(["run", &schema, "-H", &auth, "--checks", "all"])
-            .args(["--max-examples", "25", "--seed", "1", "--workers", "2"])
+            // One worker: with two threads, hypothesis' lambda descriptions
+            // trip CPython 3.11's ast.parse ("AST constructor recursion depth
+            // mismatch"), a tool crash that failed a run here, not a finding.
+            .args(["--max-examples", "25", "--seed", "1", "--workers", "1"])
             .args(extra)
             .kill_on_drop(true)
             .output(),

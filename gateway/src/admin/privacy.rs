@@ -343,16 +343,7 @@ async fn file(State(app): State<Shared>, body: axum::body::Body) -> Result<Respo
         .map_err(|_| ApiError::bad_request("`customer_id` is not a customer id."))?;
     let kind = Kind::parse(&input.kind)
         .ok_or_else(|| ApiError::bad_request("`kind` must be `erasure` or `export`."))?;
-    let text = |v: &str, what: &str| {
-        let v = v.trim();
-        if v.is_empty() || v.len() > 500 {
-            Err(ApiError::bad_request(format!(
-                "`{what}` must say something, in at most 500 characters."
-            )))
-        } else {
-            Ok(v.to_string())
-        }
-    };
+    let text = |v: &str, what: &str| stated(v, what).map(str::to_string);
     let who = crate::privacy::Requester {
         requested_by: "operator".into(),
         channel: text(&input.channel, "channel")?,
@@ -700,12 +691,7 @@ async fn place_hold(
 ) -> Result<Response, ApiError> {
     let id = customer(&id)?;
     let input: NewHold = json_body(body).await?;
-    let reason = input.reason.trim();
-    if reason.is_empty() || reason.len() > 500 {
-        return Err(ApiError::bad_request(
-            "`reason` must say why, in at most 500 characters.",
-        ));
-    }
+    let reason = stated(&input.reason, "reason")?;
     let now = crate::session::unix_now();
     // JSON has one number type: 30.0 is the whole number 30.
     let days = input.days.map(|n| {
@@ -784,15 +770,11 @@ async fn release(
     body: axum::body::Body,
 ) -> Result<Response, ApiError> {
     let input: Release = json_body(body).await?;
-    if input.reason.trim().is_empty() {
-        return Err(ApiError::bad_request(
-            "`reason` must say why the hold ends.",
-        ));
-    }
+    let reason = stated(&input.reason, "reason")?;
     let now = crate::session::unix_now();
     let released = app
         .privacy
-        .release_hold(&id, input.reason.trim(), now)
+        .release_hold(&id, reason, now)
         .await
         .map_err(store_down)?;
     if !released {
@@ -802,9 +784,29 @@ async fn release(
     Ok(http::StatusCode::NO_CONTENT.into_response())
 }
 
+/// A free-text field as documented: says something, at most 500
+/// characters as sent (the schema's `maxLength` counts characters).
+fn stated<'a>(v: &'a str, what: &str) -> Result<&'a str, ApiError> {
+    if v.trim().is_empty() || v.chars().count() > 500 {
+        return Err(ApiError::bad_request(format!(
+            "`{what}` must say something, in at most 500 characters."
+        )));
+    }
+    Ok(v.trim())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn free_text_is_checked_by_characters_as_sent() {
+        assert!(stated(&"ü".repeat(500), "reason").is_ok());
+        assert!(stated(&"a".repeat(501), "reason").is_err());
+        assert!(stated(&format!("  {}", "a".repeat(499)), "reason").is_err());
+        assert!(stated("   ", "reason").is_err());
+        assert_eq!(stated(" why ", "reason").ok(), Some("why"));
+    }
 
     #[test]
     fn csv_cells_are_quoted_and_formulas_defused() {
