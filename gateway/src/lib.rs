@@ -6,6 +6,7 @@
 pub mod accesslog;
 pub mod accounts;
 pub mod admin;
+pub mod admission;
 pub mod auth;
 pub mod config;
 pub mod consent;
@@ -29,4 +30,5 @@ pub mod shard;
 pub mod state;
 pub mod store;
 pub mod throttle;
+pub mod waiting_room;
 pub mod webhook;

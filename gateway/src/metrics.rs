@@ -44,6 +44,10 @@ pub struct Metrics {
     pub connections_accepted: IntCounterVec,
     pub tls_handshake_failures: IntCounterVec,
     pub privacy: PrivacyMetrics,
+    /// Admission control per upstream (`crate::admission`).
+    pub admission: crate::admission::Gauges,
+    /// Waiting rooms per route (`crate::waiting_room`).
+    pub waiting_room: crate::waiting_room::Gauges,
     /// Every series name this process can export (histograms with suffixes).
     names: Vec<String>,
 }
@@ -331,6 +335,7 @@ impl Metrics {
             must(registry.register(c));
         }
         let privacy = PrivacyMetrics::register(&registry, &mut names);
+        let (admission, waiting_room) = spikes(&registry, &mut names);
         // Both results are visible from the start, so rate() works on the first reload.
         for r in ["success", "failure"] {
             config_reloads.with_label_values(&[r]);
@@ -370,6 +375,8 @@ impl Metrics {
             connections_accepted,
             tls_handshake_failures,
             privacy,
+            admission,
+            waiting_room,
             names,
         }
     }
@@ -481,6 +488,101 @@ impl PrivacyMetrics {
         }
         m
     }
+}
+
+/// Admission control and waiting-room series, registered.
+fn spikes(
+    registry: &Registry,
+    names: &mut Vec<String>,
+) -> (crate::admission::Gauges, crate::waiting_room::Gauges) {
+    let gauge_vec = |name: &str, help: &str, label: &str| {
+        must(IntGaugeVec::new(Opts::new(name, help), &[label]))
+    };
+    let admission = crate::admission::Gauges {
+        limit: gauge_vec(
+            "omnigate_admission_limit",
+            "Requests an upstream may have in flight now (adaptive limits move)",
+            "upstream",
+        ),
+        in_flight: gauge_vec(
+            "omnigate_admission_in_flight",
+            "Requests admitted to an upstream and not yet finished",
+            "upstream",
+        ),
+        queued: gauge_vec(
+            "omnigate_admission_queued",
+            "Requests waiting for a slot at an upstream",
+            "upstream",
+        ),
+        requests: must(IntCounterVec::new(
+            Opts::new(
+                "omnigate_admission_requests_total",
+                "Requests at an upstream's gate, by class and outcome (admitted, queued, shed, timed_out)",
+            ),
+            &["upstream", "class", "outcome"],
+        )),
+        wait: must(HistogramVec::new(
+            HistogramOpts::new(
+                "omnigate_admission_queue_wait_seconds",
+                "Time a request waited for a slot at an upstream",
+            )
+            .buckets(vec![0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
+            &["upstream"],
+        )),
+    };
+    let waiting_room = crate::waiting_room::Gauges {
+        queue: gauge_vec(
+            "omnigate_waiting_room_queue",
+            "Visitors holding a place in a route's waiting room (all nodes)",
+            "route",
+        ),
+        active: gauge_vec(
+            "omnigate_waiting_room_active_users",
+            "Visitors inside a route's waiting room limit (all nodes)",
+            "route",
+        ),
+        admitted_per_minute: gauge_vec(
+            "omnigate_waiting_room_admitted_per_minute",
+            "Visitors let in during the last minute (all nodes): the measured outflow",
+            "route",
+        ),
+        estimated_wait: gauge_vec(
+            "omnigate_waiting_room_estimated_wait_seconds",
+            "The wait a visitor joining the end of the queue is shown",
+            "route",
+        ),
+        admitted: must(IntCounterVec::new(
+            Opts::new(
+                "omnigate_waiting_room_entries_total",
+                "Visitors this node let in or sent to wait, by route and result (entered, waiting)",
+            ),
+            &["route", "result"],
+        )),
+    };
+    let all: [Box<dyn prometheus::core::Collector>; 10] = [
+        Box::new(admission.limit.clone()),
+        Box::new(admission.in_flight.clone()),
+        Box::new(admission.queued.clone()),
+        Box::new(admission.requests.clone()),
+        Box::new(admission.wait.clone()),
+        Box::new(waiting_room.queue.clone()),
+        Box::new(waiting_room.active.clone()),
+        Box::new(waiting_room.admitted_per_minute.clone()),
+        Box::new(waiting_room.estimated_wait.clone()),
+        Box::new(waiting_room.admitted.clone()),
+    ];
+    for c in all {
+        for d in c.desc() {
+            names.push(d.fq_name.clone());
+            if d.fq_name == "omnigate_admission_queue_wait_seconds" {
+                for suffix in ["_bucket", "_sum", "_count"] {
+                    names.push(format!("{}{suffix}", d.fq_name));
+                }
+            }
+        }
+        must(registry.register(c));
+    }
+    (admission, waiting_room)
 }
 
 /// Pre-resolved per-route series.

@@ -39,6 +39,11 @@ pub enum Problem {
     CrossSiteForm,
     /// A forward-auth call from an address outside `trusted_proxies`.
     UntrustedCaller,
+    /// The upstream has no slot for this request now (`crate::admission`):
+    /// `503`, or `429` for a crawler.
+    Overloaded {
+        status: u16,
+    },
 }
 
 impl Problem {
@@ -60,6 +65,7 @@ impl Problem {
             Problem::UnknownHost => 421,
             Problem::CrossSiteForm => 403,
             Problem::UntrustedCaller => 403,
+            Problem::Overloaded { status } => *status,
         }
     }
 
@@ -73,6 +79,7 @@ impl Problem {
             Problem::PayloadTooLarge { .. } => "body-too-large",
             Problem::BadGateway => "upstream-unavailable",
             Problem::NoHealthyUpstream => "no-healthy-upstream",
+            Problem::Overloaded { .. } => "over-capacity",
             Problem::GatewayTimeout => "upstream-timeout",
             Problem::Internal => "internal-error",
             Problem::Unauthenticated(None) => "unauthenticated",
@@ -104,6 +111,7 @@ impl Problem {
                 | Problem::NoHealthyUpstream
                 | Problem::GatewayTimeout
                 | Problem::IdentityUnavailable
+                | Problem::Overloaded { .. }
         )
     }
 
@@ -139,6 +147,7 @@ impl Problem {
             Problem::UnknownHost => "Unknown address",
             Problem::CrossSiteForm => "Form from another site",
             Problem::UntrustedCaller => "Not a trusted proxy",
+            Problem::Overloaded { .. } => "Very busy right now",
         }
     }
 
@@ -173,6 +182,7 @@ impl Problem {
             Problem::UnknownHost => "Sign-in is not offered at this address. Please use the address of the site you came from.".into(),
             Problem::CrossSiteForm => "This form was not sent from this site, so nothing was changed. Please use the form on this site.".into(),
             Problem::UntrustedCaller => "Forward-auth is answered only to the proxies listed in trusted_proxies.".into(),
+            Problem::Overloaded { .. } => "So many people are visiting right now that this request could not be taken. Please try again in a few seconds.".into(),
         }
     }
 }

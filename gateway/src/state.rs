@@ -112,6 +112,29 @@ pub struct App {
     pub privacy_wake: Arc<tokio::sync::Notify>,
     /// Customers whose Global Privacy Control withdrawal is being recorded.
     pub gpc_pending: moka::sync::Cache<String, ()>,
+    /// Every route's waiting room (`crate::waiting_room`).
+    pub rooms: crate::waiting_room::Rooms,
+}
+
+/// The waiting rooms, where the sessions are: shared in Redis, or in this
+/// process on the embedded default.
+async fn rooms(
+    config: &Config,
+    key: &crate::session::GuestKey,
+    metrics: &Metrics,
+) -> Result<crate::waiting_room::Rooms, String> {
+    use crate::waiting_room::store::{MemoryRooms, RedisRooms, RoomStore};
+    let store: Arc<dyn RoomStore> = match &config.sessions.store {
+        crate::config::model::SessionStoreKind::Embedded => Arc::new(MemoryRooms::default()),
+        crate::config::model::SessionStoreKind::Redis { url, key_prefix } => Arc::new(
+            RedisRooms::open(url, key_prefix, config.sessions.timeout)
+                .await
+                .map_err(|e| format!("waiting rooms: {e}"))?,
+        ),
+    };
+    let rooms = crate::waiting_room::Rooms::new(store, key.clone(), metrics.waiting_room.clone());
+    rooms.declare(&config.routes);
+    Ok(rooms)
 }
 
 /// The assertion signer: the configured key file, or the directory's keys
@@ -250,6 +273,7 @@ impl App {
             .await
             .map_err(|e| format!("customers: {e}"))?;
         let guest_key = crate::session::GuestKey::new(guest_secret.as_bytes());
+        let rooms = rooms(&config, &guest_key, &metrics).await?;
         let http = HttpClient::new(std::time::Duration::from_secs(5))?;
         let stats = crate::session::CacheStats::new(&metrics.session_cache);
         let sessions: Arc<dyn crate::session::SessionStore> = match &config.sessions.store {
@@ -334,6 +358,7 @@ impl App {
                 .time_to_live(std::time::Duration::from_secs(3600))
                 .build(),
             guest_key,
+            rooms,
             health,
             keys,
             metrics,
@@ -518,6 +543,9 @@ impl App {
         // versions only when they changed; re-assert the gauges of new pools.
         for pool in next.pools.values() {
             if !old.pools.values().any(|p| Arc::ptr_eq(p, pool)) {
+                if let Some(l) = &pool.admission {
+                    l.publish();
+                }
                 for (i, a) in pool.addresses.iter().enumerate() {
                     self.metrics
                         .upstream_healthy
@@ -534,6 +562,7 @@ impl App {
         };
         self.data_map
             .set_max_pairs(next.config.privacy.data_map_max_pairs);
+        self.rooms.declare(&next.config.routes);
         self.current.store(Arc::new(next));
         Ok(report)
     }

@@ -4,6 +4,7 @@
 //! [`Diagnostic`] naming file, line, column, field and a fix; loading never
 //! panics and never returns a half-valid config.
 
+mod admission;
 pub mod model;
 mod privacy;
 mod providers;

@@ -471,6 +471,53 @@ pub struct Upstream {
     /// Behind the operator's own proxy: Omnigate never connects to it and
     /// answers its routes only through forward-auth.
     pub forward_auth: bool,
+    /// A limit on requests in flight to it (`crate::admission`).
+    pub admission: Option<Admission>,
+}
+
+/// Admission control in front of one upstream.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Admission {
+    /// Requests in flight at most; where an adaptive limit starts.
+    pub limit: usize,
+    /// The limit follows measured latency between these bounds.
+    pub adaptive: Option<AdaptiveLimit>,
+    /// Requests waiting for a slot; beyond it the lowest class is refused.
+    pub queue: usize,
+    /// The longest a request waits for a slot.
+    pub queue_timeout: Duration,
+    /// What a refused client is told to wait (`Retry-After`).
+    pub retry_after: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AdaptiveLimit {
+    pub min: usize,
+    pub max: usize,
+}
+
+/// Which requests of a route are refused first under pressure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Priority {
+    /// Checkout, payment: refused last.
+    Critical,
+    #[default]
+    Normal,
+    /// Recommendations, search suggestions: refused first.
+    Sheddable,
+}
+
+/// A route's virtual waiting room (`crate::waiting_room`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WaitingRoom {
+    /// Visitors inside at once.
+    pub active_users: u64,
+    /// Visitors let in per minute at most.
+    pub new_per_minute: u64,
+    /// How long a visitor stays inside after their last request.
+    pub session_duration: Duration,
+    /// How often the waiting page reloads itself.
+    pub refresh: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -520,6 +567,8 @@ pub struct Route {
     pub consent: Option<crate::consent::RouteRule>,
     /// The prefix matches in any case (for case-insensitive backends).
     pub case_insensitive: bool,
+    pub priority: Priority,
+    pub waiting_room: Option<WaitingRoom>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

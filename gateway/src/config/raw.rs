@@ -491,6 +491,36 @@ pub struct RawUpstream {
     pub identity_headers: Option<RawIdentityHeaders>,
     pub consent_headers: Option<RawConsentHeaders>,
     pub privacy: Option<RawSystem>,
+    pub admission: Option<RawAdmission>,
+}
+
+/// A limit on requests in flight to one upstream.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmission {
+    pub limit: Option<usize>,
+    pub adaptive: Option<RawAdaptive>,
+    pub queue: Option<usize>,
+    pub queue_timeout: Option<String>,
+    pub retry_after: Option<String>,
+}
+
+/// Bounds of a limit that follows measured latency.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdaptive {
+    pub min: Option<usize>,
+    pub max: Option<usize>,
+}
+
+/// A route's virtual waiting room.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWaitingRoom {
+    pub active_users: Option<u64>,
+    pub new_per_minute: Option<u64>,
+    pub session_duration: Option<String>,
+    pub refresh: Option<String>,
 }
 
 /// Header names an upstream receives identity under.
@@ -552,6 +582,9 @@ pub struct RawRoute {
     /// The backend ignores the case of paths (IIS): match the prefix so too.
     #[serde(default)]
     pub case_insensitive: bool,
+    /// Who is refused first under pressure: `critical`, `normal`, `sheddable`.
+    pub priority: Option<String>,
+    pub waiting_room: Option<RawWaitingRoom>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -420,3 +420,44 @@ fn a_tab_and_a_duration_without_unit_are_named() {
     let hint = errs[0].hint.clone().unwrap_or_default();
     assert!(hint.contains("`30s`"), "{errs:?}");
 }
+
+#[test]
+fn admission_and_waiting_rooms_are_checked_field_by_field() {
+    use crate::config::model::{Priority, WaitingRoom};
+    let dir = tempfile::tempdir().unwrap();
+    let good = "listeners:\n  - name: http\n    address: 127.0.0.1:8080\nupstreams:\n  app:\n    addresses: [127.0.0.1:9000]\n    admission: { adaptive: { min: 10, max: 400 } }\nroutes:\n  - { name: pay, path_prefix: /pay, upstream: app, priority: critical, waiting_room: { active_users: 500, new_per_minute: 100 } }\n";
+    let config = load(&write(dir.path(), "ok.yaml", good)).unwrap();
+    let a = config.upstreams[0].admission.expect("admission");
+    assert_eq!((a.limit, a.queue), (100, 100), "starts at a quarter of max");
+    assert_eq!(a.queue_timeout, std::time::Duration::from_secs(1));
+    let r = &config.routes[0];
+    assert_eq!(r.priority, Priority::Critical);
+    assert_eq!(
+        r.waiting_room,
+        Some(WaitingRoom {
+            active_users: 500,
+            new_per_minute: 100,
+            session_duration: std::time::Duration::from_secs(600),
+            refresh: std::time::Duration::from_secs(20),
+        })
+    );
+    let bad = "listeners:\n  - name: http\n    address: 127.0.0.1:8080\nupstreams:\n  app:\n    addresses: [127.0.0.1:9000]\n    admission: { limit: 0, adaptive: { min: 50, max: 10 }, queue_timeout: soon }\n  theirs:\n    forward_auth: true\nroutes:\n  - { name: pay, path_prefix: /pay, upstream: app, priority: urgent, waiting_room: { new_per_minute: 0, refresh: 1h } }\n  - { name: other, path_prefix: /other, upstream: theirs, waiting_room: { active_users: 1, new_per_minute: 1 } }\n";
+    let errs = load(&write(dir.path(), "bad.yaml", bad)).unwrap_err().0;
+    let mut fields: Vec<&str> = errs.iter().map(|d| d.field.as_str()).collect();
+    fields.sort_unstable();
+    assert_eq!(
+        fields,
+        [
+            "routes[0].priority",
+            "routes[0].waiting_room.active_users",
+            "routes[0].waiting_room.new_per_minute",
+            "routes[0].waiting_room.refresh",
+            "routes[1].waiting_room",
+            "upstreams.app.admission.adaptive.min",
+            "upstreams.app.admission.limit",
+            "upstreams.app.admission.limit",
+            "upstreams.app.admission.queue_timeout",
+        ],
+        "{errs:?}"
+    );
+}

@@ -62,6 +62,18 @@ pub(super) fn validate(
                 Some("route names label metrics and logs; make each unique".into()),
             );
         }
+        let behind_proxy = main
+            .upstreams
+            .get(&raw.upstream)
+            .is_some_and(|u| u.forward_auth);
+        if raw.waiting_room.is_some() && behind_proxy {
+            r.error(
+                *file,
+                &join(path, "waiting_room"),
+                format!("upstream `{}` is reached by your own proxy (forward_auth: true), which does not show a waiting page", raw.upstream),
+                Some("put the waiting room on a route Omnigate proxies".into()),
+            );
+        }
         if let Some(rt) = route(*file, path, raw, &known, &mut r) {
             if let Some(prev) = routes.iter().find(|p: &&Route| shadows(p, &rt)) {
                 r.error(
@@ -1279,6 +1291,7 @@ fn reached(name: &str, u: &RawUpstream, p: &str, r: &mut Report<'_>) {
         ("health_check", u.health_check.is_some()),
         ("tls", u.tls.is_some()),
         ("balance", u.balance.is_some()),
+        ("admission", u.admission.is_some()),
     ];
     for (field, set) in connecting {
         if set {
@@ -1390,6 +1403,10 @@ fn upstream(name: &str, u: &RawUpstream, base: &Path, r: &mut Report<'_>) -> Opt
         identity_headers,
         consent_headers,
         forward_auth: u.forward_auth,
+        admission: u
+            .admission
+            .as_ref()
+            .map(|a| super::admission::admission(a, &p, r)),
         addresses,
         balance,
         health_check,
@@ -1698,6 +1715,11 @@ fn route(
         strip_prefix: raw.strip_prefix,
         max_body,
         case_insensitive: raw.case_insensitive,
+        priority: super::admission::priority(file, raw.priority.as_deref(), p, r),
+        waiting_room: raw
+            .waiting_room
+            .as_ref()
+            .map(|w| super::admission::waiting_room(file, w, p, r)),
     })
 }
 
@@ -1802,12 +1824,24 @@ pub(super) fn duration(
     field: &str,
     r: &mut Report<'_>,
 ) -> Duration {
+    duration_in(0, s, default, min_ms, field, r)
+}
+
+/// [`duration`] of a field in file number `file`.
+pub(super) fn duration_in(
+    file: usize,
+    s: Option<&str>,
+    default: &str,
+    min_ms: u64,
+    field: &str,
+    r: &mut Report<'_>,
+) -> Duration {
     let s = s.unwrap_or(default);
     match humantime::parse_duration(s) {
         Ok(d) if d.as_millis() >= u128::from(min_ms) => d,
         Ok(_) => {
             r.error(
-                0,
+                file,
                 field,
                 format!("`{s}` is too short"),
                 Some(format!("use at least {min_ms}ms")),
@@ -1816,7 +1850,7 @@ pub(super) fn duration(
         }
         Err(_) => {
             r.error(
-                0,
+                file,
                 field,
                 format!("`{s}` is not a duration"),
                 Some("write e.g. `500ms`, `5s`, `2m`".into()),

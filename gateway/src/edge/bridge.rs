@@ -86,15 +86,8 @@ impl Gateway {
             resp.insert_header("content-length", body.len().to_string())?;
         }
         resp.insert_header("x-request-id", ctx.request_id.as_str())?;
-        self.add_hsts(&mut resp, ctx)?;
         let head_only = body.is_empty() || head;
-        session
-            .write_response_header(Box::new(resp), head_only)
-            .await?;
-        if !head_only {
-            session.write_response_body(Some(body), true).await?;
-        }
-        Ok(())
+        self.finish(session, ctx, resp, body, head_only).await
     }
 }
 

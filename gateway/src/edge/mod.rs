@@ -11,6 +11,7 @@ pub mod pool;
 pub mod route;
 pub mod tls;
 
+mod admit;
 mod bridge;
 mod forward_auth;
 mod forwarded;
@@ -83,6 +84,11 @@ pub struct Ctx {
     here: Option<url::Url>,
     /// On a forward-auth call: the request it asks about.
     original: Option<crate::gate::original::Original>,
+    /// The slot this request holds at its upstream's gate, until the
+    /// upstream's answer is complete.
+    permit: Option<crate::admission::Permit>,
+    /// Cookies the gateway sets on the backend's answer (a waiting-room stay).
+    set_cookies: Vec<String>,
     _in_flight: Option<InFlightGuard>,
 }
 
@@ -182,15 +188,26 @@ impl Gateway {
         for (k, v) in extra {
             resp.insert_header(*k, v.as_str())?;
         }
-        self.add_hsts(&mut resp, ctx)?;
         let head_only = session.req_header().method == http::Method::HEAD;
+        self.finish(session, ctx, resp, rendered.body, head_only)
+            .await
+    }
+
+    /// Adds HSTS and writes `resp` with `body` (none when `head_only`).
+    async fn finish(
+        &self,
+        session: &mut Session,
+        ctx: &Ctx,
+        mut resp: ResponseHeader,
+        body: Bytes,
+        head_only: bool,
+    ) -> Result<()> {
+        self.add_hsts(&mut resp, ctx)?;
         session
             .write_response_header(Box::new(resp), head_only)
             .await?;
         if !head_only {
-            session
-                .write_response_body(Some(rendered.body), true)
-                .await?;
+            session.write_response_body(Some(body), true).await?;
         }
         Ok(())
     }
@@ -376,6 +393,8 @@ impl ProxyHttp for Gateway {
             consents: None,
             here: None,
             original: None,
+            permit: None,
+            set_cookies: Vec::new(),
             _in_flight: None,
         }
     }
@@ -501,6 +520,9 @@ impl ProxyHttp for Gateway {
             if self.authorize(session, ctx, &snap, i, &host).await? {
                 return Ok(true);
             }
+            if self.spike_gate(session, ctx, &snap, i, &host).await? {
+                return Ok(true);
+            }
         }
         let declared = session
             .req_header()
@@ -602,6 +624,9 @@ impl ProxyHttp for Gateway {
             trusted: ctx.trusted_client,
         };
         forwarded::apply(upstream, &hop, &ctx.request_id)?;
+        if let Some(p) = ctx.permit.as_mut() {
+            p.sent();
+        }
         if let (Some(p), Some(pool), Some(snap)) = (&ctx.principal, &ctx.pool, &ctx.snapshot) {
             let granted = ctx.consents.as_deref();
             let told =
@@ -644,6 +669,32 @@ impl ProxyHttp for Gateway {
         Ok(())
     }
 
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        _upstream_response: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        if let Some(p) = ctx.permit.as_mut() {
+            p.answered();
+        }
+        Ok(())
+    }
+
+    fn upstream_response_body_filter(
+        &self,
+        _session: &mut Session,
+        _body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> Result<Option<std::time::Duration>> {
+        if end_of_stream {
+            // The upstream is done; a slow client no longer holds its slot.
+            ctx.permit = None;
+        }
+        Ok(None)
+    }
+
     async fn response_filter(
         &self,
         _session: &mut Session,
@@ -651,6 +702,9 @@ impl ProxyHttp for Gateway {
         ctx: &mut Ctx,
     ) -> Result<()> {
         resp.insert_header("x-request-id", ctx.request_id.as_str())?;
+        for c in ctx.set_cookies.drain(..) {
+            resp.append_header("set-cookie", c)?;
+        }
         if let Some((_, Some(value))) = &ctx.guest {
             let cookie = crate::session::set_cookie(
                 crate::session::GUEST_COOKIE,

@@ -28,6 +28,8 @@ pub struct Address {
 /// A named upstream and its live state.
 pub struct Pool {
     pub config: Upstream,
+    /// The gate in front of it, if `admission:` is set.
+    pub admission: Option<Arc<crate::admission::Limiter>>,
     pub addresses: Vec<Address>,
     backends: Backends,
     next: AtomicUsize,
@@ -149,7 +151,11 @@ impl Pool {
                 .set(1);
         }
         let peer_template = peer_template(&config)?;
+        let admission = config
+            .admission
+            .map(|a| crate::admission::Limiter::new(&config.name, a, metrics.admission.clone()));
         let pool = Arc::new(Pool {
+            admission,
             config,
             addresses,
             backends,
@@ -208,6 +214,9 @@ impl Pool {
 
     /// Remove this pool's series from the health gauge (pool removed on reload).
     pub fn forget_metrics(&self, metrics: &Metrics) {
+        if let Some(l) = &self.admission {
+            l.forget_metrics();
+        }
         for a in &self.addresses {
             let _ = metrics
                 .upstream_healthy

@@ -139,6 +139,26 @@ pub async fn check(app: &Arc<App>, snap: &Snapshot, i: usize, ask: &Ask<'_>) -> 
     }
 }
 
+/// Whether the request carries a valid bearer token or a live session, for
+/// admission on routes whose access mode looked at neither. A store that
+/// cannot answer says no (the caller is then an anonymous visitor).
+pub async fn signed_in(
+    app: &Arc<App>,
+    snap: &Snapshot,
+    headers: &http::HeaderMap,
+    host: &str,
+) -> bool {
+    let authorization = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if let Some(t) = auth::bearer_token(authorization) {
+        return app.auth.bearer(t, &snap.providers).await.is_ok();
+    }
+    let current =
+        crate::session::current(&*app.sessions, headers, host, &snap.config.sessions).await;
+    matches!(current, Ok(Some(_)))
+}
+
 /// Whether a browser can sign in here at all (else it gets the 401).
 fn can_sign_in(snap: &Snapshot) -> bool {
     snap.config.accounts.passwords || snap.config.login_providers().next().is_some()

@@ -24,7 +24,7 @@ use crate::config::model::PagesLook;
 use i18n::Catalogues;
 
 /// The built-in templates, by name.
-const BUILT_IN: [(&str, &str); 42] = [
+const BUILT_IN: [(&str, &str); 43] = [
     ("base.html", include_str!("templates/base.html")),
     ("forms.html", include_str!("templates/forms.html")),
     ("chooser.html", include_str!("templates/chooser.html")),
@@ -42,6 +42,7 @@ const BUILT_IN: [(&str, &str); 42] = [
     ("consent.html", include_str!("templates/consent.html")),
     ("receipt.html", include_str!("templates/receipt.html")),
     ("problem.html", include_str!("templates/problem.html")),
+    ("waiting.html", include_str!("templates/waiting.html")),
     (
         "logos/google.svg",
         include_str!("templates/logos/google.svg"),

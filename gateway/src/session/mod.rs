@@ -10,7 +10,7 @@
 
 mod bounded;
 mod embedded;
-mod redis;
+pub mod redis;
 
 use std::sync::Arc;
 
@@ -108,10 +108,17 @@ impl GuestKey {
     /// HMAC-SHA256 of the id, 128 bits in hex; `None` cannot happen (HMAC
     /// takes keys of any length) but fails closed if it did.
     fn mac(&self, id: &str) -> Option<String> {
+        self.mac_for("omnigate-guest", id)
+    }
+
+    /// The same MAC over `data` for another use, named by `label` so a
+    /// value made for one use never checks out for another.
+    pub fn mac_for(&self, label: &str, data: &str) -> Option<String> {
         use hmac::{Hmac, Mac};
         let mut m = Hmac::<Sha256>::new_from_slice(&self.0).ok()?;
-        m.update(b"omnigate-guest:");
-        m.update(id.as_bytes());
+        m.update(label.as_bytes());
+        m.update(b":");
+        m.update(data.as_bytes());
         Some(hex::encode(&m.finalize().into_bytes()[..16]))
     }
 }

@@ -20,6 +20,29 @@ fn unavailable(e: redis::RedisError) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
 
+/// A connection to `url` that reconnects by itself. Every attempt and every
+/// answer is bounded by `timeout`; a lost connection is retried soon (at most
+/// a second apart), so a store is back within about a second of Redis.
+pub async fn connect(
+    url: &str,
+    timeout: Duration,
+) -> Result<(redis::Client, redis::aio::ConnectionManager), StoreError> {
+    let client = redis::Client::open(url).map_err(unavailable)?;
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(timeout)
+        .set_response_timeout(timeout)
+        .set_number_of_retries(1)
+        .set_max_delay(1000);
+    let conn = tokio::time::timeout(
+        timeout * 2,
+        redis::aio::ConnectionManager::new_with_config(client.clone(), config),
+    )
+    .await
+    .map_err(|_| StoreError::Unavailable(format!("no answer from {url} within {timeout:?}")))?
+    .map_err(unavailable)?;
+    Ok((client, conn))
+}
+
 /// Sessions in Redis.
 pub struct RedisStore {
     conn: redis::aio::ConnectionManager,
@@ -36,22 +59,7 @@ impl RedisStore {
         stats: CacheStats,
         timeout: Duration,
     ) -> Result<Arc<RedisStore>, StoreError> {
-        let client = redis::Client::open(url).map_err(unavailable)?;
-        // Every attempt and every answer is bounded; a lost connection is
-        // retried soon (at most a second apart), so the store is back within
-        // about a second of Redis.
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(timeout)
-            .set_response_timeout(timeout)
-            .set_number_of_retries(1)
-            .set_max_delay(1000);
-        let conn = tokio::time::timeout(
-            timeout * 2,
-            redis::aio::ConnectionManager::new_with_config(client.clone(), config),
-        )
-        .await
-        .map_err(|_| StoreError::Unavailable(format!("no answer from {url} within {timeout:?}")))?
-        .map_err(unavailable)?;
+        let (client, conn) = connect(url, timeout).await?;
         let store = Arc::new(RedisStore {
             conn,
             prefix: prefix.to_string(),

@@ -17,6 +17,8 @@ fn route(name: &str, hosts: &[&str], prefix: &str, methods: &[&str]) -> Route {
         verified_email: false,
         consent: None,
         case_insensitive: false,
+        priority: Default::default(),
+        waiting_room: None,
     }
 }
 
