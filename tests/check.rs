@@ -1,6 +1,9 @@
 //! `omnigate check`: every error with file:line:column, field, message, hint.
 
 use std::process::Command;
+use std::time::Duration;
+
+use crate::support::*;
 
 fn check(files: &[(&str, &str)]) -> (bool, String) {
     let dir = tempfile::tempdir().unwrap();
@@ -136,4 +139,40 @@ fn the_shipped_config_passes() {
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("ok (2 listeners, 3 upstreams, 6 routes)")
     );
+}
+
+/// `log: { format: text }` (what `auto` picks on a terminal): one line says
+/// where to go, and requests are logged as readable lines.
+#[tokio::test]
+async fn readable_logs_start_with_where_to_go() {
+    let up = Upstream::echo("up").await;
+    let gw = Gateway::start(
+        &config_with(&format!(
+            "{HTTP_LISTENER}upstreams:\n  up: {{ addresses: [\"{}\"] }}\nroutes:\n  - {{ name: home, path_prefix: /, upstream: up }}\nlog: {{ format: text }}\n",
+            up.addr
+        )),
+        &[],
+    )
+    .await;
+    let http = gw.port("http");
+    let admin = gw.addr("admin");
+    gw.wait_log(
+        &format!("Omnigate is ready: open http://localhost:{http}/ · admin http://{admin}/ (metrics at /metrics, console at /admin/console)"),
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(
+        Client::plain(gw.addr("http"))
+            .get("shop.test", "/hello")
+            .await
+            .status,
+        200
+    );
+    let logs = gw
+        .wait_log(
+            "GET shop.test/hello → 200 home via up/",
+            Duration::from_secs(5),
+        )
+        .await;
+    assert!(!logs.contains("{\"timestamp\""), "no JSON lines: {logs}");
 }

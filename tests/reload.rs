@@ -61,6 +61,7 @@ async fn new_route_applies_while_a_long_request_completes() {
     let r = admin_reload(&gw, Some(ADMIN_TOKEN)).await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["report"]["routes"], 2);
+    assert_eq!(r.json()["result"], "applied");
 
     let r = c.get("shop.test", "/new/thing").await;
     assert_eq!(r.status, 200);
@@ -219,5 +220,27 @@ async fn open_keepalive_connection_survives_reload_and_sees_new_routes() {
     assert!(
         !conn.is_finished(),
         "the connection was not closed by the reload"
+    );
+}
+
+#[tokio::test]
+async fn a_reload_says_what_waits_for_a_restart() {
+    let up = Upstream::echo("up").await;
+    let gw = Gateway::start(&cfg(&up, None), &[]).await;
+    gw.rewrite_config(&format!("{}log: {{ level: debug }}\n", cfg(&up, None)));
+    let r = admin_reload(&gw, Some(ADMIN_TOKEN)).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let doc = r.json();
+    assert_eq!(doc["result"], "partly_applied", "{doc}");
+    assert_eq!(
+        doc["report"]["restart_required"],
+        serde_json::json!(["log"])
+    );
+    assert!(
+        doc["detail"]
+            .as_str()
+            .unwrap()
+            .contains("log keep their running values until a restart"),
+        "{doc}"
     );
 }

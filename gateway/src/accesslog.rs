@@ -11,12 +11,13 @@ use std::time::SystemTime;
 
 use tracing_appender::non_blocking::NonBlocking;
 
-static WRITER: OnceLock<NonBlocking> = OnceLock::new();
+static WRITER: OnceLock<(NonBlocking, bool)> = OnceLock::new();
 
 /// Sends access lines to the same writer as every other log line, so lines
-/// never interleave. Called once at start.
-pub fn install(writer: NonBlocking) {
-    let _ = WRITER.set(writer);
+/// never interleave; `text`: readable lines instead of JSON (a terminal).
+/// Called once at start.
+pub fn install(writer: NonBlocking, text: bool) {
+    let _ = WRITER.set((writer, text));
 }
 
 /// What one access line says about a request.
@@ -42,6 +43,31 @@ pub struct Entry<'a> {
 }
 
 impl Entry<'_> {
+    /// A readable line for a terminal: time, method, host and path, status,
+    /// route and upstream, duration, and the problem if any. Pure.
+    pub fn text_line(&self, now: SystemTime) -> Vec<u8> {
+        let mut b = Vec::with_capacity(160);
+        let at = humantime::format_rfc3339_millis(now).to_string();
+        let clock = at.get(11..23).unwrap_or(&at);
+        let _ = write!(
+            b,
+            "{clock} {} {}{} → {} {} via {}/{} {:.1} ms",
+            self.method,
+            self.host,
+            self.path.escape_debug(),
+            self.status,
+            self.route,
+            self.upstream,
+            self.address,
+            self.duration_ms
+        );
+        if self.problem != "-" {
+            let _ = write!(b, " ({})", self.problem);
+        }
+        b.push(b'\n');
+        b
+    }
+
     /// The JSON line (with its newline) as of `now`. Pure.
     pub fn line(&self, now: SystemTime) -> Vec<u8> {
         let mut b = Vec::with_capacity(512);
@@ -86,16 +112,46 @@ pub fn write(entry: &Entry<'_>) {
     if !tracing::enabled!(target: "omnigate::access", tracing::Level::INFO) {
         return;
     }
-    let line = entry.line(SystemTime::now());
     let _ = match WRITER.get() {
-        Some(w) => w.clone().write_all(&line),
-        None => std::io::stdout().lock().write_all(&line),
+        Some((w, true)) => w.clone().write_all(&entry.text_line(SystemTime::now())),
+        Some((w, false)) => w.clone().write_all(&entry.line(SystemTime::now())),
+        None => std::io::stdout()
+            .lock()
+            .write_all(&entry.line(SystemTime::now())),
     };
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_terminal_line_is_short_and_one_line() {
+        let e = Entry {
+            request_id: "r-1",
+            listener: "http",
+            client: "127.0.0.1",
+            method: "GET",
+            host: "shop.localhost:8080",
+            path: "/cart\n",
+            route: "cart",
+            upstream: "store",
+            address: "127.0.0.1:9101",
+            status: 200,
+            bytes_in: 0,
+            bytes_out: 10,
+            duration_ms: 0.44,
+            attempts: 1,
+            problem: "-",
+            error: "",
+        };
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_micros(1_796_000_000_123_456);
+        let line = String::from_utf8(e.text_line(at)).unwrap();
+        assert_eq!(
+            line,
+            "00:53:20.123 GET shop.localhost:8080/cart\\n → 200 cart via store/127.0.0.1:9101 0.4 ms\n"
+        );
+    }
 
     #[test]
     fn line_is_one_json_object_with_every_field() {

@@ -30,7 +30,7 @@ pub enum StartError {
 /// Runs the gateway until SIGTERM (graceful) or SIGINT (fast).
 pub fn run(config_path: &Path) -> Result<(), StartError> {
     let config = crate::config::load(config_path)?;
-    let _log_guard = init_logging(&config.log.level);
+    let _log_guard = init_logging(&config.log);
     rustls::crypto::ring::default_provider()
         .install_default()
         .ok();
@@ -222,6 +222,20 @@ struct Lifecycle(Arc<App>);
 #[async_trait]
 impl BackgroundService for Lifecycle {
     async fn start(&self, mut shutdown: ShutdownWatch) {
+        if readable(self.0.startup.log.format) {
+            let app = self.0.clone();
+            tokio::spawn(async move {
+                use std::sync::atomic::Ordering::Relaxed;
+                // Once every worker accepts on every listener (or after 5 s).
+                for _ in 0..100 {
+                    if app.accept_loops.load(Relaxed) >= app.accept_loops_expected.load(Relaxed) {
+                        break;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                println!("{}", ready_line(&app.startup));
+            });
+        }
         let _ = shutdown.changed().await;
         self.0.set_shutting_down();
         tracing::info!("shutdown started: readiness now reports not ready");
@@ -240,28 +254,97 @@ async fn reload_on_sighup(app: Arc<App>) {
     }
 }
 
-/// JSON logs on stdout through a non-blocking writer. `RUST_LOG` overrides
-/// the configured level.
-fn init_logging(level: &str) -> tracing_appender::non_blocking::WorkerGuard {
+/// Whether log lines are written for people: `text`, or `auto` on a terminal.
+fn readable(format: crate::config::model::LogFormat) -> bool {
+    use crate::config::model::LogFormat;
+    use std::io::IsTerminal;
+    match format {
+        LogFormat::Text => true,
+        LogFormat::Json => false,
+        LogFormat::Auto => std::io::stdout().is_terminal(),
+    }
+}
+
+/// Logs on stdout through a non-blocking writer: JSON, or readable lines
+/// (`readable`). `RUST_LOG` overrides the configured level.
+fn init_logging(log: &crate::config::model::Log) -> tracing_appender::non_blocking::WorkerGuard {
+    let text = readable(log.format);
     // The appender's thread drains every queued line into the buffer and then
     // flushes, so under load one write(2) carries many lines, and at rest each
     // line is written at once.
     let stdout = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout());
     let (writer, guard) = tracing_appender::non_blocking(stdout);
-    crate::accesslog::install(writer.clone());
+    crate::accesslog::install(writer.clone(), text);
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let _ = tracing_subscriber::fmt()
-        .json()
-        .flatten_event(true)
-        .with_current_span(false)
-        .with_env_filter(filter)
-        .with_writer(writer)
-        .try_init();
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&log.level));
+    let fmt = tracing_subscriber::fmt().with_env_filter(filter);
+    let _ = if text {
+        fmt.compact()
+            .with_target(false)
+            .with_ansi(log.format == crate::config::model::LogFormat::Auto)
+            .with_writer(writer)
+            .try_init()
+    } else {
+        fmt.json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_writer(writer)
+            .try_init()
+    };
     guard
+}
+
+/// The line a person starting Omnigate on a terminal reads first: where to
+/// open it, where the admin listener and the demo's mail outbox are. Pure.
+pub fn ready_line(config: &Config) -> String {
+    let url = |l: &crate::config::model::Listener| {
+        let scheme = if l.tls.is_some() { "https" } else { "http" };
+        let host = if l.address.ip().is_unspecified() || l.address.ip().is_loopback() {
+            "localhost".to_string()
+        } else {
+            l.address.ip().to_string()
+        };
+        format!("{scheme}://{host}:{}/", l.address.port())
+    };
+    let open: Vec<String> = config.listeners.iter().map(url).collect();
+    let mut line = format!("Omnigate is ready: open {}", open.join(" or "));
+    if let Some(a) = &config.admin {
+        line.push_str(&format!(
+            " · admin http://{}/ (metrics at /metrics{})",
+            a.address,
+            if a.token.is_some() {
+                ", console at /admin/console"
+            } else {
+                "; no admin.token, so write endpoints are off"
+            }
+        ));
+    }
+    if let (Some(_), Some(first)) = (&config.demo, config.listeners.first()) {
+        line.push_str(&format!(" · demo mail outbox {}_demo/mail", url(first)));
+    }
+    line
 }
 
 /// Validates a config and returns every problem, as `omnigate check` does.
 pub fn check(config_path: &Path) -> Result<Config, crate::config::ConfigErrors> {
     crate::config::load(config_path)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_ready_line_says_where_to_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.yaml");
+        std::fs::write(
+            &path,
+            "listeners:\n  - name: http\n    address: 0.0.0.0:8080\n  - name: https\n    address: 127.0.0.1:8443\n    tls: { certificates: [] }\nadmin: { address: 127.0.0.1:9090 }\nupstreams:\n  app: { addresses: [127.0.0.1:9000] }\ndemo: { enabled: true }\n",
+        )
+        .unwrap();
+        let config = crate::config::load(&path).unwrap();
+        assert_eq!(
+            super::ready_line(&config),
+            "Omnigate is ready: open http://localhost:8080/ or https://localhost:8443/ · admin http://127.0.0.1:9090/ (metrics at /metrics; no admin.token, so write endpoints are off) · demo mail outbox http://localhost:8080/_demo/mail"
+        );
+    }
 }

@@ -74,7 +74,7 @@ async fn check(app: &Shared, peer: Option<std::net::IpAddr>, given: &str) -> Res
             403,
             "admin-disabled",
             "Admin API disabled",
-            "No admin.token is configured, so write endpoints are off. Set admin.token (e.g. ${OMNIGATE_ADMIN_TOKEN}) and reload with SIGHUP.",
+            "No admin.token is configured, so write endpoints are off. The shipped config.yaml reads it from the environment at start: restart Omnigate with OMNIGATE_ADMIN_TOKEN set to 16 characters or more (deploy/local/run makes one and keeps it in .omnigate/admin-token). A reload re-reads the file but not the environment, so to turn it on without a restart write the token into admin.token and reload.",
         ));
     };
     if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {

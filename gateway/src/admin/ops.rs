@@ -246,11 +246,15 @@ struct ReloadReport {
     restart_required: Vec<String>,
 }
 
-/// The new configuration is in force.
+/// The new configuration is in force: all of it (`applied`), or all but
+/// the settings in `report.restart_required` (`partly_applied`).
 #[derive(Serialize, ToSchema)]
 struct Reloaded {
     #[schema(example = "applied")]
     result: String,
+    /// What was not applied, and how to apply it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<String>,
     report: ReloadReport,
 }
 
@@ -267,7 +271,18 @@ struct Reloaded {
 async fn reload(State(app): State<Shared>) -> Result<Json<Reloaded>, ApiError> {
     match app.reload().await {
         Ok(r) => Ok(Json(Reloaded {
-            result: "applied".into(),
+            result: if r.restart_required.is_empty() {
+                "applied"
+            } else {
+                "partly_applied"
+            }
+            .into(),
+            detail: (!r.restart_required.is_empty()).then(|| {
+                format!(
+                    "Everything else is in force; {} keep their running values until a restart.",
+                    r.restart_required.join(", ")
+                )
+            }),
             report: ReloadReport {
                 generation: r.generation,
                 routes: r.routes,

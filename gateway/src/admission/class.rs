@@ -108,10 +108,10 @@ pub fn is_bot(user_agent: Option<&[u8]>) -> bool {
     let Some(ua) = user_agent else {
         return false;
     };
-    let lower = ua.to_ascii_lowercase();
-    CRAWLER_WORDS
-        .iter()
-        .any(|w| lower.windows(w.len()).any(|win| win == w.as_bytes()))
+    CRAWLER_WORDS.iter().any(|w| {
+        ua.windows(w.len())
+            .any(|win| win.eq_ignore_ascii_case(w.as_bytes()))
+    })
 }
 
 #[cfg(test)]

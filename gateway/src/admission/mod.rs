@@ -81,12 +81,44 @@ struct State {
     arrivals: u64,
 }
 
+/// One upstream's series, resolved once (the request path hashes no labels).
+struct Series {
+    limit: prometheus::IntGauge,
+    in_flight: prometheus::IntGauge,
+    queued: prometheus::IntGauge,
+    /// By class, then outcome (the order of `Class::ALL`, `Outcome::ALL`).
+    requests: Vec<[prometheus::IntCounter; 4]>,
+    wait: prometheus::Histogram,
+}
+
+impl Series {
+    fn new(upstream: &str, g: &Gauges) -> Series {
+        let u = [upstream];
+        Series {
+            limit: g.limit.with_label_values(&u),
+            in_flight: g.in_flight.with_label_values(&u),
+            queued: g.queued.with_label_values(&u),
+            requests: Class::ALL
+                .iter()
+                .map(|c| {
+                    Outcome::ALL.map(|o| {
+                        g.requests
+                            .with_label_values(&[upstream, c.label(), o.label()])
+                    })
+                })
+                .collect(),
+            wait: g.wait.with_label_values(&u),
+        }
+    }
+}
+
 /// The gate of one upstream.
 pub struct Limiter {
     upstream: String,
     config: Admission,
     state: Mutex<State>,
     gauges: Gauges,
+    series: Series,
 }
 
 /// One slot in flight; dropping it frees the slot (and lets the next
@@ -148,16 +180,9 @@ impl Limiter {
                 queue: BTreeMap::new(),
                 arrivals: 0,
             }),
+            series: Series::new(upstream, &gauges),
             gauges,
         };
-        for c in Class::ALL {
-            for o in Outcome::ALL {
-                l.gauges
-                    .requests
-                    .with_label_values(&[upstream, c.label(), o.label()]);
-            }
-        }
-        l.gauges.wait.with_label_values(&[upstream]);
         l.show(&l.lock());
         Arc::new(l)
     }
@@ -169,23 +194,13 @@ impl Limiter {
     }
 
     fn show(&self, s: &State) {
-        let u = [self.upstream.as_str()];
-        self.gauges.limit.with_label_values(&u).set(s.limit as i64);
-        self.gauges
-            .in_flight
-            .with_label_values(&u)
-            .set(s.in_flight as i64);
-        self.gauges
-            .queued
-            .with_label_values(&u)
-            .set(s.queue.len() as i64);
+        self.series.limit.set(s.limit as i64);
+        self.series.in_flight.set(s.in_flight as i64);
+        self.series.queued.set(s.queue.len() as i64);
     }
 
     fn count(&self, class: Class, outcome: Outcome) {
-        self.gauges
-            .requests
-            .with_label_values(&[self.upstream.as_str(), class.label(), outcome.label()])
-            .inc();
+        self.series.requests[class as usize][outcome as usize].inc();
     }
 
     fn refused(&self, class: Class, outcome: Outcome) -> Refused {
@@ -252,10 +267,7 @@ impl Limiter {
         };
         let waited = tokio::time::timeout(self.config.queue_timeout, &mut rx).await;
         drop(waiting);
-        self.gauges
-            .wait
-            .with_label_values(&[self.upstream.as_str()])
-            .observe(started.elapsed().as_secs_f64());
+        self.series.wait.observe(started.elapsed().as_secs_f64());
         match waited {
             Ok(Ok(permit)) => {
                 self.count(class, Outcome::Queued);

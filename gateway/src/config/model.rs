@@ -582,6 +582,17 @@ pub struct Demo {
 pub struct Log {
     pub level: String,
     pub access_log: bool,
+    pub format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// Readable lines on a terminal, JSON otherwise.
+    #[default]
+    Auto,
+    Json,
+    Text,
 }
 
 /// Whether a route's host list takes `host` (empty list: any host).

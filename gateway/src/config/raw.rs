@@ -602,4 +602,6 @@ pub struct RawDemo {
 pub struct RawLog {
     pub level: Option<String>,
     pub access_log: Option<bool>,
+    /// `auto` (readable on a terminal, JSON otherwise), `json` or `text`.
+    pub format: Option<String>,
 }

@@ -1758,9 +1758,24 @@ fn log(l: Option<&RawLog>, r: &mut Report<'_>) -> Log {
             Some(format!("use one of {}", LOG_LEVELS.join(", "))),
         );
     }
+    let format = match l.and_then(|l| l.format.as_deref()).unwrap_or("auto") {
+        "auto" => LogFormat::Auto,
+        "json" => LogFormat::Json,
+        "text" => LogFormat::Text,
+        other => {
+            r.error(
+                0,
+                "log.format",
+                format!("unknown log format `{other}`"),
+                Some("`auto` (readable on a terminal, JSON otherwise), `json` or `text`".into()),
+            );
+            LogFormat::Auto
+        }
+    };
     Log {
         level,
         access_log: l.and_then(|l| l.access_log).unwrap_or(true),
+        format,
     }
 }
 

@@ -35,8 +35,7 @@ impl Gateway {
             if r.priority == Priority::Critical && signed_in.is_none() {
                 signed_in = Some(self.signed_in(session, snap, host).await);
             }
-            let cookies = crate::session::cookie_header(&session.req_header().headers)
-                .map(|c| c.into_owned());
+            let cookies = crate::session::cookie_header(&session.req_header().headers);
             let door = self
                 .app
                 .rooms
@@ -47,6 +46,7 @@ impl Gateway {
                     crate::waiting_room::unix_now(),
                 )
                 .await;
+            drop(cookies);
             match door {
                 Ok(Door::Enter { set_cookie }) => ctx.set_cookies.extend(set_cookie),
                 Ok(Door::Wait(w)) => {

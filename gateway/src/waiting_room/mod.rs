@@ -53,6 +53,8 @@ pub struct Rooms {
     store: Arc<dyn store::RoomStore>,
     key: GuestKey,
     gauges: Gauges,
+    /// Cookie names by route, computed once.
+    names: std::sync::RwLock<std::collections::HashMap<String, Arc<str>>>,
 }
 
 fn limits(w: &WaitingRoom) -> Limits {
@@ -74,7 +76,23 @@ pub fn unix_now() -> i64 {
 
 impl Rooms {
     pub fn new(store: Arc<dyn store::RoomStore>, key: GuestKey, gauges: Gauges) -> Rooms {
-        Rooms { store, key, gauges }
+        Rooms {
+            store,
+            key,
+            gauges,
+            names: Default::default(),
+        }
+    }
+
+    fn cookie_name(&self, route: &str) -> Arc<str> {
+        if let Some(n) = self.names.read().ok().and_then(|m| m.get(route).cloned()) {
+            return n;
+        }
+        let n: Arc<str> = ticket::cookie_name(route).into();
+        if let Ok(mut m) = self.names.write() {
+            m.insert(route.to_string(), n.clone());
+        }
+        n
     }
 
     /// Whether `route`'s room lets this request in. `cookies` is the
@@ -94,7 +112,7 @@ impl Rooms {
         if signed_in && route.priority == Priority::Critical {
             return Ok(Door::Enter { set_cookie: None });
         }
-        let name = ticket::cookie_name(&route.name);
+        let name = self.cookie_name(&route.name);
         let held = crate::session::cookie(cookies, &name)
             .and_then(|v| ticket::decode(v, &route.name, &self.key, now));
         let l = limits(w);

@@ -45,6 +45,9 @@ impl RoomStore for MemoryRooms {
         limits: &Limits,
     ) -> Result<Outcome, StoreError> {
         let mut rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(r) = rooms.get_mut(room) {
+            return Ok(plan::step(r, arrival, now, limits));
+        }
         let r = rooms.entry(room.to_string()).or_insert_with(|| Room {
             epoch: new_epoch(),
             ..Room::default()

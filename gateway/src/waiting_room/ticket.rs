@@ -23,8 +23,8 @@ pub fn cookie_name(route: &str) -> String {
     format!("__Host-omnigate-room-{}", hex::encode(&h[..4]))
 }
 
-fn label(route: &str) -> String {
-    format!("omnigate-room:{route}")
+fn mac(key: &GuestKey, route: &str, body: &str) -> Option<String> {
+    key.mac_of(&["omnigate-room", route, body])
 }
 
 /// The cookie value of `t` for route `route`.
@@ -33,31 +33,33 @@ pub fn encode(t: &Ticket, route: &str, key: &GuestKey) -> Option<String> {
         Ticket::Inside { epoch, until } => format!("i.{epoch}.{until}"),
         Ticket::Place { epoch, place, at } => format!("w.{epoch}.{place}.{at}"),
     };
-    let mac = key.mac_for(&label(route), &body)?;
+    let mac = mac(key, route, &body)?;
     Some(format!("{body}.{mac}"))
 }
 
 /// The ticket a cookie value carries, if this deployment issued it for
 /// this route and it has not run out at `now`.
 pub fn decode(v: &str, route: &str, key: &GuestKey, now: i64) -> Option<Ticket> {
-    let (body, mac) = v.rsplit_once('.')?;
-    let expected = key.mac_for(&label(route), body)?;
-    if !same_token(mac, &expected) {
-        return None;
-    }
-    let parts: Vec<&str> = body.split('.').collect();
-    let t = match parts.as_slice() {
-        ["i", epoch, until] => Ticket::Inside {
-            epoch: epoch.parse().ok()?,
-            until: until.parse().ok()?,
+    let (body, mac_sent) = v.rsplit_once('.')?;
+    let (kind, rest) = body.split_once('.')?;
+    let (epoch, rest) = rest.split_once('.')?;
+    let epoch = epoch.parse().ok()?;
+    let t = match (kind, rest.split_once('.')) {
+        ("i", None) => Ticket::Inside {
+            epoch,
+            until: rest.parse().ok()?,
         },
-        ["w", epoch, place, at] => Ticket::Place {
-            epoch: epoch.parse().ok()?,
+        ("w", Some((place, at))) => Ticket::Place {
+            epoch,
             place: place.parse().ok()?,
             at: at.parse().ok()?,
         },
         _ => return None,
     };
+    let expected = mac(key, route, body)?;
+    if !same_token(mac_sent, &expected) {
+        return None;
+    }
     let live = match t {
         Ticket::Inside { until, .. } => until > now,
         Ticket::Place { at, .. } => at <= now + 60 && now - at < PLACE_TTL,
