@@ -95,6 +95,12 @@ async fn a_sign_in_storm_beyond_the_hashing_pool_gets_503_at_once_and_counts_no_
         .await
         .expect("the refusal metric is exported");
     assert_eq!(refused, busy as f64);
+    // Sign-in pages are counted under their own route label.
+    assert_eq!(
+        gw.metric("omnigate_requests_total{method=\"POST\",route=\"_auth\",status_class=\"5xx\"}")
+            .await,
+        Some(busy as f64)
+    );
     // A full pool is not a wrong password: nothing counted, nobody throttled.
     assert_eq!(
         gw.metric("omnigate_password_failures_total").await,

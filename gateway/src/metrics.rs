@@ -56,6 +56,50 @@ const METHODS: [&str; 8] = [
     "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "OTHER",
 ];
 const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+/// `omnigate_throttled_total{endpoint}`: every scope that counts failures.
+const THROTTLED: [&str; 11] = [
+    "admin",
+    "password",
+    "password-account",
+    "register",
+    "verify",
+    "verify-mail",
+    "reset",
+    "reset-confirm",
+    "callback",
+    "backchannel",
+    "hop",
+];
+/// `omnigate_auth_decisions_total{result}` (`gate::count`).
+const AUTH_RESULTS: [&str; 7] = [
+    "anonymous",
+    "allowed",
+    "unauthenticated",
+    "invalid_credentials",
+    "insufficient_scope",
+    "email_unverified",
+    "unavailable",
+];
+/// `omnigate_logins_total{result}`.
+const LOGIN_RESULTS: [&str; 8] = [
+    "success",
+    "hop_success",
+    "hop_refused",
+    "expired",
+    "refused",
+    "invalid",
+    "provider_down",
+    "unavailable",
+];
+/// `omnigate_upstream_errors_total{kind}` (`edge::error_kind`).
+const UPSTREAM_ERRORS: [&str; 6] = [
+    "connect_timeout",
+    "connect_refused",
+    "timeout",
+    "tls",
+    "connect",
+    "protocol",
+];
 
 pub(crate) fn must<T>(r: Result<T, prometheus::Error>) -> T {
     // Metric definitions are static; a failure here is a programming error
@@ -381,6 +425,84 @@ impl Metrics {
         }
     }
 
+    /// Creates the series this configuration can produce, at zero, so every
+    /// documented family is exported from the start and a dashboard reads 0
+    /// rather than "No data" before the first event. Called at start and on
+    /// every reload (series of removed routes stay until a restart).
+    pub fn declare(&self, c: &crate::config::model::Config) {
+        let each = |v: &IntCounterVec, first: &[&str], second: &[&str]| {
+            for a in first {
+                for b in second {
+                    v.with_label_values(&[a, b]);
+                }
+            }
+        };
+        let one = |v: &IntCounterVec, values: &[&str]| {
+            for x in values {
+                v.with_label_values(&[x]);
+            }
+        };
+        let mut labels: Vec<&str> = c.routes.iter().map(|r| r.name.as_str()).collect();
+        labels.extend(crate::portal::AREAS);
+        labels.push("-");
+        for r in labels {
+            for class in ["2xx", "5xx"] {
+                self.requests_total.with_label_values(&[r, "GET", class]);
+            }
+        }
+        one(&self.token_cache, &["hit", "miss"]);
+        one(&self.registrations, &["created", "taken", "invalid"]);
+        one(&self.verifications, &["verified", "invalid"]);
+        one(
+            &self.password_resets,
+            &["requested", "completed", "invalid"],
+        );
+        one(
+            &self.mail_failures,
+            &crate::accounts::mail::Kind::ALL.map(|k| k.as_str()),
+        );
+        one(&self.throttled, &THROTTLED);
+        let routes: Vec<&str> = c
+            .routes
+            .iter()
+            .filter(|r| r.access != crate::config::model::Access::Public)
+            .map(|r| r.name.as_str())
+            .collect();
+        each(&self.auth_decisions, &routes, &AUTH_RESULTS);
+        let consent: Vec<&str> = c
+            .routes
+            .iter()
+            .filter(|r| r.consent.is_some())
+            .map(|r| r.name.as_str())
+            .collect();
+        each(
+            &self.consent_enforcement,
+            &consent,
+            &["allowed", "denied", "asked", "anonymous", "reasked"],
+        );
+        let purposes: Vec<&str> = c.purposes.iter().map(|p| p.id.as_str()).collect();
+        each(&self.consent_decisions, &purposes, &["grant", "withdraw"]);
+        let mut logins: Vec<&str> = c.login_providers().map(|p| p.name.as_str()).collect();
+        if c.accounts.passwords {
+            logins.push("password");
+        }
+        each(&self.logins, &logins, &LOGIN_RESULTS);
+        let keyed: Vec<&str> = c.providers.iter().map(|p| p.name.as_str()).collect();
+        each(&self.jwks_fetches, &keyed, &["success", "failure"]);
+        each(&self.jwks_cache, &keyed, &["hit", "miss"]);
+        let hooks: Vec<&str> = c.events.webhooks.iter().map(|w| w.name.as_str()).collect();
+        each(&self.webhook_deliveries, &hooks, &["delivered", "failed"]);
+        let proxied: Vec<&str> = c
+            .upstreams
+            .iter()
+            .filter(|u| !u.forward_auth)
+            .map(|u| u.name.as_str())
+            .collect();
+        each(&self.upstream_errors, &proxied, &UPSTREAM_ERRORS);
+        let systems: Vec<&str> = c.privacy.systems.iter().map(|s| s.name.as_str()).collect();
+        one(&self.privacy.system_failures, &systems);
+    }
+
     /// Every series name this process can export, whether or not it has
     /// samples yet: what dashboards and alerts may query.
     pub fn series_names(&self) -> &[String] {
@@ -633,5 +755,74 @@ mod tests {
         assert!(text.contains("omnigate_request_duration_seconds_bucket"));
         assert!(text.contains(r#"omnigate_config_reloads_total{result="failure"} 0"#));
         assert!(text.contains("omnigate_requests_in_flight 0"));
+    }
+}
+
+#[cfg(test)]
+mod declared {
+    use super::*;
+
+    /// On the shipped configuration, every family this process can export
+    /// has a series before the first request, except the waiting-room ones
+    /// (it configures no room).
+    #[test]
+    fn every_family_is_exported_from_the_start() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config.yaml");
+        let config = crate::config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        let m = Metrics::new();
+        m.declare(&config);
+        // What a snapshot and the pools create at start.
+        for r in &config.routes {
+            m.route(&r.name);
+        }
+        m.route("-");
+        for u in &config.upstreams {
+            if let Some(a) = u.admission {
+                crate::admission::Limiter::new(&u.name, a, m.admission.clone());
+            }
+            for a in &u.addresses {
+                m.upstream_healthy
+                    .with_label_values(&[u.name.as_str(), a.as_str()]);
+            }
+        }
+        m.dependency_up.with_label_values(&["sessions"]);
+        m.connections_accepted.with_label_values(&["http", "0"]);
+        m.tls_handshake_failures.with_label_values(&["https"]);
+        m.privacy.jobs.with_label_values(&["erasure", "pending"]);
+        m.privacy.failing.with_label_values(&["store"]);
+        let text = String::from_utf8(m.render()).unwrap();
+        // Families keyed by something this configuration has none of.
+        let none = |prefix: &str, empty: bool| empty.then(|| prefix.to_string());
+        let absent: Vec<String> = [
+            Some("omnigate_waiting_room_".to_string()),
+            none("omnigate_jwks_", config.providers.is_empty()),
+            none(
+                "omnigate_webhook_deliveries",
+                config.events.webhooks.is_empty(),
+            ),
+            none(
+                "omnigate_consent_enforcement",
+                config.routes.iter().all(|r| r.consent.is_none()),
+            ),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let exported = |n: &str| {
+            text.lines().any(|l| {
+                l.strip_prefix(n)
+                    .is_some_and(|rest| rest.starts_with(['{', ' ']) || rest.starts_with("_bucket"))
+            })
+        };
+        let missing: Vec<&String> = m
+            .series_names()
+            .iter()
+            .filter(|n| !absent.iter().any(|a| n.starts_with(a.as_str())))
+            .filter(|n| !exported(n))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "not exported before their first event: {missing:?}"
+        );
     }
 }

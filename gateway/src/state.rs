@@ -29,6 +29,8 @@ pub struct Snapshot {
     pub route_metrics: Vec<RouteMetrics>,
     /// Metrics for requests that matched no route.
     pub unrouted: RouteMetrics,
+    /// Metrics of the gateway's own pages, by `portal::AREAS`.
+    pub portal_metrics: Vec<RouteMetrics>,
     /// Which client headers reach backends (identity, chain, underscores).
     pub header_policy: crate::edge::header_policy::HeaderPolicy,
     /// Key sets of the configured providers.
@@ -274,6 +276,7 @@ impl App {
             .map_err(|e| format!("customers: {e}"))?;
         let guest_key = crate::session::GuestKey::new(guest_secret.as_bytes());
         let rooms = rooms(&config, &guest_key, &metrics).await?;
+        metrics.declare(&config);
         let http = HttpClient::new(std::time::Duration::from_secs(5))?;
         let stats = crate::session::CacheStats::new(&metrics.session_cache);
         let sessions: Arc<dyn crate::session::SessionStore> = match &config.sessions.store {
@@ -563,6 +566,7 @@ impl App {
         self.data_map
             .set_max_pairs(next.config.privacy.data_map_max_pairs);
         self.rooms.declare(&next.config.routes);
+        self.metrics.declare(&next.config);
         self.current.store(Arc::new(next));
         Ok(report)
     }
@@ -646,6 +650,10 @@ async fn build(
             .map(|r| metrics.route(&r.name))
             .collect(),
         unrouted: metrics.route("-"),
+        portal_metrics: crate::portal::AREAS
+            .iter()
+            .map(|a| metrics.route(a))
+            .collect(),
         header_policy: crate::edge::header_policy::HeaderPolicy::new(
             config.requests.underscores,
             config.mapped_identity_headers(),

@@ -33,6 +33,17 @@ pub enum Kind {
 }
 
 impl Kind {
+    pub const ALL: [Kind; 8] = [
+        Kind::Verify,
+        Kind::Reset,
+        Kind::ResetUnknown,
+        Kind::Lockout,
+        Kind::PasswordChanged,
+        Kind::ChangeEmail,
+        Kind::EmailChanged,
+        Kind::ErasureReceipt,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Verify => "verify_email",

@@ -54,6 +54,14 @@ pub(super) fn validate(
     let mut routes = Vec::new();
     let mut names = HashSet::new();
     for (file, path, raw) in &all_routes {
+        if raw.name.starts_with('_') || raw.name == "-" {
+            r.error(
+                *file,
+                &join(path, "name"),
+                format!("route name `{}` is reserved", raw.name),
+                Some("names starting with `_` label the gateway's own pages (`_auth`, `_account`) and `-` requests that match no route".into()),
+            );
+        }
         if !names.insert(raw.name.clone()) {
             r.error(
                 *file,

@@ -84,6 +84,8 @@ pub struct Ctx {
     here: Option<url::Url>,
     /// On a forward-auth call: the request it asks about.
     original: Option<crate::gate::original::Original>,
+    /// On the gateway's own pages: which area (`portal::AREAS`).
+    portal: Option<usize>,
     /// The slot this request holds at its upstream's gate, until the
     /// upstream's answer is complete.
     permit: Option<crate::admission::Permit>,
@@ -393,6 +395,7 @@ impl ProxyHttp for Gateway {
             consents: None,
             here: None,
             original: None,
+            portal: None,
             permit: None,
             set_cookies: Vec::new(),
             _in_flight: None,
@@ -485,6 +488,7 @@ impl ProxyHttp for Gateway {
         let req = session.req_header();
         let path = req.uri.path();
         if crate::portal::owns(path) {
+            ctx.portal = Some(crate::portal::area(path));
             ctx.here = self.current_url(session, ctx.trusted_client);
             self.portal(session, ctx, &host).await?;
             return Ok(true);
@@ -787,10 +791,12 @@ impl ProxyHttp for Gateway {
         let elapsed = ctx.start.elapsed();
         let method = session.req_header().method.as_str();
         let Some(snap) = &ctx.snapshot else { return };
-        let rm = ctx
-            .route
-            .and_then(|i| snap.route_metrics.get(i))
-            .unwrap_or(&snap.unrouted);
+        let rm = match (ctx.route, ctx.portal) {
+            (Some(i), _) => snap.route_metrics.get(i),
+            (None, Some(a)) => snap.portal_metrics.get(a),
+            (None, None) => None,
+        }
+        .unwrap_or(&snap.unrouted);
         if status != 0 {
             rm.count(&self.app.metrics, method, status);
         }
@@ -798,10 +804,11 @@ impl ProxyHttp for Gateway {
         if !snap.config.log.access_log {
             return;
         }
-        let route = ctx
-            .route
-            .map(|i| snap.config.routes[i].name.as_str())
-            .unwrap_or("-");
+        let route = match (ctx.route, ctx.portal) {
+            (Some(i), _) => snap.config.routes[i].name.as_str(),
+            (None, Some(a)) => crate::portal::AREAS.get(a).copied().unwrap_or("-"),
+            (None, None) => "-",
+        };
         let upstream = ctx
             .pool
             .as_ref()

@@ -53,6 +53,22 @@ pub fn owns(path: &str) -> bool {
         || path.starts_with("/.well-known/omnigate/")
 }
 
+/// The route labels the portal's requests are counted and logged under
+/// (`omnigate_requests_total{route}`): sign-in and registration, the
+/// account pages, the published keys.
+pub const AREAS: [&str; 3] = ["_auth", "_account", "_well-known"];
+
+/// Which of [`AREAS`] a path the portal owns belongs to. Pure.
+pub fn area(path: &str) -> usize {
+    if path.starts_with("/_account") {
+        1
+    } else if path.starts_with("/.well-known/") {
+        2
+    } else {
+        0
+    }
+}
+
 /// The portal's router. Every `/_auth` and `/_account` request passes the
 /// host and origin guard first; failures become pages or problem JSON last.
 pub fn router(app: Arc<App>) -> Router {
