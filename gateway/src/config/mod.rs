@@ -137,15 +137,26 @@ pub fn warnings(c: &Config) -> Vec<String> {
 
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     let mut files = Vec::new();
-    let main: raw::RawConfig = match read_file(path, &mut files) {
-        Ok(Some(c)) => c,
-        Ok(None) => raw::RawConfig::default(),
-        Err(d) => return Err(ConfigErrors(d)),
+    let mut diags = Vec::new();
+    let main: Option<raw::RawConfig> = match read_file(path, &mut files) {
+        Ok(c) => Some(c.unwrap_or_default()),
+        Err(d) => {
+            diags.extend(d);
+            None
+        }
+    };
+    // The included files are read even when the main one has errors, so one
+    // run reports every file's.
+    let include = match &main {
+        Some(m) => m.include.clone(),
+        None => files
+            .first()
+            .map(|f| includes_in(&f.text))
+            .unwrap_or_default(),
     };
     let base = path.parent().unwrap_or(Path::new("."));
     let mut policies = Vec::new();
-    let mut diags = Vec::new();
-    for (i, inc) in main.include.iter().enumerate() {
+    for (i, inc) in include.iter().enumerate() {
         let inc_path = base.join(inc);
         let field = source::index("include", i);
         if !inc_path.is_file() {
@@ -165,10 +176,25 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
             Err(d) => diags.extend(d),
         }
     }
-    if !diags.is_empty() {
-        return Err(ConfigErrors(diags));
+    match main {
+        Some(main) if diags.is_empty() => validate::validate(main, policies, &files, base),
+        _ => Err(ConfigErrors(diags)),
     }
-    validate::validate(main, policies, &files, base)
+}
+
+/// The `include:` list of a main file whose other fields did not parse.
+fn includes_in(text: &str) -> Vec<String> {
+    let Ok(v) = serde_yaml_ng::from_str::<Value>(text) else {
+        return Vec::new();
+    };
+    v.get("include")
+        .and_then(Value::as_sequence)
+        .map(|s| {
+            s.iter()
+                .filter_map(|i| i.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Reads one file into `T`, indexing it into `files`. `Ok(None)` for an empty file.
@@ -219,29 +245,114 @@ fn read_file<T: DeserializeOwned>(
     if !r.diags.is_empty() {
         return Err(r.diags);
     }
-    match serde_path_to_error::deserialize::<_, T>(value) {
-        Ok(v) => Ok(Some(v)),
-        Err(e) => {
-            let mut field = path_string(e.path());
-            let inner = e.into_inner().to_string();
-            let mut inner = strip_location(&inner);
-            let hint = if let Some((unknown, expected)) = parse_unknown_field(&inner) {
-                inner = format!("unknown field `{unknown}`");
-                if !field.ends_with(unknown.as_str()) {
-                    field = source::join(&field, &unknown);
-                }
-                closest(&unknown, &expected)
-                    .map(|c| format!("did you mean `{c}`?"))
-                    .or_else(|| Some(format!("allowed fields: {}", expected.join(", "))))
-            } else if inner.starts_with("missing field") {
-                Some("add the field; see README.md for the reference".into())
-            } else {
-                number_hint(&field, &inner)
-            };
-            r.error(file_idx, &field, inner, hint);
-            Err(r.diags)
+    let (typed, errors) = deserialize_all::<T>(&value);
+    for (field, message, hint) in errors {
+        r.error(file_idx, &field, message, hint);
+    }
+    match typed {
+        Some(v) if r.diags.is_empty() => Ok(Some(v)),
+        _ => Err(r.diags),
+    }
+}
+
+/// One field error of a file: field, message, hint.
+type FieldError = (String, String, Option<String>);
+
+/// Deserializes `value` into `T`, reporting every field error rather than
+/// the first: after each, the offending field is taken out and the rest is
+/// tried again (at most 50 times). An error that taking a field out cannot
+/// fix (a missing field, a wrong list item) ends the search; a missing
+/// field that only the search took out is not reported.
+fn deserialize_all<T: DeserializeOwned>(value: &Value) -> (Option<T>, Vec<FieldError>) {
+    let mut value = value.clone();
+    let mut errors = Vec::new();
+    let mut removed: Vec<String> = Vec::new();
+    for _ in 0..50 {
+        let e = match serde_path_to_error::deserialize::<_, T>(value.clone()) {
+            Ok(v) => return ((errors.is_empty()).then_some(v), errors),
+            Err(e) => e,
+        };
+        let segments: Vec<String> = e.path().iter().filter_map(segment_key).collect();
+        let (field, message, hint, unknown) = describe(&e);
+        if let Some(missing) = message.strip_prefix("missing field `") {
+            let name = missing.split('`').next().unwrap_or_default();
+            if !removed.contains(&source::join(&path_string(e.path()), name)) {
+                errors.push((field, message, hint));
+            }
+            break;
+        }
+        errors.push((field.clone(), message, hint));
+        let mut at = segments;
+        if let Some(u) = unknown {
+            at.push(u);
+        }
+        if !remove(&mut value, &at) {
+            break;
+        }
+        removed.push(field);
+    }
+    (None, errors)
+}
+
+/// A path segment as a mapping key (list items cannot be taken out
+/// without renumbering the rest: `None` stops the search there).
+fn segment_key(seg: &serde_path_to_error::Segment) -> Option<String> {
+    match seg {
+        serde_path_to_error::Segment::Map { key } => Some(key.clone()),
+        serde_path_to_error::Segment::Seq { index } => Some(format!("[{index}]")),
+        _ => None,
+    }
+}
+
+/// Takes the node at `path` out of `value`; false if it is not a mapping
+/// entry (or not there).
+fn remove(value: &mut Value, path: &[String]) -> bool {
+    let Some((last, parents)) = path.split_last() else {
+        return false;
+    };
+    let mut node = value;
+    for key in parents {
+        let next = match key.strip_prefix('[').and_then(|k| k.strip_suffix(']')) {
+            Some(i) => i.parse::<usize>().ok().and_then(|i| node.get_mut(i)),
+            None => node.get_mut(key.as_str()),
+        };
+        match next {
+            Some(n) => node = n,
+            None => return false,
         }
     }
+    if last.starts_with('[') {
+        return false;
+    }
+    node.as_mapping_mut()
+        .and_then(|m| m.remove(last.as_str()))
+        .is_some()
+}
+
+/// The field, message and hint of one deserialization error, and the
+/// unknown field's name when that is the error.
+fn describe(
+    e: &serde_path_to_error::Error<serde_yaml_ng::Error>,
+) -> (String, String, Option<String>, Option<String>) {
+    let mut field = path_string(e.path());
+    let inner = e.inner().to_string();
+    let mut inner = strip_location(&inner);
+    if let Some((unknown, expected)) = parse_unknown_field(&inner) {
+        inner = format!("unknown field `{unknown}`");
+        if !field.ends_with(unknown.as_str()) {
+            field = source::join(&field, &unknown);
+        }
+        let hint = closest(&unknown, &expected)
+            .map(|c| format!("did you mean `{c}`?"))
+            .or_else(|| Some(format!("allowed fields: {}", expected.join(", "))));
+        return (field, inner, hint, Some(unknown));
+    }
+    let hint = if inner.starts_with("missing field") {
+        Some("add the field; see README.md for the reference".into())
+    } else {
+        number_hint(&field, &inner)
+    };
+    (field, inner, hint, None)
 }
 
 /// What to look for around a YAML syntax error on `line`: a tab there (YAML

@@ -461,3 +461,39 @@ fn admission_and_waiting_rooms_are_checked_field_by_field() {
         "{errs:?}"
     );
 }
+
+#[test]
+fn every_parse_error_of_every_file_is_reported_in_one_run() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "routes.yaml",
+        "routes:\n  - { name: a, upstream: app, path_prefx: /a }\n",
+    );
+    let main = "include: [routes.yaml]\nlisteners:\n  - name: http\n    address: 127.0.0.1:8080\nupstreams:\n  app:\n    addresses: [127.0.0.1:9000]\n    balance: [round_robin]\nserver: { threads: many }\nsessions: { idle_timout: 30m }\n";
+    let errs = load(&write(dir.path(), "config.yaml", main)).unwrap_err().0;
+    let found: Vec<(String, &str)> = errs
+        .iter()
+        .map(|d| {
+            let file = d.file.file_name().unwrap().to_string_lossy().into_owned();
+            (file, d.field.as_str())
+        })
+        .collect();
+    assert_eq!(
+        found,
+        [
+            ("config.yaml".to_string(), "upstreams.app.balance"),
+            ("config.yaml".to_string(), "server.threads"),
+            ("config.yaml".to_string(), "sessions.idle_timout"),
+            ("routes.yaml".to_string(), "routes[0].path_prefx"),
+        ],
+        "{errs:?}"
+    );
+    // Each at its own line.
+    assert_eq!(
+        (errs[0].line, errs[1].line, errs[2].line),
+        (8, 9, 10),
+        "{errs:?}"
+    );
+    assert_eq!(errs[3].hint.as_deref(), Some("did you mean `path_prefix`?"));
+}
