@@ -282,7 +282,8 @@ routes:
     assert_eq!(
         gw.metric("omnigate_logins_total{provider=\"idp\",result=\"refused\"}")
             .await,
-        None
+        Some(0.0),
+        "exported from the start, and never counted here"
     );
 }
 

@@ -38,6 +38,10 @@ if [ ! -x "$venv/bin/schemathesis" ]; then
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check schemathesis==4.32.5
 fi
+# kubernetes-validate checks the manifests against the Kubernetes API schemas.
+if [ ! -x "$venv/bin/kubernetes-validate" ]; then
+  "$venv/bin/pip" install --quiet --disable-pip-version-check kubernetes-validate==1.37.0
+fi
 
 # Real PostgreSQL and Redis on 127.0.0.1 (tests use database `test`, a schema
 # and a key prefix of their own). Start them if stopped; install if missing.
