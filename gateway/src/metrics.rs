@@ -363,20 +363,7 @@ impl Metrics {
             Box::new(tls_handshake_failures.clone()),
             Box::new(build),
         ] {
-            for d in c.desc() {
-                let histogram = [
-                    "omnigate_request_duration_seconds",
-                    "omnigate_password_hash_wait_seconds",
-                ]
-                .contains(&d.fq_name.as_str());
-                names.push(d.fq_name.clone());
-                if histogram {
-                    for suffix in ["_bucket", "_sum", "_count"] {
-                        names.push(format!("{}{suffix}", d.fq_name));
-                    }
-                }
-            }
-            must(registry.register(c));
+            register(&registry, &mut names, c);
         }
         let privacy = PrivacyMetrics::register(&registry, &mut names);
         let (admission, waiting_room) = spikes(&registry, &mut names);
@@ -605,11 +592,30 @@ impl PrivacyMetrics {
             Box::new(m.map_flush_failures.clone()),
         ];
         for c in all {
-            names.extend(c.desc().iter().map(|d| d.fq_name.clone()));
-            must(registry.register(c));
+            register(registry, names, c);
         }
         m
     }
+}
+
+/// The histogram families: their series are `_bucket`, `_sum`, `_count`.
+const HISTOGRAMS: [&str; 3] = [
+    "omnigate_request_duration_seconds",
+    "omnigate_password_hash_wait_seconds",
+    "omnigate_admission_queue_wait_seconds",
+];
+
+/// Registers `c` and lists the series names it can export.
+fn register(registry: &Registry, names: &mut Vec<String>, c: Box<dyn prometheus::core::Collector>) {
+    for d in c.desc() {
+        names.push(d.fq_name.clone());
+        if HISTOGRAMS.contains(&d.fq_name.as_str()) {
+            for suffix in ["_bucket", "_sum", "_count"] {
+                names.push(format!("{}{suffix}", d.fq_name));
+            }
+        }
+    }
+    must(registry.register(c));
 }
 
 /// Admission control and waiting-room series, registered.
@@ -694,15 +700,7 @@ fn spikes(
         Box::new(waiting_room.admitted.clone()),
     ];
     for c in all {
-        for d in c.desc() {
-            names.push(d.fq_name.clone());
-            if d.fq_name == "omnigate_admission_queue_wait_seconds" {
-                for suffix in ["_bucket", "_sum", "_count"] {
-                    names.push(format!("{}{suffix}", d.fq_name));
-                }
-            }
-        }
-        must(registry.register(c));
+        register(registry, names, c);
     }
     (admission, waiting_room)
 }

@@ -43,7 +43,7 @@ impl Gateway {
                     r,
                     cookies.as_deref(),
                     signed_in == Some(true),
-                    crate::waiting_room::unix_now(),
+                    crate::session::unix_now(),
                 )
                 .await;
             drop(cookies);

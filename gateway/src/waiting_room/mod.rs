@@ -67,13 +67,6 @@ fn limits(w: &WaitingRoom) -> Limits {
     }
 }
 
-/// Seconds since the epoch.
-pub fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
 impl Rooms {
     pub fn new(store: Arc<dyn store::RoomStore>, key: GuestKey, gauges: Gauges) -> Rooms {
         Rooms {
