@@ -1,7 +1,8 @@
 //! Failing dependencies through the real binary: a store that goes away is a
 //! bounded 503 (never "signed out", never a hang) and the gateway is back
 //! within seconds of its return; nodes may start together on a fresh schema;
-//! a provider that is down at the callback is a 503 nobody is blamed for.
+//! a provider that is down at the callback is a 503 nobody is blamed for;
+//! a waiting room whose store is lost keeps those inside.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -180,6 +181,75 @@ async fn redis_down_is_a_bounded_503_never_a_sign_out_and_back_within_seconds() 
     wait_sessions(&gw, "up", Duration::from_secs(3)).await;
     assert_eq!(readyz(&gw).await.1["status"], "ready");
     eprintln!("redis loss noticed by readiness in {noticed:?}; sign-in back {recovered:?} after Redis returned");
+}
+
+#[tokio::test]
+async fn a_waiting_room_on_a_lost_redis_keeps_visitors_inside_and_turns_newcomers_away_briefly() {
+    let mut redis = PrivateRedis::start().await;
+    let store = Upstream::echo("store").await;
+    let cfg = config_with(&format!(
+        "listeners:
+  - name: https
+    address: 127.0.0.1:{{https}}
+    tls: {{ certificates: [] }}
+sessions: {{ store: redis, url: \"redis://127.0.0.1:{}\", key_prefix: \"r{}:\", timeout: 300ms }}
+upstreams:
+  store: {{ addresses: [\"{}\"] }}
+routes:
+  - {{ name: sale, hosts: [shop.test], path_prefix: /, upstream: store, kind: web, waiting_room: {{ active_users: 100, new_per_minute: 600, session_duration: 10m }} }}
+  - {{ name: sale-api, hosts: [api.shop.test], path_prefix: /, upstream: store, kind: api, waiting_room: {{ active_users: 100, new_per_minute: 600, session_duration: 10m }} }}
+",
+        redis.port,
+        hex::encode(rand::random::<[u8; 4]>()),
+        store.addr
+    ));
+    let gw = Gateway::start(&cfg, &[]).await;
+    let c = gw.dev_client();
+    let first = c.get("shop.test", "/sale").await;
+    assert_eq!(first.status, 200, "{}", first.text());
+    let stay = first.header("set-cookie").expect("a stay cookie");
+    let stay = stay.split(';').next().unwrap().to_string();
+
+    redis.kill();
+    // Inside: the signed stay still lets the visitor through.
+    let r = c
+        .get_with_cookie("shop.test", "/sale/shoes", Some(&stay))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    // A newcomer: a quick 503 that says to come back, as a page and as JSON.
+    for (host, kind) in [("shop.test", "page"), ("api.shop.test", "api")] {
+        let t = Instant::now();
+        let r = c.get(host, "/sale").await;
+        let took = t.elapsed();
+        assert_eq!(r.status, 503, "{host}: {}", r.text());
+        assert_eq!(r.header("retry-after"), Some("5"), "{host}");
+        assert!(took < Duration::from_secs(3), "{host} took {took:?}");
+        assert!(
+            r.header("set-cookie").is_none(),
+            "{host}: no stay handed out"
+        );
+        if kind == "api" {
+            assert_eq!(r.json()["type"], "urn:omnigate:problem:over-capacity");
+        } else {
+            assert!(r.text().contains("Very busy right now"), "{}", r.text());
+        }
+    }
+
+    // Back: newcomers are let in again without a restart.
+    redis.start_again().await;
+    let back = Instant::now();
+    loop {
+        let r = c.get("shop.test", "/sale").await;
+        if r.status == 200 {
+            break;
+        }
+        assert!(
+            back.elapsed() < Duration::from_secs(5),
+            "newcomers not let in 5 s after Redis returned: {}",
+            r.status
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 #[tokio::test]

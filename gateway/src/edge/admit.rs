@@ -54,11 +54,13 @@ impl Gateway {
                     return Ok(true);
                 }
                 Err(e) => {
+                    // Who is let in cannot be decided: a newcomer is told to
+                    // come back (visitors inside keep their stay).
                     tracing::error!(request_id = %ctx.request_id, error = %e, "waiting room unavailable");
                     self.respond(
                         session,
                         ctx,
-                        Problem::IdentityUnavailable,
+                        Problem::Overloaded { status: 503 },
                         &[("retry-after", "5".into())],
                     )
                     .await?;
