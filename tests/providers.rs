@@ -240,17 +240,6 @@ async fn who(v: &mut Visitor) -> Value {
     r.json()["headers"].clone()
 }
 
-/// Sends SIGHUP and waits for the `n`th successful reload.
-async fn reloaded(gw: &Gateway, n: f64) {
-    gw.signal("HUP");
-    gw.wait_metric(
-        "omnigate_config_reloads_total{result=\"success\"}",
-        n,
-        Duration::from_secs(10),
-    )
-    .await;
-}
-
 fn visitor(gw: &Gateway) -> Visitor {
     let mut v = Visitor::new(gw.dev_client());
     v.host = format!("shop.test:{}", gw.port("https"));
@@ -589,7 +578,7 @@ async fn apple_posts_its_answer_with_a_secret_the_gateway_made_and_names_only_on
 
     // A secret signed with another key is refused by Apple: no sign-in.
     gw.rewrite_config(&shop(&apple(&s, "other.p8"), &store, ""));
-    reloaded(&gw, 1.0).await;
+    gw.reloaded(1.0).await;
     let mut v = visitor(&gw);
     let r = http_sign_in(&mut v, &s, "apple", "ana-lima").await;
     assert_eq!(r.status, 400, "{}", r.text());
@@ -649,7 +638,7 @@ async fn microsoft_takes_each_tenants_issuer_from_the_tokens_tid() {
     // With accepted tenants listed, others are refused.
     let contoso = "11111111-2222-4333-8444-555555555555";
     gw.rewrite_config(&shop(&ms(&format!(", tenants: [{contoso}]")), &store, ""));
-    reloaded(&gw, 1.0).await;
+    gw.reloaded(1.0).await;
     let mut v = visitor(&gw);
     assert_eq!(
         http_sign_in(&mut v, &s, "microsoft", "bob@fabrikam")
@@ -803,7 +792,7 @@ async fn client_secret_post_where_the_provider_takes_only_that() {
         &store,
         "",
     ));
-    reloaded(&gw, 1.0).await;
+    gw.reloaded(1.0).await;
     let seen = browse(
         "providers_secret_post",
         Some("MAP *.test 127.0.0.1"),

@@ -283,6 +283,58 @@ async fn at_the_limit_checkout_goes_first_customers_before_visitors_and_crawlers
     );
 }
 
+/// A shop with one gated upstream; `more` is added to the upstream as is.
+fn gated_shop(store: &Upstream, admission: &str, more: &str) -> String {
+    config_with(&format!(
+        "{HTTP_LISTENER}upstreams:
+  store:
+    addresses: [\"{}\"]
+    admission: {{ {admission} }}
+{more}routes:
+  - {{ name: browse, hosts: [shop.test], path_prefix: /, upstream: store, kind: web }}
+",
+        store.addr
+    ))
+}
+
+#[tokio::test]
+async fn a_reload_that_changes_an_upstream_but_not_its_gate_keeps_the_requests_in_flight_counted() {
+    let held = Held::start().await;
+    let gate = "limit: 4, queue: 4, queue_timeout: 800ms, retry_after: 2s";
+    let gw = Gateway::start(&gated_shop(&held.up, gate, ""), &[]).await;
+    let c = Client::plain(gw.addr("http"));
+    // Visitors take their three quarters of the four slots.
+    let browsing: Vec<_> = (0..3).map(|_| spawn_get(&c, "/", vec![])).collect();
+    held.wait_arrived(3).await;
+
+    // The upstream changes (its read timeout), its gate does not.
+    gw.rewrite_config(&gated_shop(&held.up, gate, "    read_timeout: 45s\n"));
+    gw.reloaded(1.0).await;
+    let in_flight = "omnigate_admission_in_flight{upstream=\"store\"}";
+    assert_eq!(gw.metric(in_flight).await, Some(3.0));
+    // So the next visitor still finds no slot: it waits, then is told 503.
+    let r = c.get("shop.test", "/").await;
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(r.header("retry-after"), Some("2"));
+    assert_eq!(held.arrived.load(std::sync::atomic::Ordering::SeqCst), 3);
+
+    // A new gate starts afresh, and its series are exported, not dropped.
+    let wider = "limit: 8, queue: 4, queue_timeout: 800ms, retry_after: 2s";
+    gw.rewrite_config(&gated_shop(&held.up, wider, "    read_timeout: 45s\n"));
+    gw.reloaded(2.0).await;
+    let limit = "omnigate_admission_limit{upstream=\"store\"}";
+    assert_eq!(gw.metric(limit).await, Some(8.0));
+    let r = spawn_get(&c, "/", vec![]);
+    held.wait_arrived(4).await;
+    held.release.add_permits(10);
+    assert_eq!(r.await.unwrap().0.status, 200);
+    for b in browsing {
+        assert_eq!(b.await.unwrap().0.status, 200);
+    }
+    let timed_out = "omnigate_admission_requests_total{class=\"anonymous\",outcome=\"timed_out\",upstream=\"store\"}";
+    assert_eq!(gw.metric(timed_out).await, Some(1.0));
+}
+
 #[tokio::test]
 async fn an_adaptive_limit_falls_when_the_upstream_slows_and_rises_when_it_recovers() {
     let slow = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));

@@ -234,6 +234,17 @@ impl Gateway {
         }
     }
 
+    /// Sends SIGHUP and waits for the `n`th successful reload.
+    pub async fn reloaded(&self, n: f64) {
+        self.signal("HUP");
+        self.wait_metric(
+            "omnigate_config_reloads_total{result=\"success\"}",
+            n,
+            Duration::from_secs(10),
+        )
+        .await;
+    }
+
     /// Current value of a metric series (exact match of name and labels).
     pub async fn metric(&self, series: &str) -> Option<f64> {
         let r = get(self.addr("admin"), "/metrics").await.ok()?;

@@ -538,8 +538,9 @@ impl App {
             resolver.replace(table);
         }
         for (name, pool) in &old.pools {
-            if !next.pools.get(name).is_some_and(|p| Arc::ptr_eq(p, pool)) {
-                pool.forget_metrics(&self.metrics);
+            let successor = next.pools.get(name);
+            if !successor.is_some_and(|p| Arc::ptr_eq(p, pool)) {
+                pool.forget_metrics(&self.metrics, successor.map(|p| p.as_ref()));
             }
         }
         // The pools were rebuilt after forget_metrics ran for their old
@@ -625,11 +626,16 @@ async fn build(
         .collect();
     let mut pools = HashMap::new();
     for u in &config.upstreams {
-        let pool = match previous.pools.get(&u.name) {
+        let running = previous.pools.get(&u.name);
+        let pool = match running {
             Some(p) if p.config == *u => p.clone(),
-            _ => Pool::start(u.clone(), metrics.clone())
-                .await
-                .map_err(|e| format!("upstream `{}`: {e}", u.name))?,
+            _ => Pool::start(
+                u.clone(),
+                metrics.clone(),
+                running.and_then(|p| p.gate_for(u)),
+            )
+            .await
+            .map_err(|e| format!("upstream `{}`: {e}", u.name))?,
         };
         pools.insert(u.name.clone(), pool);
     }

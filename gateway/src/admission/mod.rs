@@ -11,6 +11,7 @@ pub mod class;
 pub mod gradient;
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -117,6 +118,9 @@ pub struct Limiter {
     upstream: String,
     config: Admission,
     state: Mutex<State>,
+    /// Replaced by a reload: the requests it still holds finish without
+    /// touching the gauges, which belong to its successor or are gone.
+    retired: AtomicBool,
     gauges: Gauges,
     series: Series,
 }
@@ -180,6 +184,7 @@ impl Limiter {
                 queue: BTreeMap::new(),
                 arrivals: 0,
             }),
+            retired: AtomicBool::new(false),
             series: Series::new(upstream, &gauges),
             gauges,
         };
@@ -194,6 +199,9 @@ impl Limiter {
     }
 
     fn show(&self, s: &State) {
+        if self.retired.load(Ordering::Relaxed) {
+            return;
+        }
         self.series.limit.set(s.limit as i64);
         self.series.in_flight.set(s.in_flight as i64);
         self.series.queued.set(s.queue.len() as i64);
@@ -342,8 +350,14 @@ impl Limiter {
         (s.in_flight, s.limit)
     }
 
-    /// Removes this upstream's series (the upstream was removed or rebuilt).
-    pub fn forget_metrics(&self) {
+    /// A reload replaced this gate: by another gate of the same upstream
+    /// (`successor`, which now shows the gauges) or by none, and then its
+    /// gauges are removed. Counters stay: they count on, whichever gate counts.
+    pub fn retire(&self, successor: bool) {
+        self.retired.store(true, Ordering::Relaxed);
+        if successor {
+            return;
+        }
         let u = self.upstream.as_str();
         let _ = self.gauges.limit.remove_label_values(&[u]);
         let _ = self.gauges.in_flight.remove_label_values(&[u]);

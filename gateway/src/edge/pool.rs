@@ -96,7 +96,13 @@ impl HealthObserve for HealthMetrics {
 impl Pool {
     /// Builds the pool and, if configured, starts its health checks on the
     /// current tokio runtime. The checks stop when the pool is dropped.
-    pub async fn start(config: Upstream, metrics: Arc<Metrics>) -> Result<Arc<Pool>, String> {
+    /// `gate` is the running pool's admission gate, kept when its settings
+    /// are unchanged so a reload does not forget the requests in flight.
+    pub async fn start(
+        config: Upstream,
+        metrics: Arc<Metrics>,
+        gate: Option<Arc<crate::admission::Limiter>>,
+    ) -> Result<Arc<Pool>, String> {
         let mut set = BTreeSet::new();
         let mut addresses = Vec::new();
         for configured in &config.addresses {
@@ -151,9 +157,11 @@ impl Pool {
                 .set(1);
         }
         let peer_template = peer_template(&config)?;
-        let admission = config
-            .admission
-            .map(|a| crate::admission::Limiter::new(&config.name, a, metrics.admission.clone()));
+        let admission = gate.or_else(|| {
+            config
+                .admission
+                .map(|a| crate::admission::Limiter::new(&config.name, a, metrics.admission.clone()))
+        });
         let pool = Arc::new(Pool {
             admission,
             config,
@@ -168,6 +176,14 @@ impl Pool {
             tokio::spawn(health_loop(weak, interval));
         }
         Ok(pool)
+    }
+
+    /// This pool's admission gate, if `next` (the same upstream in a new
+    /// configuration) gates it the same way.
+    pub fn gate_for(&self, next: &Upstream) -> Option<Arc<crate::admission::Limiter>> {
+        self.admission
+            .clone()
+            .filter(|_| self.config.admission == next.admission)
     }
 
     /// Whether an address is currently in rotation.
@@ -212,10 +228,14 @@ impl Pool {
         p
     }
 
-    /// Remove this pool's series from the health gauge (pool removed on reload).
-    pub fn forget_metrics(&self, metrics: &Metrics) {
+    /// A reload replaced this pool by `next` (or removed it): its addresses'
+    /// health series go, and its gate retires unless `next` kept it.
+    pub fn forget_metrics(&self, metrics: &Metrics, next: Option<&Pool>) {
+        let next_gate = next.and_then(|p| p.admission.as_ref());
         if let Some(l) = &self.admission {
-            l.forget_metrics();
+            if !next_gate.is_some_and(|n| Arc::ptr_eq(n, l)) {
+                l.retire(next_gate.is_some());
+            }
         }
         for a in &self.addresses {
             let _ = metrics
