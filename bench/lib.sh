@@ -1,6 +1,16 @@
 # Shared by the bench/ scripts (sourced, not run): ports, an RS256 token and
 # its JWKS, a signed-in browser session, and wrk measurement. The caller sets
-# THREADS, CONNECTIONS, DURATION and `declare -A RPS P50 P99`.
+# THREADS, CONNECTIONS, DURATION and `declare -A RPS P50 P99` (for measure).
+
+# The build measured: the shipped profile (Cargo.toml `dist`) unless
+# PROFILE=release asks for the tests' build, e.g. to measure what LTO is worth.
+PROFILE=${PROFILE:-dist}
+BIN=target/$PROFILE
+# bench_build ARGS: cargo build of ARGS in that profile, quiet unless it fails.
+bench_build() {
+  cargo build --profile "$PROFILE" -p omnigate "$@" >/dev/null 2>&1 ||
+    cargo build --profile "$PROFILE" -p omnigate "$@"
+}
 
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 
