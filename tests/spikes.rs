@@ -368,8 +368,11 @@ routes:
     .await;
     let limit = "omnigate_admission_limit{upstream=\"store\"}";
     assert_eq!(gw.metric(limit).await, Some(32.0));
-    let load = |secs: u64| {
+    // Each phase samples the limit while the load runs: how far it moved in
+    // the phase, not where a loaded machine left it at the end.
+    let phase = |secs: u64| {
         let c = Client::plain(gw.addr("http"));
+        let admin = gw.addr("admin");
         async move {
             let until = std::time::Instant::now() + Duration::from_secs(secs);
             let mut tasks = tokio::task::JoinSet::new();
@@ -383,30 +386,34 @@ routes:
                     codes
                 });
             }
+            let (mut lo, mut hi) = (f64::MAX, f64::MIN);
+            while std::time::Instant::now() < until {
+                if let Some(v) = metric_at(admin, limit).await {
+                    (lo, hi) = (lo.min(v), hi.max(v));
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
             let mut all = Vec::new();
             while let Some(c) = tasks.join_next().await {
                 all.extend(c.unwrap());
             }
-            all
+            (all, lo, hi)
         }
     };
-    let codes = load(3).await;
+    let (codes, _, grown) = phase(3).await;
     assert!(codes.iter().all(|&s| s == 200), "fast phase refused some");
-    let grown = gw.metric(limit).await.unwrap();
     assert!(
         grown > 32.0,
         "steady latency under load grows the limit: {grown}"
     );
     slow.store(true, std::sync::atomic::Ordering::SeqCst);
-    load(3).await;
-    let shrunk = gw.metric(limit).await.unwrap();
+    let (_, shrunk, _) = phase(3).await;
     assert!(
         shrunk < grown / 2.0,
         "a slower upstream gets fewer requests at once: {grown} → {shrunk}"
     );
     slow.store(false, std::sync::atomic::Ordering::SeqCst);
-    load(3).await;
-    let recovered = gw.metric(limit).await.unwrap();
+    let (_, _, recovered) = phase(3).await;
     assert!(
         recovered > shrunk * 1.5,
         "the limit comes back: {shrunk} → {recovered}"
@@ -447,6 +454,38 @@ async fn beyond_the_room_a_browser_waits_on_a_page_that_lets_it_in_by_itself() {
         first.text()
     );
 
+    // The first visitor stays active until the browser has its place (a
+    // loaded machine may take seconds to start Chromium), then leaves: its
+    // stay ends session_duration after its last request.
+    let queued = "omnigate_waiting_room_entries_total{result=\"waiting\",route=\"sale\"}";
+    let keeper = {
+        let (c, gw_admin) = (gw.dev_client(), gw.addr("admin"));
+        let mut cookie = stay.split(';').next().unwrap_or_default().to_string();
+        tokio::spawn(async move {
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            while metric_at(gw_admin, queued).await != Some(1.0) {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the browser never queued"
+                );
+                let r = c
+                    .send(request(
+                        "GET",
+                        "shop.test",
+                        "/sale",
+                        &[("cookie", &cookie)],
+                        bytes::Bytes::new(),
+                    ))
+                    .await
+                    .expect("the first visitor's request");
+                assert_eq!(r.status, 200, "the first visitor stays inside");
+                if let Some(renewed) = r.header("set-cookie") {
+                    cookie = renewed.split(';').next().unwrap_or_default().to_string();
+                }
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        })
+    };
     let base = format!("https://shop.test:{https}");
     let seen = browse(
         "waiting_room",
@@ -458,6 +497,7 @@ async fn beyond_the_room_a_browser_waits_on_a_page_that_lets_it_in_by_itself() {
         ]),
     )
     .await;
+    keeper.await.expect("the first visitor left");
     let waiting = &seen[0];
     assert_eq!(waiting["status"], 503);
     assert_eq!(waiting["headings"], json!(["You are in the queue"]));
@@ -472,11 +512,7 @@ async fn beyond_the_room_a_browser_waits_on_a_page_that_lets_it_in_by_itself() {
     assert_eq!(inside["status"], 200, "the page let itself in: {inside}");
     assert!(inside["text"].as_str().unwrap().contains("/sale/shoes"));
 
-    assert_eq!(
-        gw.metric("omnigate_waiting_room_entries_total{result=\"waiting\",route=\"sale\"}")
-            .await,
-        Some(1.0)
-    );
+    assert_eq!(gw.metric(queued).await, Some(1.0));
     assert_eq!(
         gw.metric("omnigate_waiting_room_entries_total{result=\"entered\",route=\"sale\"}")
             .await,

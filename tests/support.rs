@@ -247,15 +247,7 @@ impl Gateway {
 
     /// Current value of a metric series (exact match of name and labels).
     pub async fn metric(&self, series: &str) -> Option<f64> {
-        let r = get(self.addr("admin"), "/metrics").await.ok()?;
-        r.text()
-            .lines()
-            .find_map(|l| {
-                l.strip_prefix(series)
-                    .and_then(|v| v.strip_prefix(' '))
-                    .map(str::to_string)
-            })
-            .and_then(|v| v.trim().parse().ok())
+        metric_at(self.addr("admin"), series).await
     }
 
     /// Polls `series` until it equals `want` (health checks are asynchronous).
@@ -1389,4 +1381,17 @@ fn dechunk(mut body: &str) -> String {
         body = rest[n..].trim_start_matches("\r\n");
     }
     out
+}
+
+/// Current value of a metric series on the admin listener at `admin`.
+pub async fn metric_at(admin: SocketAddr, series: &str) -> Option<f64> {
+    let r = get(admin, "/metrics").await.ok()?;
+    r.text()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(series)
+                .and_then(|v| v.strip_prefix(' '))
+                .map(str::to_string)
+        })
+        .and_then(|v| v.trim().parse().ok())
 }
