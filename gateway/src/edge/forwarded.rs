@@ -118,11 +118,9 @@ pub fn apply(req: &mut RequestHeader, hop: &Hop, request_id: &str) -> Result<()>
 }
 
 /// Whether a trusted proxy's `X-Forwarded-Proto` says its client used HTTPS
-/// (the first, client-facing hop of a list).
+/// (read as forward-auth reads it: `gate::original::https_from_proto`).
 pub fn says_https(value: Option<&str>) -> bool {
-    value
-        .and_then(|v| v.split(',').next())
-        .is_some_and(|p| p.trim().eq_ignore_ascii_case("https"))
+    value.and_then(crate::gate::original::https_from_proto) == Some(true)
 }
 
 fn proto(tls: bool) -> &'static str {

@@ -25,6 +25,21 @@ pub fn is_endpoint(path: &str) -> bool {
         .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
+/// What a trusted proxy's `X-Forwarded-Proto` says of its client: HTTPS
+/// (true) or HTTP (false) from the first, client-facing item of the list;
+/// None for anything else. The one reading of it, for forward-auth and for
+/// the pages behind a TLS-terminating proxy.
+pub fn https_from_proto(value: &str) -> Option<bool> {
+    let p = value.split(',').next()?.trim();
+    if p.eq_ignore_ascii_case("https") {
+        Some(true)
+    } else if p.eq_ignore_ascii_case("http") {
+        Some(false)
+    } else {
+        None
+    }
+}
+
 /// The first value of a header, and its first list item when `list`.
 fn first<'h>(headers: &'h HeaderMap, name: &str, list: bool) -> Option<&'h str> {
     let v = headers.get(name)?.to_str().ok()?;
@@ -70,11 +85,9 @@ pub fn read(
     let method = first(headers, "x-forwarded-method", false)
         .and_then(|m| http::Method::from_bytes(m.as_bytes()).ok())
         .ok_or("X-Forwarded-Method is not an HTTP method")?;
-    let https = match first(headers, "x-forwarded-proto", true) {
-        Some(p) if p.eq_ignore_ascii_case("https") => true,
-        Some(p) if p.eq_ignore_ascii_case("http") => false,
-        _ => return Err("X-Forwarded-Proto is neither http nor https"),
-    };
+    let https = first(headers, "x-forwarded-proto", false)
+        .and_then(https_from_proto)
+        .ok_or("X-Forwarded-Proto is neither http nor https")?;
     let host = first(headers, "x-forwarded-host", true)
         .ok_or("X-Forwarded-Host is empty")?
         .to_string();
@@ -230,6 +243,21 @@ mod tests {
                 // A field value's surrounding whitespace is not part of it (RFC 9110 §5.5).
                 prop_assert_eq!(o.path_and_query, uri.trim_matches([' ', '\t']));
             }
+        }
+
+        /// Forward-auth and the pages read one `X-Forwarded-Proto` alike:
+        /// the scheme of its first item, in any case, and nothing else.
+        #[test]
+        fn the_scheme_is_the_first_item_only(first in "[ a-zA-Z]{0,8}", rest in "(,[ a-z]{0,6}){0,2}") {
+            let value = format!("{first}{rest}");
+            let want = match first.trim().to_ascii_lowercase().as_str() {
+                "https" => Some(true),
+                "http" => Some(false),
+                _ => None,
+            };
+            prop_assert_eq!(https_from_proto(&value), want);
+            let named = read_named(&named("GET", &value, "a.test", "/"));
+            prop_assert_eq!(named.ok().map(|o| o.https), want);
         }
 
         /// The Envoy form gives back exactly the suffix.
