@@ -468,16 +468,7 @@ async fn beyond_the_room_a_browser_waits_on_a_page_that_lets_it_in_by_itself() {
                     std::time::Instant::now() < deadline,
                     "the browser never queued"
                 );
-                let r = c
-                    .send(request(
-                        "GET",
-                        "shop.test",
-                        "/sale",
-                        &[("cookie", &cookie)],
-                        bytes::Bytes::new(),
-                    ))
-                    .await
-                    .expect("the first visitor's request");
+                let r = c.get_with_cookie("shop.test", "/sale", Some(&cookie)).await;
                 assert_eq!(r.status, 200, "the first visitor stays inside");
                 if let Some(renewed) = r.header("set-cookie") {
                     cookie = renewed.split(';').next().unwrap_or_default().to_string();
